@@ -1,0 +1,1 @@
+// Herald browser SDK: see sdk/js/README

@@ -1,0 +1,318 @@
+//! Tokens to identities. Knows JWTs, nothing of sockets.
+//!
+//! The algorithm is pinned by the key that verifies it: the HS256 secret only
+//! ever verifies HS256, a PEM or JWKS key only its own RS256 / ES256. `alg:
+//! none` and every other algorithm are refused, so an RSA public key can never
+//! be replayed as an HMAC secret.
+
+use crate::config::AuthConfig;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Who a session belongs to, from the token's claims.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: Arc<str>,
+    pub segments: Box<[Box<str>]>,
+    /// String, number or boolean values, as a CEL map for audience filters.
+    pub attrs: cel::Value,
+    /// Token expiry, unix seconds.
+    pub exp: u64,
+}
+
+impl Identity {
+    pub fn in_segment(&self, segment: &str) -> bool {
+        self.segments.iter().any(|s| &**s == segment)
+    }
+
+    /// An attribute rendered as text, for personalization.
+    pub fn attr_text(&self, name: &str) -> Option<String> {
+        let cel::Value::Map(map) = &self.attrs else {
+            return None;
+        };
+        match map
+            .map
+            .get(&cel::objects::Key::String(Arc::new(name.to_owned())))?
+        {
+            cel::Value::String(s) => Some(s.to_string()),
+            cel::Value::Int(i) => Some(i.to_string()),
+            cel::Value::UInt(u) => Some(u.to_string()),
+            cel::Value::Float(f) => Some(f.to_string()),
+            cel::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing token: pass ?token= or Authorization: Bearer")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("auth config: {0}")]
+pub struct KeyError(String);
+
+/// The claims Herald reads; others are ignored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies tokens with the configured keys.
+pub struct Verifier {
+    keys: Vec<Key>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+}
+
+impl Verifier {
+    /// Builds a verifier from config. With no key configured, `dev_secret`
+    /// (dev mode) is used as the HS256 secret.
+    pub fn new(cfg: &AuthConfig, dev_secret: Option<&str>) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        if let Some(secret) = cfg.hs256_secret.as_deref().or(dev_secret) {
+            keys.push(Key {
+                kid: None,
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            });
+        }
+        if let Some(path) = &cfg.public_key_pem_file {
+            let pem =
+                std::fs::read(path).map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
+            let (alg, key) = if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                (Algorithm::RS256, k)
+            } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                (Algorithm::ES256, k)
+            } else {
+                return Err(KeyError(format!(
+                    "{}: not an RSA or EC public key in PEM",
+                    path.display()
+                )));
+            };
+            keys.push(Key {
+                kid: None,
+                alg,
+                key,
+            });
+        }
+        if let Some(path) = &cfg.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
+            for jwk in &set.keys {
+                let alg = match &jwk.algorithm {
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => {
+                        return Err(KeyError(format!(
+                            "{}: only RSA and EC keys are supported",
+                            path.display()
+                        )));
+                    }
+                };
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
+                keys.push(Key {
+                    kid: jwk.common.key_id.clone(),
+                    alg,
+                    key,
+                });
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyError("no JWT key configured".into()));
+        }
+        Ok(Self {
+            keys,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            leeway: cfg.leeway.as_secs(),
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| {
+                k.alg == header.alg
+                    && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+            })
+            .ok_or_else(|| {
+                AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg))
+            })?;
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    _ => AuthError::Invalid(e.to_string()),
+                }
+            })?;
+        identity_from_claims(data.claims)
+    }
+}
+
+fn identity_from_claims(c: Claims) -> Result<Identity, AuthError> {
+    if c.sub.is_empty() || c.sub.len() > 256 {
+        return Err(AuthError::Invalid("sub must be 1 to 256 bytes".into()));
+    }
+    let mut attrs = std::collections::HashMap::new();
+    for (k, v) in c.attrs.unwrap_or_default() {
+        let value = match v {
+            serde_json::Value::String(s) => cel::Value::String(Arc::new(s)),
+            serde_json::Value::Bool(b) => cel::Value::Bool(b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => cel::Value::Int(i),
+                None => cel::Value::Float(n.as_f64().unwrap_or_default()),
+            },
+            _ => {
+                return Err(AuthError::Invalid(format!(
+                    "attrs.{k}: must be a string, number or boolean"
+                )));
+            }
+        };
+        attrs.insert(cel::objects::Key::String(Arc::new(k)), value);
+    }
+    Ok(Identity {
+        user: Arc::from(c.sub),
+        segments: c
+            .segments
+            .unwrap_or_default()
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect(),
+        attrs: cel::Value::Map(cel::objects::Map {
+            map: Arc::new(attrs),
+        }),
+        exp: c.exp,
+    })
+}
+
+/// Mints HS256 tokens: dev mode's `/dev/token` and `herald token`.
+#[derive(Clone)]
+pub struct Signer {
+    key: Arc<EncodingKey>,
+}
+
+impl Signer {
+    pub fn hs256(secret: &str) -> Self {
+        Self {
+            key: Arc::new(EncodingKey::from_secret(secret.as_bytes())),
+        }
+    }
+
+    pub fn mint(&self, claims: &Claims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// A random secret for dev mode.
+pub fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier(secret: &str) -> Verifier {
+        let cfg = AuthConfig {
+            hs256_secret: Some(secret.into()),
+            ..Default::default()
+        };
+        Verifier::new(&cfg, None).expect("verifier")
+    }
+
+    fn claims(exp: u64) -> Claims {
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("plan".into(), "free".into());
+        attrs.insert("level".into(), 3.into());
+        Claims {
+            sub: "u1".into(),
+            exp,
+            segments: Some(vec!["beta".into()]),
+            attrs: Some(attrs),
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_token_and_reads_claims() {
+        let secret = "0123456789abcdef0123";
+        let token = Signer::hs256(secret)
+            .mint(&claims(unix_now() + 60))
+            .expect("mint");
+        let id = verifier(secret).verify(&token).expect("valid");
+        assert_eq!(&*id.user, "u1");
+        assert!(id.in_segment("beta"));
+        assert_eq!(id.attr_text("level").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn refuses_wrong_secret_expired_and_alg_none() {
+        let good = "0123456789abcdef0123";
+        let v = verifier(good);
+        let wrong = Signer::hs256("another-secret-entirely")
+            .mint(&claims(unix_now() + 60))
+            .expect("mint");
+        assert!(matches!(v.verify(&wrong), Err(AuthError::Invalid(_))));
+        let expired = Signer::hs256(good)
+            .mint(&claims(unix_now() - 3600))
+            .expect("mint");
+        assert!(matches!(v.verify(&expired), Err(AuthError::Expired)));
+        // alg: none, header {"alg":"none","typ":"JWT"}, no signature.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(v.verify(none).is_err());
+    }
+}

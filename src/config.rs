@@ -1,0 +1,507 @@
+//! Configuration: one [`Config`] struct with documented defaults.
+//!
+//! Layers, later wins: built-in defaults, the TOML file, `HERALD_…`
+//! environment variables, command-line flags. Unknown keys are refused by
+//! name in every layer. This is the only module that reads the environment.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variables that belong to the CLI, not to the server config.
+const CLI_ONLY_ENV: &[&str] = &["HERALD_API_KEY", "HERALD_API_URL", "HERALD_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Without a JWT key Herald generates one and serves `/dev/token`.
+    #[default]
+    Dev,
+    /// Refuses to start without a JWT key.
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Name of this node in presence, stats and analytics; random when empty.
+    pub node_id: String,
+    /// How long a draining node waits for its sessions to close.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig,
+    pub session: SessionConfig,
+    pub limits: LimitsConfig,
+    pub campaigns: CampaignsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Absent: embedded mode, one node, state in memory.
+    pub url: Option<String>,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub hs256_secret: Option<String>,
+    /// RS256 or ES256 public key (PEM).
+    pub public_key_pem_file: Option<PathBuf>,
+    /// A JWKS document with RS256 / ES256 keys, selected by `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Bearer keys for the admin API; empty: no key, loopback only.
+    pub api_keys: Vec<String>,
+    /// Allowed `Origin` values for WebSocket upgrades; empty: any origin.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// WebSocket ping interval; a session silent for two intervals is closed.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Frames waiting for one socket; overflow closes it with 4008.
+    pub outbound_queue: usize,
+    /// Largest client frame accepted; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// A socket that cannot take our bytes for this long is a slow consumer.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// tungstenite read buffer per connection (its default is 128 KiB).
+    pub read_buffer_bytes: usize,
+    /// tungstenite write buffer target; frames queued together share a write.
+    pub write_buffer_bytes: usize,
+    /// Client frames per second allowed per session (token bucket refill).
+    pub client_frames_per_s: u32,
+    /// Burst of client frames allowed above the rate.
+    pub client_frames_burst: u32,
+    /// Consecutive bad frames before closing with 4000.
+    pub max_bad_frames: u32,
+    /// Rate-limited frames tolerated (each answered `rate_limited`) before 4029.
+    pub max_rate_limited: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sessions on this node; over it, upgrades get 503.
+    pub max_connections: usize,
+    /// Sessions per user on this node; over it, 429.
+    pub max_connections_per_user: usize,
+    /// Sessions per client address on this node; over it, 429.
+    pub max_connections_per_ip: usize,
+    /// Largest publish envelope, in bytes.
+    pub max_envelope_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    pub global_cap_per_hour: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `herald=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Dev,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            node_id: String::new(),
+            shutdown_grace: Duration::from_secs(10),
+            redis: RedisConfig::default(),
+            auth: AuthConfig::default(),
+            session: SessionConfig::default(),
+            limits: LimitsConfig::default(),
+            campaigns: CampaignsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "herald".into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            public_key_pem_file: None,
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+            api_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(25),
+            outbound_queue: 256,
+            max_frame_bytes: 16 * 1024,
+            write_timeout: Duration::from_secs(10),
+            read_buffer_bytes: 1024,
+            write_buffer_bytes: 0,
+            client_frames_per_s: 20,
+            client_frames_burst: 40,
+            max_bad_frames: 10,
+            max_rate_limited: 10,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            max_connections_per_user: 32,
+            max_connections_per_ip: 20_000,
+            max_envelope_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        Self {
+            global_cap_per_hour: 5,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Command-line overrides; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub redis: Option<String>,
+}
+
+impl Config {
+    /// Loads file, environment and flags, then validates.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, flags)
+    }
+
+    /// [`Config::load`] with the environment given, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    ConfigError::Invalid(format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        if let Some(listen) = flags.listen {
+            config.listen = listen;
+        }
+        if let Some(admin) = flags.admin_listen {
+            config.admin_listen = admin;
+        }
+        if let Some(url) = &flags.redis {
+            config.redis.url = Some(url.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document alone (no environment, no flags).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.mode == Mode::Production && !self.auth.has_key() {
+            return bad(
+                "mode = \"production\" needs a JWT key: set auth.hs256_secret, auth.public_key_pem_file or auth.jwks_file".into(),
+            );
+        }
+        if self.auth.api_keys.is_empty() && !self.admin_listen.ip().is_loopback() {
+            return bad(format!(
+                "admin_listen = {} is beyond loopback but auth.api_keys is empty; set API keys or bind 127.0.0.1",
+                self.admin_listen
+            ));
+        }
+        if self.auth.api_keys.iter().any(|k| k.len() < 16) {
+            return bad("auth.api_keys: every key must be at least 16 characters".into());
+        }
+        if matches!(&self.auth.hs256_secret, Some(s) if s.len() < 16) {
+            return bad("auth.hs256_secret must be at least 16 bytes".into());
+        }
+        if self.session.outbound_queue == 0 {
+            return bad("session.outbound_queue must be at least 1".into());
+        }
+        if self.session.heartbeat < Duration::from_millis(100) {
+            return bad("session.heartbeat must be at least 100ms".into());
+        }
+        if self.redis.prefix.is_empty() {
+            return bad("redis.prefix must not be empty".into());
+        }
+        if let Some(url) = &self.redis.url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return bad(format!(
+                    "redis.url must start with redis:// or rediss://, got {url:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    pub fn has_key(&self) -> bool {
+        self.hs256_secret.is_some()
+            || self.public_key_pem_file.is_some()
+            || self.jwks_file.is_some()
+    }
+}
+
+/// Writes `HERALD_SECTION__KEY=value` variables into the TOML table. Values
+/// take the type of the key's default (numbers, booleans, comma-separated
+/// lists); keys without a default are strings.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default())
+        .map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("HERALD_") else {
+            continue;
+        };
+        if CLI_ONLY_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let unknown = || ConfigError::Invalid(format!("unknown key in environment: {name}"));
+        let default = lookup(&defaults, &path);
+        if default.is_none() && !is_optional_key(&path) {
+            return Err(unknown());
+        }
+        let value = match default {
+            Some(toml::Value::Integer(_)) => raw
+                .trim()
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|_| {
+                    ConfigError::Invalid(format!("{name}: expected an integer, got {raw:?}"))
+                })?,
+            Some(toml::Value::Boolean(_)) => raw
+                .trim()
+                .parse::<bool>()
+                .map(toml::Value::Boolean)
+                .map_err(|_| {
+                ConfigError::Invalid(format!("{name}: expected true or false, got {raw:?}"))
+            })?,
+            Some(toml::Value::Array(_)) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            _ => toml::Value::String(raw.clone()),
+        };
+        let (last, parents) = path.split_last().ok_or_else(unknown)?;
+        let mut cursor = &mut *table;
+        for part in parents {
+            let entry = cursor
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = entry.as_table_mut().ok_or_else(unknown)?;
+        }
+        cursor.insert(last.clone(), value);
+    }
+    Ok(())
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(first)?;
+    if rest.is_empty() {
+        Some(value)
+    } else {
+        lookup(value.as_table()?, rest)
+    }
+}
+
+/// Keys whose default is absent (`Option` set to `None`), so they do not
+/// appear in the serialized defaults.
+fn is_optional_key(path: &[String]) -> bool {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    matches!(
+        path.as_slice(),
+        ["redis", "url"]
+            | ["auth", "hs256_secret"]
+            | ["auth", "public_key_pem_file"]
+            | ["auth", "jwks_file"]
+            | ["auth", "issuer"]
+            | ["auth", "audience"]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_environment() {
+        let dir = std::env::temp_dir().join(format!("herald-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1000\"\n[campaigns]\nglobal_cap_per_hour = 2\n",
+        )
+        .expect("write");
+        let e = env(&[
+            ("HERALD_CAMPAIGNS__GLOBAL_CAP_PER_HOUR", "7"),
+            (
+                "HERALD_AUTH__API_KEYS",
+                "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+            ),
+            ("HERALD_REDIS__URL", "redis://127.0.0.1:1"),
+            ("HERALD_API_KEY", "ignored: belongs to the CLI"),
+            ("PATH", "/bin"),
+        ]);
+        let flags = Overrides {
+            redis: Some("redis://127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = Config::load_from(Some(&file), &e, &flags).expect("loads");
+        assert_eq!(c.listen, "127.0.0.1:1000".parse().expect("addr"));
+        assert_eq!(c.campaigns.global_cap_per_hour, 7);
+        assert_eq!(c.auth.api_keys.len(), 2);
+        assert_eq!(c.redis.url.as_deref(), Some("redis://127.0.0.1:2"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = Config::from_toml("[redis]\nurll = \"x\"\n").expect_err("refused");
+        assert!(err.to_string().contains("urll"), "{err}");
+        let err = Config::load_from(
+            None,
+            &env(&[("HERALD_REDIS__URLL", "x")]),
+            &Overrides::default(),
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("HERALD_REDIS__URLL"), "{err}");
+        // Positive control: the right spelling loads.
+        Config::load_from(
+            None,
+            &env(&[("HERALD_REDIS__URL", "redis://x")]),
+            &Overrides::default(),
+        )
+        .expect("loads");
+    }
+
+    #[test]
+    fn production_without_key_refuses_to_start() {
+        let err = Config::from_toml("mode = \"production\"").expect_err("refused");
+        assert!(err.to_string().contains("JWT key"), "{err}");
+        Config::from_toml("mode = \"production\"\n[auth]\nhs256_secret = \"0123456789abcdef\"\n")
+            .expect("with a key it starts");
+    }
+
+    #[test]
+    fn admin_beyond_loopback_needs_api_keys() {
+        let err = Config::from_toml("admin_listen = \"0.0.0.0:9090\"").expect_err("refused");
+        assert!(err.to_string().contains("api_keys"), "{err}");
+        Config::from_toml(
+            "admin_listen = \"0.0.0.0:9090\"\n[auth]\napi_keys = [\"0123456789abcdef\"]\n",
+        )
+        .expect("with keys it starts");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let c = Config::from_toml("shutdown_grace = \"3s\"\n[session]\nheartbeat = \"1m\"\n")
+            .expect("ok");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(c.session.heartbeat, Duration::from_secs(60));
+    }
+}

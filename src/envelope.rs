@@ -1,0 +1,470 @@
+//! The publish envelope (SPEC §4): what backends, SREs and campaigns publish.
+//!
+//! One of Herald's two public serialized boundaries (the other is
+//! [`crate::protocol`]). [`parse`] is the only way in: it checks size, shape
+//! and every field, compiles the audience, and fixes the id and the absolute
+//! expiry, so every node that receives the result agrees on both.
+
+use crate::audience::Audience;
+use serde::{Deserialize, Serialize};
+
+pub const MAX_ID: usize = 128;
+const MAX_ACTIONS: usize = 3;
+const MAX_TEXT: usize = 8 * 1024;
+const MAX_SHORT: usize = 256;
+const MAX_URL: usize = 2048;
+
+/// An envelope refused, naming the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct EnvelopeError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl EnvelopeError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    #[default]
+    Publish,
+    Retract,
+    /// Operator action: close every session of `to.users` with 1008.
+    Disconnect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Banner,
+    Modal,
+    Card,
+    Toast,
+    Tooltip,
+    Fullscreen,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    Top,
+    Bottom,
+    Center,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub id: String,
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocaleVariant {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<Action>>,
+}
+
+/// The envelope as written on the wire. Unknown fields are refused, so a
+/// typo (`titel`, `ttl`) is an error rather than a silently plain message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    #[serde(default, skip_serializing_if = "is_publish")]
+    pub op: Op,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locales: Option<std::collections::BTreeMap<String, LocaleVariant>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sticky: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_key: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_ack: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fallback: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_publish(op: &Op) -> bool {
+    *op == Op::Publish
+}
+
+/// A checked envelope, ready to route and deliver.
+#[derive(Debug)]
+pub enum Command {
+    Publish(Publish),
+    Retract { id: String },
+    Disconnect { users: Vec<std::sync::Arc<str>> },
+}
+
+/// A checked publish: `envelope.id` and `envelope.expires_at` are set (the
+/// latter when the message expires), `ttl_s` is folded into `expires_at`.
+#[derive(Debug)]
+pub struct Publish {
+    pub envelope: Envelope,
+    pub audience: Audience,
+}
+
+impl Publish {
+    pub fn id(&self) -> &str {
+        self.envelope.id.as_deref().unwrap_or_default()
+    }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.envelope.expires_at.is_some_and(|at| at <= now_ms)
+    }
+
+    /// The envelope as nodes pass it on: id and absolute expiry fixed.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.envelope).unwrap_or_default()
+    }
+}
+
+/// A fresh time-ordered message id.
+pub fn new_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+/// Parses and checks an envelope. `now_ms` turns `ttl_s` into `expires_at`.
+pub fn parse(bytes: &[u8], max_bytes: usize, now_ms: u64) -> Result<Command, EnvelopeError> {
+    if bytes.len() > max_bytes {
+        return Err(EnvelopeError::new(
+            "envelope",
+            format!("{} bytes is over the {max_bytes}-byte limit", bytes.len()),
+        ));
+    }
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field in its message ("unknown field `x`", "missing field `y`").
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .unwrap_or("envelope")
+            .to_owned();
+        EnvelopeError::new(field, msg)
+    })?;
+    check(envelope, now_ms)
+}
+
+/// Checks a deserialized envelope (the HTTP API and CLI build them too).
+pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
+    if let Some(id) = &e.id {
+        if id.is_empty() || id.len() > MAX_ID {
+            return Err(EnvelopeError::new(
+                "id",
+                format!("must be 1 to {MAX_ID} bytes"),
+            ));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(EnvelopeError::new(
+                "id",
+                "must not contain control characters",
+            ));
+        }
+    }
+    if e.op == Op::Retract {
+        let id =
+            e.id.ok_or_else(|| EnvelopeError::new("id", "required for op retract"))?;
+        return Ok(Command::Retract { id });
+    }
+    let to = e
+        .to
+        .as_ref()
+        .ok_or_else(|| EnvelopeError::new("to", "required: \"all\", users, segments or where"))?;
+    let audience = Audience::compile(to)?;
+    if e.op == Op::Disconnect {
+        let users = audience
+            .users()
+            .ok_or_else(|| EnvelopeError::new("to.users", "required for op disconnect"))?;
+        return Ok(Command::Disconnect {
+            users: users.to_vec(),
+        });
+    }
+    let kind = e.kind.ok_or_else(|| {
+        EnvelopeError::new(
+            "kind",
+            "required: banner, modal, card, toast, tooltip, fullscreen or custom",
+        )
+    })?;
+    if kind != Kind::Custom && e.title.is_none() && e.body.is_none() {
+        return Err(EnvelopeError::new("title", "a title or a body is required"));
+    }
+    text("title", e.title.as_deref(), MAX_SHORT * 2)?;
+    text("body", e.body.as_deref(), MAX_TEXT)?;
+    text("anchor", e.anchor.as_deref(), MAX_SHORT)?;
+    text("campaign", e.campaign.as_deref(), MAX_ID)?;
+    text("collapse_key", e.collapse_key.as_deref(), MAX_ID)?;
+    if let Some(url) = &e.image_url {
+        check_url("image_url", url, true)?;
+    }
+    if kind == Kind::Tooltip && e.anchor.is_none() {
+        return Err(EnvelopeError::new("anchor", "required for kind tooltip"));
+    }
+    check_actions("actions", &e.actions)?;
+    if let Some(locales) = &e.locales {
+        for (tag, variant) in locales {
+            if tag.is_empty()
+                || tag.len() > 35
+                || !tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(EnvelopeError::new(
+                    format!("locales.{tag}"),
+                    "not a locale tag (e.g. fr, pt-BR)",
+                ));
+            }
+            text(
+                &format!("locales.{tag}.title"),
+                variant.title.as_deref(),
+                MAX_SHORT * 2,
+            )?;
+            text(
+                &format!("locales.{tag}.body"),
+                variant.body.as_deref(),
+                MAX_TEXT,
+            )?;
+            if let Some(actions) = &variant.actions {
+                check_actions(&format!("locales.{tag}.actions"), actions)?;
+            }
+        }
+    }
+    if e.ttl_s == Some(0) {
+        return Err(EnvelopeError::new("ttl_s", "must be at least 1"));
+    }
+    if let Some(ttl) = e.ttl_s.take() {
+        let at = now_ms.saturating_add(ttl.saturating_mul(1000));
+        e.expires_at = Some(e.expires_at.map_or(at, |x| x.min(at)));
+    }
+    if e.fallback && audience.users().is_none() {
+        return Err(EnvelopeError::new(
+            "fallback",
+            "only for audiences naming users",
+        ));
+    }
+    if e.id.is_none() {
+        e.id = Some(new_id());
+    }
+    Ok(Command::Publish(Publish {
+        envelope: e,
+        audience,
+    }))
+}
+
+fn text(field: &str, value: Option<&str>, max: usize) -> Result<(), EnvelopeError> {
+    match value {
+        Some(v) if v.len() > max => Err(EnvelopeError::new(
+            field,
+            format!("{} bytes is over the {max}-byte limit", v.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_actions(field: &str, actions: &[Action]) -> Result<(), EnvelopeError> {
+    if actions.len() > MAX_ACTIONS {
+        return Err(EnvelopeError::new(
+            field,
+            format!("at most {MAX_ACTIONS} actions"),
+        ));
+    }
+    for (i, a) in actions.iter().enumerate() {
+        if a.id.is_empty() || a.id.len() > MAX_SHORT / 4 {
+            return Err(EnvelopeError::new(
+                format!("{field}[{i}].id"),
+                "must be 1 to 64 bytes",
+            ));
+        }
+        if a.label.is_empty() || a.label.len() > MAX_SHORT {
+            return Err(EnvelopeError::new(
+                format!("{field}[{i}].label"),
+                format!("must be 1 to {MAX_SHORT} bytes"),
+            ));
+        }
+        if let Some(url) = &a.url {
+            check_url(&format!("{field}[{i}].url"), url, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Absolute http(s) URLs, or (for actions) app-relative paths.
+fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), EnvelopeError> {
+    let ok = url.len() <= MAX_URL
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+        && (url.starts_with("https://")
+            || url.starts_with("http://")
+            || (!absolute_only && url.starts_with('/') && !url.starts_with("//")));
+    if ok {
+        Ok(())
+    } else if absolute_only {
+        Err(EnvelopeError::new(field, "must be an http(s) URL"))
+    } else {
+        Err(EnvelopeError::new(
+            field,
+            "must be an http(s) URL or a path starting with /",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refuse(json: &str) -> EnvelopeError {
+        match parse(json.as_bytes(), 65536, 1_000) {
+            Err(e) => e,
+            Ok(c) => panic!("accepted {json}: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_banner_and_fills_id_and_expiry() {
+        let Ok(Command::Publish(p)) = parse(
+            br#"{"to":"all","kind":"banner","title":"Payments degraded","ttl_s":60}"#,
+            65536,
+            1_000,
+        ) else {
+            panic!("refused")
+        };
+        assert_eq!(p.id().len(), 26, "a ULID");
+        assert_eq!(p.envelope.expires_at, Some(61_000));
+        assert_eq!(p.envelope.ttl_s, None);
+        assert!(!p.expired(60_999) && p.expired(61_000));
+    }
+
+    #[test]
+    fn retract_needs_only_an_id() {
+        assert!(
+            matches!(parse(br#"{"op":"retract","id":"m1"}"#, 65536, 0), Ok(Command::Retract { id }) if id == "m1")
+        );
+        assert_eq!(refuse(r#"{"op":"retract"}"#).field, "id");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(refuse(r#"{"kind":"banner","title":"x"}"#).field, "to");
+        assert_eq!(refuse(r#"{"to":"all","title":"x"}"#).field, "kind");
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"popup","title":"x"}"#).field,
+            "envelope"
+        );
+        assert_eq!(refuse(r#"{"to":"all","kind":"banner"}"#).field, "title");
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"banner","titel":"x"}"#).field,
+            "titel"
+        );
+        assert_eq!(
+            refuse(r#"{"to":"everyone","kind":"banner","title":"x"}"#).field,
+            "to"
+        );
+        assert_eq!(
+            refuse(r#"{"to":{"users":[]},"kind":"banner","title":"x"}"#).field,
+            "to.users"
+        );
+        assert_eq!(
+            refuse(r#"{"to":{"where":"attrs.plan =="},"kind":"banner","title":"x"}"#).field,
+            "to.where"
+        );
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"tooltip","title":"x"}"#).field,
+            "anchor"
+        );
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"banner","title":"x","ttl_s":0}"#).field,
+            "ttl_s"
+        );
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"banner","title":"x","fallback":true}"#).field,
+            "fallback"
+        );
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"banner","title":"x","image_url":"javascript:alert(1)"}"#)
+                .field,
+            "image_url"
+        );
+        let four = r#"{"to":"all","kind":"modal","title":"x","actions":[{"id":"a","label":"A"},{"id":"b","label":"B"},{"id":"c","label":"C"},{"id":"d","label":"D"}]}"#;
+        assert_eq!(refuse(four).field, "actions");
+        let id = format!(
+            r#"{{"id":"{}","to":"all","kind":"banner","title":"x"}}"#,
+            "x".repeat(129)
+        );
+        assert_eq!(refuse(&id).field, "id");
+    }
+
+    #[test]
+    fn size_limit_is_checked_before_parsing() {
+        let big = format!(
+            r#"{{"to":"all","kind":"banner","title":"{}"}}"#,
+            "x".repeat(100)
+        );
+        let err = parse(big.as_bytes(), 64, 0).expect_err("too big");
+        assert_eq!(err.field, "envelope");
+        assert!(parse(big.as_bytes(), 65536, 0).is_ok());
+    }
+
+    #[test]
+    fn custom_needs_no_text() {
+        assert!(parse(br#"{"to":"all","kind":"custom","data":{"x":1}}"#, 65536, 0).is_ok());
+    }
+}

@@ -1,0 +1,178 @@
+//! The admin listener: the HTTP API of SPEC §6, `/metrics` and `/readyz`.
+//! With API keys configured, every route but `/readyz` needs
+//! `Authorization: Bearer <key>`, compared in constant time.
+
+use super::ApiError;
+use crate::Node;
+use crate::envelope::{self, Command};
+use crate::metrics::Metrics;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+pub fn router(node: Arc<Node>) -> Router {
+    let api = Router::new()
+        .route("/v1/messages", post(publish))
+        .route("/v1/messages/{id}", delete(retract))
+        .route("/v1/presence/{user}", get(presence))
+        .route("/v1/stats", get(stats))
+        .route("/v1/users/{user}/disconnect", post(disconnect))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(node.clone(), require_key));
+    Router::new()
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(node)
+}
+
+async fn require_key(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let keys = &node.config.auth.api_keys;
+    if keys.is_empty() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or_default()
+        .as_bytes();
+    // Compare against every key, without stopping at the first match.
+    let ok = keys.iter().fold(subtle::Choice::from(0), |acc, k| {
+        acc | k.as_bytes().ct_eq(given)
+    });
+    if bool::from(ok) {
+        next.run(req).await
+    } else {
+        ApiError::new(StatusCode::UNAUTHORIZED, "missing or invalid API key").into_response()
+    }
+}
+
+async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, ApiError> {
+    let max = node.config.limits.max_envelope_bytes;
+    let bytes = axum::body::to_bytes(body, max + 1).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("envelope: over the {max}-byte limit"),
+        )
+    })?;
+    let cmd = envelope::parse(&bytes, max, crate::auth::unix_now_ms())?;
+    let reach = node.bus.publish(&cmd).await?;
+    let mut out = serde_json::Map::new();
+    match &cmd {
+        Command::Publish(p) => {
+            out.insert("id".into(), p.id().into());
+            tracing::info!(msg_id = p.id(), "published");
+        }
+        Command::Retract { id } => {
+            out.insert("id".into(), id.as_str().into());
+        }
+        Command::Disconnect { .. } => {}
+    }
+    if let Some(r) = reach {
+        out.insert("online".into(), r.online.into());
+        out.insert("offline".into(), r.offline.into());
+    }
+    Ok((StatusCode::ACCEPTED, Json(out)).into_response())
+}
+
+async fn retract(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if id.is_empty() || id.len() > envelope::MAX_ID {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "id: must be 1 to 128 bytes",
+        ));
+    }
+    node.bus
+        .publish(&Command::Retract { id: id.clone() })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+fn check_user(user: &str) -> Result<(), ApiError> {
+    if user.is_empty() || user.len() > 256 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "user: must be 1 to 256 bytes",
+        ));
+    }
+    Ok(())
+}
+
+async fn presence(
+    State(node): State<Arc<Node>>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    check_user(&user)?;
+    Ok(Json(node.bus.presence(&user).await?).into_response())
+}
+
+async fn disconnect(
+    State(node): State<Arc<Node>>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    check_user(&user)?;
+    node.bus
+        .publish(&Command::Disconnect {
+            users: vec![Arc::from(user.as_str())],
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "user": user })),
+    )
+        .into_response())
+}
+
+async fn stats(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+    let m = &node.metrics;
+    let drops: serde_json::Map<String, serde_json::Value> =
+        ["slow_consumer", "expired", "write_timeout"]
+            .into_iter()
+            .map(|r| (r.to_owned(), Metrics::counter_value(&m.drops, r).into()))
+            .collect();
+    Json(serde_json::json!({
+        "node": node.hub.node(),
+        "mode": node.bus.mode(),
+        "bus_up": node.bus.is_up(),
+        "draining": node.hub.is_draining(),
+        "sessions": node.hub.session_count(),
+        "users": node.hub.user_count(),
+        "deliveries": m.deliveries.get(),
+        "drops": drops,
+    }))
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        node.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    if node.hub.is_draining() {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else if !node.bus.is_up() {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "redis bus down").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
+    }
+}

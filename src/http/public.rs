@@ -1,0 +1,241 @@
+//! The public listener: `GET /v1/ws`, `GET /healthz`, the demo page and SDK,
+//! and `GET /dev/token` in dev mode. Every refusal happens here, before the
+//! upgrade, as plain HTTP with a one-line reason.
+
+use super::refuse;
+use crate::Node;
+use crate::auth::{AuthError, Claims};
+use crate::protocol::ServerFrame;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+const DEMO_HTML: &str = include_str!("../../demo/index.html");
+const SDK_JS: &str = include_str!("../../sdk/js/herald.js");
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/dev/token", get(dev_token))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    DEMO_HTML,
+                )
+            }),
+        )
+        .route(
+            "/sdk/herald.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SDK_JS,
+                )
+            }),
+        )
+        .with_state(node)
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+    since: Option<String>,
+    locale: Option<String>,
+}
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(token))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+async fn upgrade(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<WsQuery>,
+    mut req: Request,
+) -> Response {
+    let headers = req.headers();
+    let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(key)
+            if header_has(headers, header::UPGRADE, "websocket")
+                && header_has(headers, header::CONNECTION, "upgrade")
+                && headers
+                    .get(header::SEC_WEBSOCKET_VERSION)
+                    .is_some_and(|v| v == "13") =>
+        {
+            derive_accept_key(key.as_bytes())
+        }
+        _ => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "expected a WebSocket upgrade (version 13)",
+            );
+        }
+    };
+    let allowed = &node.config.auth.allowed_origins;
+    if !allowed.is_empty() {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
+            node.metrics.refusal("origin");
+            return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+        }
+    }
+    let token = query.token.as_deref().or_else(|| bearer(headers));
+    let identity = match token
+        .ok_or(AuthError::Missing)
+        .and_then(|t| node.verifier.verify(t))
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            node.metrics.refusal("auth");
+            tracing::debug!(peer = %peer.ip(), error = %e, "handshake refused");
+            return refuse(StatusCode::UNAUTHORIZED, e);
+        }
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
+    };
+    let reg = match node.hub.register(identity, peer.ip()) {
+        Ok(reg) => reg,
+        Err(refusal) => {
+            node.metrics.refusal(refusal.label());
+            let status =
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return refuse(status, refusal);
+        }
+    };
+    // `since` and `locale` are read by later stages (resume, localization).
+    let _ = (&query.since, &query.locale);
+
+    let spawned = node.clone();
+    tokio::spawn(async move {
+        let node = spawned;
+        // On a failed upgrade `reg` drops here and the session is unregistered.
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(node.ws_config),
+        )
+        .await;
+        let session = &reg.session;
+        node.bus.user_ready(&session.identity.user).await;
+        let sid = node.hub.sid_text(session.sid);
+        let hello = ServerFrame::Hello {
+            sid: &sid,
+            user: &session.identity.user,
+            heartbeat_s: node.config.session.heartbeat.as_secs().max(1),
+            recovered: None,
+        }
+        .to_json();
+        crate::session::run(ws, reg, node.session_ctx.clone(), hello).await;
+    });
+
+    let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct DevTokenQuery {
+    sub: Option<String>,
+    /// Comma-separated segments.
+    segments: Option<String>,
+    /// Comma-separated `key=value` attributes; numbers and booleans typed.
+    attrs: Option<String>,
+    /// Lifetime, e.g. `1h` (default) or `30s`.
+    ttl: Option<String>,
+}
+
+/// Dev mode only: a token for any user, so the demo works out of the box.
+async fn dev_token(State(node): State<Arc<Node>>, Query(q): Query<DevTokenQuery>) -> Response {
+    let Some(signer) = &node.dev_signer else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "dev mode is off: a JWT key is configured",
+        );
+    };
+    let sub = q
+        .sub
+        .unwrap_or_else(|| format!("guest-{:04x}", rand::random::<u16>()));
+    let ttl = match humantime::parse_duration(q.ttl.as_deref().unwrap_or("1h")) {
+        Ok(d) => d,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("ttl: {e}")),
+    };
+    let attrs = match q.attrs.as_deref().map(parse_attrs).transpose() {
+        Ok(a) => a,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let claims = Claims {
+        sub: sub.clone(),
+        exp: crate::auth::unix_now() + ttl.as_secs(),
+        segments: q.segments.map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        }),
+        attrs,
+    };
+    match signer.mint(&claims) {
+        Ok(token) => Json(serde_json::json!({ "token": token, "sub": sub, "exp": claims.exp }))
+            .into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `k=v,k2=v2` with numbers and booleans typed, as `herald token --attr` does.
+pub fn parse_attrs(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut map = serde_json::Map::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("attrs: expected key=value, got {pair:?}"))?;
+        map.insert(k.trim().to_owned(), typed_value(v.trim()));
+    }
+    Ok(map)
+}
+
+pub fn typed_value(v: &str) -> serde_json::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        i.into()
+    } else if let Ok(f) = v.parse::<f64>() {
+        f.into()
+    } else if let Ok(b) = v.parse::<bool>() {
+        b.into()
+    } else {
+        v.into()
+    }
+}

@@ -1,0 +1,358 @@
+//! The session registry and fan-out. Synchronous: nothing here awaits, and no
+//! map guard is ever held across an `.await` (the session loop awaits; the hub
+//! only pushes into outboxes).
+//!
+//! Maps: `sessions` (sid to session) for broadcasts, `users` (user to sids)
+//! for targeted delivery and per-user limits, `ips` for per-address limits.
+//! Entries are removed when their last session leaves, so nothing only grows.
+
+pub mod outbox;
+
+use crate::audience::Audience;
+use crate::auth::Identity;
+use crate::metrics::Metrics;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use outbox::{CloseReason, Outbox, Outgoing, Pushed};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Limits the hub enforces at registration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_sessions: usize,
+    pub per_user: usize,
+    pub per_ip: usize,
+    /// Outbox capacity of every session.
+    pub queue: usize,
+}
+
+/// A live session as the hub sees it.
+pub struct Session {
+    pub sid: u64,
+    pub identity: Identity,
+    pub ip: IpAddr,
+    pub outbox: Outbox,
+}
+
+/// Why a connection was refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("node is draining; reconnect to another node")]
+    Draining,
+    #[error("node is at capacity")]
+    OverCapacity,
+    #[error("too many connections for this user")]
+    TooManyForUser,
+    #[error("too many connections from this address")]
+    TooManyForAddress,
+}
+
+impl Refusal {
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Draining | Self::OverCapacity => 503,
+            Self::TooManyForUser | Self::TooManyForAddress => 429,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::OverCapacity => "over_capacity",
+            Self::TooManyForUser => "user_limit",
+            Self::TooManyForAddress => "address_limit",
+        }
+    }
+}
+
+/// Which sessions a delivery considers before the audience filter.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// Every session on this node.
+    Everyone,
+    /// The sessions of one user (a per-user channel).
+    User(&'a str),
+    /// The sessions of these users.
+    Users(&'a [Arc<str>]),
+}
+
+/// Users whose session count changed, for the bus to mirror in Redis
+/// (per-user subscriptions and presence). Coalescing: a user appears once
+/// however often it changed, so this is bounded by the number of users.
+#[derive(Default)]
+pub struct UserChanges {
+    pending: Mutex<HashSet<Arc<str>>>,
+    pub notify: Notify,
+}
+
+impl UserChanges {
+    fn mark(&self, user: &Arc<str>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let first = p.is_empty();
+        p.insert(user.clone());
+        drop(p);
+        if first {
+            self.notify.notify_one();
+        }
+    }
+
+    pub fn take(&self) -> HashSet<Arc<str>> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub struct Hub {
+    node: String,
+    limits: Limits,
+    sessions: DashMap<u64, Arc<Session>>,
+    users: DashMap<Arc<str>, Vec<u64>>,
+    ips: DashMap<IpAddr, u32>,
+    count: AtomicUsize,
+    next_sid: AtomicU64,
+    draining: AtomicBool,
+    empty: Notify,
+    /// Present when a bus mirrors users into Redis; embedded mode has none,
+    /// so nothing accumulates there.
+    changes: Option<Arc<UserChanges>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A registered session. Dropping it unregisters the session, keyed on its
+/// own sid, on every exit path (including a failed upgrade).
+pub struct Registration {
+    hub: Arc<Hub>,
+    pub session: Arc<Session>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.session);
+    }
+}
+
+impl Hub {
+    pub fn new(
+        node: String,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        changes: Option<Arc<UserChanges>>,
+    ) -> Self {
+        Self {
+            node,
+            limits,
+            sessions: DashMap::new(),
+            users: DashMap::new(),
+            ips: DashMap::new(),
+            count: AtomicUsize::new(0),
+            next_sid: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            empty: Notify::new(),
+            changes,
+            metrics,
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn sid_text(&self, sid: u64) -> String {
+        format!("{}.{sid:x}", self.node)
+    }
+
+    /// Admits a session if every limit allows it.
+    pub fn register(
+        self: &Arc<Self>,
+        identity: Identity,
+        ip: IpAddr,
+    ) -> Result<Registration, Refusal> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Refusal::Draining);
+        }
+        if self.count.fetch_add(1, Ordering::AcqRel) >= self.limits.max_sessions {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::OverCapacity);
+        }
+        {
+            let mut n = self.ips.entry(ip).or_insert(0);
+            if *n as usize >= self.limits.per_ip {
+                drop(n);
+                self.release_ip(ip);
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::TooManyForAddress);
+            }
+            *n += 1;
+        }
+        let sid = self.next_sid.fetch_add(1, Ordering::Relaxed);
+        let user = identity.user.clone();
+        let session = Arc::new(Session {
+            sid,
+            identity,
+            ip,
+            outbox: Outbox::default(),
+        });
+        self.sessions.insert(sid, session.clone());
+        {
+            let mut sids = self.users.entry(user.clone()).or_default();
+            if sids.len() >= self.limits.per_user {
+                let empty = sids.is_empty();
+                drop(sids);
+                if empty {
+                    self.users.remove_if(&user, |_, v| v.is_empty());
+                }
+                self.sessions.remove(&sid);
+                self.ips.entry(ip).and_modify(|n| *n -= 1);
+                self.release_ip(ip);
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::TooManyForUser);
+            }
+            sids.push(sid);
+        }
+        if let Some(changes) = &self.changes {
+            changes.mark(&user);
+        }
+        self.metrics.sessions.inc();
+        self.metrics.users.set(self.users.len() as i64);
+        Ok(Registration {
+            hub: self.clone(),
+            session,
+        })
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        self.ips.remove_if(&ip, |_, n| *n == 0);
+    }
+
+    fn unregister(&self, session: &Session) {
+        let user = &session.identity.user;
+        if let Entry::Occupied(mut e) = self.users.entry(user.clone()) {
+            e.get_mut().retain(|s| *s != session.sid);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
+        self.sessions
+            .remove_if(&session.sid, |_, s| s.sid == session.sid);
+        self.ips
+            .entry(session.ip)
+            .and_modify(|n| *n = n.saturating_sub(1));
+        self.release_ip(session.ip);
+        if let Some(changes) = &self.changes {
+            changes.mark(user);
+        }
+        self.metrics.sessions.dec();
+        self.metrics.users.set(self.users.len() as i64);
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.empty.notify_waiters();
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Sessions of `user` on this node.
+    pub fn user_sessions(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |s| s.len())
+    }
+
+    /// Every user with a session here (for restoring subscriptions).
+    pub fn users(&self) -> Vec<Arc<str>> {
+        self.users.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Pushes a frame to every session in `target` that the audience matches;
+    /// `frame` builds it per session (a clone of one shared frame unless the
+    /// message is personalized). Returns how many sessions got it.
+    pub fn deliver(
+        &self,
+        target: Target<'_>,
+        audience: &Audience,
+        mut frame: impl FnMut(&Session) -> Outgoing,
+    ) -> usize {
+        let mut delivered = 0;
+        let mut visit = |s: &Session| {
+            if audience.matches(&s.identity) {
+                match s.outbox.push(frame(s), self.limits.queue) {
+                    Pushed::Queued => delivered += 1,
+                    Pushed::Overflow => {
+                        self.metrics.drop_reason("slow_consumer");
+                        tracing::warn!(user = %s.identity.user, sid = s.sid, "slow consumer: closing with 4008");
+                    }
+                    Pushed::Closed => {}
+                }
+            }
+        };
+        match target {
+            Target::Everyone => {
+                for entry in self.sessions.iter() {
+                    visit(entry.value());
+                }
+            }
+            Target::User(user) => self.for_user(user, &mut visit),
+            Target::Users(users) => {
+                for user in users {
+                    self.for_user(user, &mut visit);
+                }
+            }
+        }
+        self.metrics.deliveries.inc_by(delivered as u64);
+        delivered
+    }
+
+    fn for_user(&self, user: &str, visit: &mut impl FnMut(&Session)) {
+        // Copy the sids out so the users shard is not held while pushing.
+        let sids = match self.users.get(user) {
+            Some(s) => s.clone(),
+            None => return,
+        };
+        for sid in sids {
+            if let Some(s) = self.sessions.get(&sid) {
+                visit(s.value());
+            }
+        }
+    }
+
+    /// Closes every session of `user` on this node with 1008.
+    pub fn disconnect_user(&self, user: &str) -> usize {
+        let mut n = 0;
+        self.for_user(user, &mut |s| {
+            s.outbox.close(CloseReason::Disconnected);
+            n += 1;
+        });
+        n
+    }
+
+    /// Stops admitting sessions and asks every live one to close with 1012.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        for entry in self.sessions.iter() {
+            entry.value().outbox.close(CloseReason::Draining);
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Resolves when no session is left.
+    pub async fn wait_empty(&self) {
+        loop {
+            let notified = self.empty.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.session_count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

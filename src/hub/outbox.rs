@@ -1,0 +1,150 @@
+//! One session's bounded outbound queue.
+//!
+//! A mutex-guarded `VecDeque` plus a `Notify`, rather than an mpsc channel:
+//! an idle outbox allocates nothing, and the session drains everything
+//! pending at once so that several frames share one socket write.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::protocol::CloseCode;
+
+/// A frame ready for the socket. `text` is shared by every recipient of the
+/// same message; `born` is when this node received the message.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub text: Utf8Bytes,
+    pub born: Instant,
+}
+
+/// Why the hub asked a session to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    SlowConsumer,
+    Disconnected,
+    Draining,
+}
+
+impl CloseReason {
+    pub fn code(self) -> CloseCode {
+        match self {
+            Self::SlowConsumer => CloseCode::SlowConsumer,
+            Self::Disconnected => CloseCode::Policy,
+            Self::Draining => CloseCode::Restart,
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow consumer: outbound queue overflowed",
+            Self::Disconnected => "disconnected by operator",
+            Self::Draining => "node draining: reconnect elsewhere",
+        }
+    }
+}
+
+/// Result of [`Outbox::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue was full: the session is now closing with 4008.
+    Overflow,
+    /// The session is already closing; the frame was dropped.
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Outgoing>,
+    close: Option<CloseReason>,
+}
+
+#[derive(Default)]
+pub struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Outbox {
+    pub fn push(&self, frame: Outgoing, capacity: usize) -> Pushed {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.close.is_some() {
+            return Pushed::Closed;
+        }
+        if st.queue.len() >= capacity {
+            st.close = Some(CloseReason::SlowConsumer);
+            st.queue = VecDeque::new();
+            drop(st);
+            self.wake.notify_one();
+            return Pushed::Overflow;
+        }
+        st.queue.push_back(frame);
+        let first = st.queue.len() == 1;
+        drop(st);
+        if first {
+            self.wake.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Asks the session to close; the first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.close.is_none() {
+            st.close = Some(reason);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Takes every pending frame, and the close reason if one is set.
+    pub fn drain(&self) -> (VecDeque<Outgoing>, Option<CloseReason>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (std::mem::take(&mut st.queue), st.close)
+    }
+
+    /// Resolves once something was pushed or a close was asked since the
+    /// last wake. Cancel-safe: a wake that arrives meanwhile is kept.
+    pub async fn wait(&self) {
+        self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Outgoing {
+        Outgoing {
+            text: Utf8Bytes::from_static("{}"),
+            born: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn overflow_closes_and_frees_the_queue() {
+        let ob = Outbox::default();
+        assert_eq!(ob.push(frame(), 2), Pushed::Queued);
+        assert_eq!(ob.push(frame(), 2), Pushed::Queued);
+        assert_eq!(ob.push(frame(), 2), Pushed::Overflow);
+        assert_eq!(ob.push(frame(), 2), Pushed::Closed);
+        let (q, close) = ob.drain();
+        assert!(q.is_empty());
+        assert_eq!(close, Some(CloseReason::SlowConsumer));
+    }
+
+    #[tokio::test]
+    async fn a_push_before_wait_is_not_lost() {
+        let ob = Outbox::default();
+        ob.push(frame(), 8);
+        tokio::time::timeout(std::time::Duration::from_secs(5), ob.wait())
+            .await
+            .expect("woken");
+        let (q, close) = ob.drain();
+        assert_eq!(q.len(), 1);
+        assert_eq!(close, None);
+    }
+}

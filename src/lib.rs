@@ -1,0 +1,253 @@
+//! Herald: a real-time gateway for in-app messages.
+//!
+//! Apps hold a WebSocket to Herald; backends publish through Redis, the HTTP
+//! API or the CLI; Herald pushes each message to the live sessions it
+//! targets, and only to those. The map, following one message:
+//!
+//! 1. In: [`http::admin`] (`POST /v1/messages`) or the CLI parse and check an
+//!    [`envelope`] (the audience compiled by [`audience`]), then hand it to
+//!    the [`bus`]. A plain `PUBLISH` on a Redis channel skips this step.
+//! 2. Across nodes: the [`bus`] publishes it on `{prefix}:broadcast` or on one
+//!    `{prefix}:user:{id}` channel per named user (embedded: straight on).
+//! 3. On each node: the Redis subscriber passes it to [`dispatch`], which
+//!    checks it again, serializes the `msg` frame once, and asks the [`hub`]
+//!    to push it into the outbox of every matching session.
+//! 4. Out: each [`session`] loop drains its outbox and writes the frames to
+//!    its socket in one flush.
+//!
+//! Connections come in through [`http::public`]: the token is checked by
+//! [`auth`] and limits by the [`hub`] before the upgrade.
+//! [`config`] is the only module that reads the environment.
+
+pub mod audience;
+pub mod auth;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod envelope;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod session;
+
+use auth::{Signer, Verifier};
+use bus::{Bus, RedisBus};
+use config::Config;
+use dispatch::Dispatcher;
+use hub::{Hub, Limits, UserChanges};
+use metrics::Metrics;
+use session::SessionCtx;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Everything one node shares between its listeners and tasks.
+pub struct Node {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub bus: Bus,
+    pub verifier: Verifier,
+    /// Present in dev mode only: mints tokens for `/dev/token`.
+    pub dev_signer: Option<Signer>,
+    pub session_ctx: Arc<SessionCtx>,
+    pub ws_config: WebSocketConfig,
+}
+
+/// The two bound listeners; tests bind port 0 and read the addresses back.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let public = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| bind_error(e, config.listen))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| bind_error(e, config.admin_listen))?;
+        Ok(Self { public, admin })
+    }
+}
+
+fn bind_error(e: std::io::Error, addr: SocketAddr) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] auth::KeyError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn ws_config(cfg: &config::SessionConfig) -> WebSocketConfig {
+    let mut ws = WebSocketConfig::default();
+    ws.read_buffer_size = cfg.read_buffer_bytes;
+    ws.write_buffer_size = cfg.write_buffer_bytes;
+    ws.max_message_size = Some(cfg.max_frame_bytes);
+    ws.max_frame_size = Some(cfg.max_frame_bytes);
+    ws
+}
+
+/// Runs a node on the given listeners until `shutdown` resolves, then
+/// drains: stops admitting, closes every session with 1012 after flushing
+/// what it was sent, and returns once they are gone or the grace is over.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let node_id = if config.node_id.is_empty() {
+        format!("{:08x}", rand::random::<u32>())
+    } else {
+        config.node_id.clone()
+    };
+    let dev_secret = (!config.auth.has_key()).then(auth::random_secret);
+    if dev_secret.is_some() {
+        tracing::warn!(
+            "DEV MODE: no JWT key configured. Herald generated a random signing secret and serves \
+             GET /dev/token?sub=ID to anyone. Configure auth.hs256_secret, auth.public_key_pem_file \
+             or auth.jwks_file before exposing this node."
+        );
+    }
+    let verifier = Verifier::new(&config.auth, dev_secret.as_deref())?;
+    let dev_signer = dev_secret.as_deref().map(Signer::hs256);
+
+    let metrics = Arc::new(Metrics::default());
+    let changes = config
+        .redis
+        .url
+        .as_ref()
+        .map(|_| Arc::new(UserChanges::default()));
+    let limits = Limits {
+        max_sessions: config.limits.max_connections,
+        per_user: config.limits.max_connections_per_user,
+        per_ip: config.limits.max_connections_per_ip,
+        queue: config.session.outbound_queue,
+    };
+    let hub = Arc::new(Hub::new(
+        node_id.clone(),
+        limits,
+        metrics.clone(),
+        changes.clone(),
+    ));
+    let dispatcher = Arc::new(Dispatcher::new(
+        hub.clone(),
+        metrics.clone(),
+        config.limits.max_envelope_bytes,
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut bus_task = None;
+    let bus = match (&config.redis.url, changes) {
+        (Some(url), Some(changes)) => {
+            let redis = RedisBus::new(
+                url,
+                &config.redis.prefix,
+                node_id.clone(),
+                hub.clone(),
+                dispatcher.clone(),
+                changes,
+                metrics.clone(),
+            )?;
+            bus_task = Some(tokio::spawn(redis.clone().run(stopped())));
+            Bus::Redis(redis)
+        }
+        _ => {
+            metrics.bus_up.set(1);
+            Bus::Embedded {
+                hub: hub.clone(),
+                dispatcher: dispatcher.clone(),
+            }
+        }
+    };
+
+    let node = Arc::new(Node {
+        session_ctx: Arc::new(SessionCtx {
+            cfg: config.session.clone(),
+            metrics: metrics.clone(),
+        }),
+        ws_config: ws_config(&config.session),
+        config,
+        hub: hub.clone(),
+        metrics,
+        dispatcher,
+        bus,
+        verifier,
+        dev_signer,
+    });
+
+    let public_addr = listeners.public.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    tracing::info!(node = %node_id, public = %public_addr, admin = %admin_addr, bus = node.bus.mode(), "herald serving");
+
+    let public = axum::serve(
+        listeners.public,
+        http::public::router(node.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped());
+    let admin = axum::serve(listeners.admin, http::admin::router(node.clone()))
+        .with_graceful_shutdown(stopped());
+    let public = tokio::spawn(async move { public.await });
+    let admin = tokio::spawn(async move { admin.await });
+
+    shutdown.await;
+    let grace = node.config.shutdown_grace;
+    tracing::info!(sessions = hub.session_count(), ?grace, "draining");
+    hub.drain();
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, hub.wait_empty()).await.is_err() {
+        tracing::warn!(
+            left = hub.session_count(),
+            "grace period over; exiting with sessions open"
+        );
+    }
+    let _ = public.await;
+    let _ = admin.await;
+    if let Some(task) = bus_task {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,5 @@
+//! The `herald` binary: CLI parsing and wiring only.
+
+fn main() -> std::process::ExitCode {
+    herald::cli::main()
+}

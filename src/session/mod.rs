@@ -1,0 +1,201 @@
+//! The per-connection loop. It owns the socket; protocol decisions come from
+//! [`state::SessionState`], deliveries from the session's [`Outbox`].
+
+pub mod state;
+
+use crate::config::SessionConfig;
+use crate::hub::Registration;
+use crate::hub::outbox::{CloseReason, Outgoing};
+use crate::metrics::{FrameType, Metrics, Reason};
+use crate::protocol::{ClientFrame, CloseCode};
+use futures::{SinkExt, StreamExt};
+use state::SessionState;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// What every session loop shares.
+pub struct SessionCtx {
+    pub cfg: SessionConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs one session until it ends, then unregisters it (by dropping `reg`).
+///
+/// Inputs of the `select!` loop:
+/// - the outbox: frames to write (drained in batches, one flush each) and
+///   close requests from the hub (slow consumer, operator, drain);
+/// - the socket: client frames, pings and pongs, close, errors;
+/// - one timer: the next keepalive ping or the token's expiry, whichever
+///   comes first. A peer silent for two heartbeats is dropped.
+pub async fn run<S>(
+    mut ws: WebSocketStream<S>,
+    reg: Registration,
+    ctx: Arc<SessionCtx>,
+    hello: String,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let session = reg.session.clone();
+    let user = session.identity.user.clone();
+    let sid = session.sid;
+    let metrics = &ctx.metrics;
+    let heartbeat = ctx.cfg.heartbeat;
+    let started = Instant::now();
+    let expires =
+        started + Duration::from_secs(session.identity.exp.saturating_sub(crate::auth::unix_now()));
+    let mut state = SessionState::new(&ctx.cfg, started.into_std());
+    let mut last_seen = started;
+    let mut next_ping = started + heartbeat;
+
+    if ws.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
+    tracing::debug!(%user, sid, "session open");
+
+    let timer = tokio::time::sleep_until(next_ping.min(expires));
+    tokio::pin!(timer);
+
+    let close: Option<(CloseCode, &'static str)> = loop {
+        tokio::select! {
+            () = session.outbox.wait() => {
+                let (frames, close) = session.outbox.drain();
+                if !frames.is_empty() {
+                    match tokio::time::timeout(ctx.cfg.write_timeout, write_batch(&mut ws, frames, metrics)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => {
+                            metrics.drop_reason("write_timeout");
+                            break Some((CloseReason::SlowConsumer.code(), CloseReason::SlowConsumer.text()));
+                        }
+                    }
+                }
+                if let Some(reason) = close {
+                    break Some((reason.code(), reason.text()));
+                }
+            }
+            incoming = ws.next() => {
+                let msg = match incoming {
+                    None => break None,
+                    Some(Ok(msg)) => msg,
+                    Some(Err(WsError::Capacity(_))) => break Some((CloseCode::TooBig, "frame too big")),
+                    Some(Err(WsError::Utf8(_))) => break Some((CloseCode::InvalidPayload, "invalid UTF-8")),
+                    Some(Err(_)) => break None,
+                };
+                last_seen = Instant::now();
+                let outcome = match msg {
+                    Message::Text(text) => state.on_text(&text, last_seen.into_std()),
+                    Message::Binary(_) => state.on_binary(last_seen.into_std()),
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                };
+                if let Some(frame) = &outcome.frame {
+                    metrics.client_frames.get_or_create(&FrameType { r#type: frame.kind() }).inc();
+                    on_client_frame(&user, sid, frame);
+                }
+                if let Some(code) = outcome.error {
+                    metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
+                }
+                if let Some(reply) = outcome.reply {
+                    if ws.send(Message::Text(reply.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                if let Some(close) = outcome.close {
+                    break Some(close);
+                }
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= expires {
+                    break Some((CloseCode::Policy, "token expired"));
+                }
+                if now.duration_since(last_seen) >= heartbeat * 2 {
+                    metrics.closes.get_or_create(&Reason { reason: "timeout" }).inc();
+                    tracing::debug!(%user, sid, "peer silent for two heartbeats");
+                    break None;
+                }
+                if now >= next_ping {
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        break None;
+                    }
+                    next_ping = now + heartbeat;
+                }
+                timer.as_mut().reset(next_ping.min(expires));
+            }
+        }
+    };
+
+    if let Some((code, reason)) = close {
+        metrics
+            .closes
+            .get_or_create(&Reason {
+                reason: close_label(code),
+            })
+            .inc();
+        tracing::debug!(%user, sid, code = code.code(), reason, "closing session");
+        let frame = CloseFrame {
+            code: code.code().into(),
+            reason: reason.into(),
+        };
+        // A peer that will not take the close frame does not hold the node.
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+    }
+    drop(reg);
+    tracing::debug!(%user, sid, "session closed");
+}
+
+async fn write_batch<S>(
+    ws: &mut WebSocketStream<S>,
+    frames: VecDeque<Outgoing>,
+    metrics: &Metrics,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let oldest = frames.front().map(|f| f.born);
+    let count = frames.len();
+    for frame in frames {
+        ws.feed(Message::Text(frame.text)).await?;
+    }
+    ws.flush().await?;
+    if let Some(born) = oldest {
+        // One observation per frame, timed at the flush that wrote it.
+        let seconds = born.elapsed().as_secs_f64();
+        for _ in 0..count {
+            metrics.latency.observe(seconds);
+        }
+    }
+    Ok(())
+}
+
+/// Acks and events are parsed and counted here; what they trigger
+/// (analytics, campaigns) hooks in at this point.
+fn on_client_frame(user: &str, sid: u64, frame: &ClientFrame) {
+    match frame {
+        ClientFrame::Ack(ack) => {
+            tracing::debug!(user, sid, msg_id = %ack.id, status = ack.status.as_str(), "ack")
+        }
+        ClientFrame::Event(ev) => tracing::debug!(user, sid, event = %ev.name, "event"),
+        ClientFrame::Ping => {}
+    }
+}
+
+fn close_label(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::Normal => "normal",
+        CloseCode::InvalidPayload => "invalid_payload",
+        CloseCode::Policy => "policy",
+        CloseCode::TooBig => "too_big",
+        CloseCode::Internal => "internal",
+        CloseCode::Restart => "draining",
+        CloseCode::Abuse => "abuse",
+        CloseCode::SlowConsumer => "slow_consumer",
+        CloseCode::RateLimited => "rate_limited",
+    }
+}

@@ -1,0 +1,194 @@
+//! The session's protocol state, free of I/O: client frames in, replies and
+//! close decisions out. The socket loop in [`super`] applies what it returns.
+
+use crate::config::SessionConfig;
+use crate::protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
+use std::time::Instant;
+
+/// What to do after a client frame.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// A valid frame for the node to act on (acks, events).
+    pub frame: Option<ClientFrame>,
+    /// A frame to send back (`pong`, `error`).
+    pub reply: Option<String>,
+    /// Close the session after sending `reply`.
+    pub close: Option<(CloseCode, &'static str)>,
+    /// The error code, when the frame was refused (for metrics).
+    pub error: Option<&'static str>,
+}
+
+/// Token bucket over client frames, and counters of bad and limited frames.
+pub struct SessionState {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+    bad_in_a_row: u32,
+    limited: u32,
+    max_bad: u32,
+    max_limited: u32,
+}
+
+impl SessionState {
+    pub fn new(cfg: &SessionConfig, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(cfg.client_frames_burst),
+            last: now,
+            rate: f64::from(cfg.client_frames_per_s),
+            burst: f64::from(cfg.client_frames_burst),
+            bad_in_a_row: 0,
+            limited: 0,
+            max_bad: cfg.max_bad_frames.max(1),
+            max_limited: cfg.max_rate_limited,
+        }
+    }
+
+    fn take_token(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn on_text(&mut self, text: &str, now: Instant) -> Outcome {
+        if let Some(limited) = self.rate_limit(now) {
+            return limited;
+        }
+        match ClientFrame::parse(text) {
+            Ok(frame) => {
+                self.bad_in_a_row = 0;
+                let reply = matches!(frame, ClientFrame::Ping).then(|| ServerFrame::Pong.to_json());
+                Outcome {
+                    frame: Some(frame),
+                    reply,
+                    ..Default::default()
+                }
+            }
+            Err(e) => self.refuse(e),
+        }
+    }
+
+    pub fn on_binary(&mut self, now: Instant) -> Outcome {
+        if let Some(limited) = self.rate_limit(now) {
+            return limited;
+        }
+        self.refuse(FrameError::Binary)
+    }
+
+    fn rate_limit(&mut self, now: Instant) -> Option<Outcome> {
+        if self.take_token(now) {
+            return None;
+        }
+        self.limited += 1;
+        let reply = error_frame("rate_limited", "too many frames; slow down");
+        let close =
+            (self.limited > self.max_limited).then_some((CloseCode::RateLimited, "rate limited"));
+        Some(Outcome {
+            reply: Some(reply),
+            close,
+            error: Some("rate_limited"),
+            ..Default::default()
+        })
+    }
+
+    fn refuse(&mut self, e: FrameError) -> Outcome {
+        self.bad_in_a_row += 1;
+        let close = (self.bad_in_a_row >= self.max_bad)
+            .then_some((CloseCode::Abuse, "repeated bad frames"));
+        Outcome {
+            reply: Some(error_frame(e.code(), &e.to_string())),
+            close,
+            error: Some(e.code()),
+            ..Default::default()
+        }
+    }
+}
+
+pub fn error_frame(code: &str, message: &str) -> String {
+    ServerFrame::Error { code, message }.to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn state() -> (SessionState, Instant) {
+        let cfg = SessionConfig {
+            client_frames_per_s: 10,
+            client_frames_burst: 3,
+            max_bad_frames: 3,
+            max_rate_limited: 2,
+            ..Default::default()
+        };
+        let now = Instant::now();
+        (SessionState::new(&cfg, now), now)
+    }
+
+    #[test]
+    fn ping_gets_pong() {
+        let (mut s, now) = state();
+        let out = s.on_text(r#"{"t":"ping"}"#, now);
+        assert_eq!(out.reply.as_deref(), Some(r#"{"t":"pong"}"#));
+        assert_eq!(out.close, None);
+    }
+
+    #[test]
+    fn bad_frames_get_errors_then_4000() {
+        let (mut s, mut now) = state();
+        for _ in 0..2 {
+            now += Duration::from_secs(1);
+            let out = s.on_text("nope", now);
+            assert_eq!(out.error, Some("bad_json"));
+            assert_eq!(out.close, None);
+        }
+        now += Duration::from_secs(1);
+        assert_eq!(
+            s.on_text("nope", now).close.map(|c| c.0),
+            Some(CloseCode::Abuse)
+        );
+    }
+
+    #[test]
+    fn a_good_frame_resets_the_bad_count() {
+        let (mut s, mut now) = state();
+        for _ in 0..5 {
+            now += Duration::from_secs(1);
+            assert_eq!(s.on_text(r#"{"t":"what"}"#, now).close, None);
+            now += Duration::from_secs(1);
+            assert_eq!(s.on_text(r#"{"t":"ping"}"#, now).close, None);
+        }
+    }
+
+    #[test]
+    fn flooding_is_rate_limited_then_closed_with_4029() {
+        let (mut s, now) = state();
+        for _ in 0..3 {
+            assert_eq!(s.on_text(r#"{"t":"ping"}"#, now).error, None);
+        }
+        assert_eq!(
+            s.on_text(r#"{"t":"ping"}"#, now).error,
+            Some("rate_limited")
+        );
+        assert_eq!(s.on_text(r#"{"t":"ping"}"#, now).close, None);
+        assert_eq!(
+            s.on_text(r#"{"t":"ping"}"#, now).close.map(|c| c.0),
+            Some(CloseCode::RateLimited)
+        );
+        // After a pause the bucket refills: positive control for the same state.
+        let (mut s, now) = state();
+        for i in 0..10 {
+            assert_eq!(
+                s.on_text(r#"{"t":"ping"}"#, now + Duration::from_millis(150 * i))
+                    .error,
+                None
+            );
+        }
+    }
+}
