@@ -106,6 +106,16 @@ impl Outbox {
         (std::mem::take(&mut st.queue), st.close)
     }
 
+    /// The close reason, if the hub asked for one.
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).close
+    }
+
+    /// Restores a wake consumed while the session was busy writing.
+    pub fn rewake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Resolves once something was pushed or a close was asked since the
     /// last wake. Cancel-safe: a wake that arrives meanwhile is kept.
     pub async fn wait(&self) {

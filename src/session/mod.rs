@@ -66,13 +66,10 @@ pub async fn run<S>(
             () = session.outbox.wait() => {
                 let (frames, close) = session.outbox.drain();
                 if !frames.is_empty() {
-                    match tokio::time::timeout(ctx.cfg.write_timeout, write_batch(&mut ws, frames, metrics)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => {
-                            metrics.drop_reason("write_timeout");
-                            break Some((CloseReason::SlowConsumer.code(), CloseReason::SlowConsumer.text()));
-                        }
+                    match write_watching(&mut ws, frames, &session.outbox, &ctx.cfg, metrics).await {
+                        Written::Done => {}
+                        Written::SocketGone => break None,
+                        Written::Closing(reason) => break Some((reason.code(), reason.text())),
                     }
                 }
                 if let Some(reason) = close {
@@ -144,10 +141,55 @@ pub async fn run<S>(
             reason: reason.into(),
         };
         // A peer that will not take the close frame does not hold the node.
-        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
     }
     drop(reg);
     tracing::debug!(%user, sid, "session closed");
+}
+
+enum Written {
+    Done,
+    SocketGone,
+    /// Abandoned: the hub asked to close, or the peer took too long.
+    Closing(CloseReason),
+}
+
+/// Writes a batch while still watching the outbox, so that a close request
+/// (a slow consumer overflowing, an operator, a drain) is not stuck behind
+/// a socket that does not drain. Wakes for new frames are kept for later.
+async fn write_watching<S>(
+    ws: &mut WebSocketStream<S>,
+    frames: VecDeque<Outgoing>,
+    outbox: &crate::hub::outbox::Outbox,
+    cfg: &SessionConfig,
+    metrics: &Metrics,
+) -> Written
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let write = tokio::time::timeout(cfg.write_timeout, write_batch(ws, frames, metrics));
+    tokio::pin!(write);
+    let mut woken = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut write => break match r {
+                Ok(Ok(())) => Written::Done,
+                Ok(Err(_)) => Written::SocketGone,
+                Err(_) => {
+                    metrics.drop_reason("write_timeout");
+                    Written::Closing(CloseReason::SlowConsumer)
+                }
+            },
+            () = outbox.wait() => match outbox.closing() {
+                Some(reason) => break Written::Closing(reason),
+                None => woken = true,
+            },
+        }
+    };
+    if woken {
+        outbox.rewake();
+    }
+    result
 }
 
 async fn write_batch<S>(
@@ -158,18 +200,14 @@ async fn write_batch<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let oldest = frames.front().map(|f| f.born);
-    let count = frames.len();
+    let born: Vec<std::time::Instant> = frames.iter().map(|f| f.born).collect();
     for frame in frames {
         ws.feed(Message::Text(frame.text)).await?;
     }
     ws.flush().await?;
-    if let Some(born) = oldest {
-        // One observation per frame, timed at the flush that wrote it.
-        let seconds = born.elapsed().as_secs_f64();
-        for _ in 0..count {
-            metrics.latency.observe(seconds);
-        }
+    // Each frame is timed at the flush that wrote it.
+    for b in born {
+        metrics.latency.observe(b.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -1,0 +1,405 @@
+//! Named fixtures for integration tests: a real Redis on a free port, a real
+//! Herald node on port-0 listeners, WebSocket clients over real sockets.
+#![allow(dead_code)]
+
+use futures::{SinkExt, StreamExt};
+use herald::auth::{Claims, Signer};
+use herald::config::Config;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+/// How long any expected event may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `cond` until it holds or [`PATIENCE`] runs out.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A redis-server of the test's own, on a free port, killed on drop.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}). These tests need Redis 7: install it with `apt-get install -y redis-server`")
+            });
+        let redis = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(client) = redis::Client::open(redis.url()) {
+                if let Ok(mut c) = client.get_connection() {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        break;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL), as an outage would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    pub async fn publish(&self, channel: &str, payload: &str) -> i64 {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("PUBLISH")
+    }
+
+    pub async fn channels(&self) -> Vec<String> {
+        let mut v: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("PUBSUB CHANNELS");
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Test defaults: a known HS256 secret, port-0 listeners on loopback.
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    c.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    c.auth.hs256_secret = Some(SECRET.into());
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+pub fn redis_config(redis: &Redis) -> Config {
+    let mut c = config();
+    c.redis.url = Some(redis.url());
+    c
+}
+
+/// A Herald node running in this process, stopped (drained) on `stop`.
+pub struct Herald {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    http: reqwest::Client,
+    pub api_key: Option<String>,
+}
+
+impl Herald {
+    pub async fn start(config: Config) -> Self {
+        let listeners = herald::Listeners::bind(&config).await.expect("bind");
+        let public = listeners.public.local_addr().expect("addr");
+        let admin = listeners.admin.local_addr().expect("addr");
+        let api_key = config.auth.api_keys.first().cloned();
+        let redis_mode = config.redis.url.is_some();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            herald::run(config, listeners, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("herald runs");
+        });
+        let h = Self {
+            public,
+            admin,
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+            api_key,
+        };
+        if redis_mode {
+            let h2 = &h;
+            eventually(
+                "node ready",
+                || async move { h2.get("/readyz").await.0 == 200 },
+            )
+            .await;
+        }
+        h
+    }
+
+    /// Triggers the drain and waits for the node to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("node stops in time")
+                .expect("node task");
+        }
+    }
+
+    /// Starts the drain without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.public)
+    }
+
+    pub async fn connect(&self, user: &str) -> Client {
+        self.connect_claims(claims(user)).await
+    }
+
+    pub async fn connect_claims(&self, claims: Claims) -> Client {
+        let url = format!("{}?token={}", self.ws_url(), token(&claims));
+        Client::connect(&url).await
+    }
+
+    fn with_key(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let req = self
+            .http
+            .post(format!("http://{}{path}", self.admin))
+            .body(body.to_owned());
+        let res = self.with_key(req).send().await.expect("admin request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn publish(&self, envelope: Value) -> Value {
+        let (status, body) = self.post("/v1/messages", &envelope.to_string()).await;
+        assert_eq!(status, 202, "publish answered {status}: {body}");
+        body
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let req = self.http.delete(format!("http://{}{path}", self.admin));
+        let res = self.with_key(req).send().await.expect("admin request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET on the admin listener: status and body text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let req = self.http.get(format!("http://{}{path}", self.admin));
+        let res = self.with_key(req).send().await.expect("admin request");
+        (res.status().as_u16(), res.text().await.unwrap_or_default())
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let (status, text) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path} answered {status}: {text}");
+        serde_json::from_str(&text).expect("JSON body")
+    }
+
+    /// A metric's value from /metrics (first sample whose line starts with `prefix`).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Tries an upgrade and returns the refusal: status and body.
+    pub async fn refused(&self, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().expect("request");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(_) => panic!("upgrade to {url} was accepted"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                let body = res
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                (res.status().as_u16(), body)
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn claims(user: &str) -> Claims {
+    Claims {
+        sub: user.into(),
+        exp: herald::auth::unix_now() + 3600,
+        segments: None,
+        attrs: None,
+    }
+}
+
+pub fn claims_with(user: &str, segments: &[&str], attrs: Value) -> Claims {
+    Claims {
+        segments: Some(segments.iter().map(|s| s.to_string()).collect()),
+        attrs: attrs.as_object().cloned(),
+        ..claims(user)
+    }
+}
+
+pub fn token(claims: &Claims) -> String {
+    Signer::hs256(SECRET).mint(claims).expect("mint")
+}
+
+/// A WebSocket client over a real socket.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgrade accepted");
+        let mut c = Self {
+            ws,
+            hello: Value::Null,
+        };
+        c.hello = c.recv().await;
+        assert_eq!(c.hello["t"], "hello", "first frame is hello: {}", c.hello);
+        c
+    }
+
+    /// The next text frame as JSON; fails on close or after [`PATIENCE`].
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .expect("frame ok");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).expect("JSON frame"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next `msg` frame's title; the frame must be a `msg`.
+    pub async fn recv_title(&mut self) -> String {
+        let f = self.recv().await;
+        assert_eq!(f["t"], "msg", "expected a msg frame, got {f}");
+        f["title"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_message(&mut self, m: Message) {
+        self.ws.send(m).await.expect("send");
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("close in time");
+            match next {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (u16::from(CloseCode::Status), String::new());
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error before a close frame: {e}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+}
