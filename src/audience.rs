@@ -127,7 +127,7 @@ impl Audience {
             filter: None,
         };
         match to {
-            serde_json::Value::String(s) if s == "all" => return Ok(audience),
+            serde_json::Value::String(s) if s == "all" => Ok(audience),
             serde_json::Value::Object(map) if !map.is_empty() => {
                 for (key, value) in map {
                     match key.as_str() {
@@ -182,15 +182,15 @@ impl Audience {
 
     /// Does this session belong to the audience? Cheap checks first.
     pub fn matches(&self, id: &Identity) -> bool {
-        if let Some(set) = &self.user_set {
-            if !set.contains(&id.user) {
-                return false;
-            }
+        if let Some(set) = &self.user_set
+            && !set.contains(&id.user)
+        {
+            return false;
         }
-        if let Some(segments) = &self.segments {
-            if !segments.iter().any(|s| id.in_segment(s)) {
-                return false;
-            }
+        if let Some(segments) = &self.segments
+            && !segments.iter().any(|s| id.in_segment(s))
+        {
+            return false;
         }
         match &self.filter {
             None => true,

@@ -317,12 +317,12 @@ impl Config {
         if self.redis.prefix.is_empty() {
             return bad("redis.prefix must not be empty".into());
         }
-        if let Some(url) = &self.redis.url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return bad(format!(
-                    "redis.url must start with redis:// or rediss://, got {url:?}"
-                ));
-            }
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return bad(format!(
+                "redis.url must start with redis:// or rediss://, got {url:?}"
+            ));
         }
         Ok(())
     }

@@ -151,7 +151,7 @@ fn is_publish(op: &Op) -> bool {
 /// A checked envelope, ready to route and deliver.
 #[derive(Debug)]
 pub enum Command {
-    Publish(Publish),
+    Publish(Box<Publish>),
     Retract { id: String },
     Disconnect { users: Vec<std::sync::Arc<str>> },
 }
@@ -305,10 +305,7 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
     if e.id.is_none() {
         e.id = Some(new_id());
     }
-    Ok(Command::Publish(Publish {
-        envelope: e,
-        audience,
-    }))
+    Ok(Command::Publish(Box::new(Publish { envelope: e, audience })))
 }
 
 fn text(field: &str, value: Option<&str>, max: usize) -> Result<(), EnvelopeError> {

@@ -18,16 +18,45 @@ async fn plain_redis_publish_on_broadcast_and_user_channels_is_delivered() {
     let mut alice = h.connect("alice").await;
     let mut bob = h.connect("bob").await;
 
-    assert_eq!(redis.publish("herald:broadcast", &banner(json!("all"), "Payments degraded")).await, 1);
+    assert_eq!(
+        redis
+            .publish(
+                "herald:broadcast",
+                &banner(json!("all"), "Payments degraded")
+            )
+            .await,
+        1
+    );
     assert_eq!(alice.recv_title().await, "Payments degraded");
     assert_eq!(bob.recv_title().await, "Payments degraded");
 
     // One node holds alice: PUBLISH answers 1. Nobody holds carol: 0.
-    assert_eq!(redis.publish("herald:user:alice", &banner(json!({"users": ["alice"]}), "for alice")).await, 1);
-    assert_eq!(redis.publish("herald:user:carol", &banner(json!({"users": ["carol"]}), "for carol")).await, 0);
+    assert_eq!(
+        redis
+            .publish(
+                "herald:user:alice",
+                &banner(json!({"users": ["alice"]}), "for alice")
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        redis
+            .publish(
+                "herald:user:carol",
+                &banner(json!({"users": ["carol"]}), "for carol")
+            )
+            .await,
+        0
+    );
     assert_eq!(alice.recv_title().await, "for alice");
     // Bob's next frame is the control: nothing for alice reached him.
-    redis.publish("herald:user:bob", &banner(json!({"users": ["bob"]}), "control")).await;
+    redis
+        .publish(
+            "herald:user:bob",
+            &banner(json!({"users": ["bob"]}), "control"),
+        )
+        .await;
     assert_eq!(bob.recv_title().await, "control");
     h.stop().await;
 }
@@ -40,8 +69,15 @@ async fn a_user_channel_carries_only_its_users_messages() {
     let mut bob = h.connect("bob").await;
     // Published on alice's channel, but addressed to bob: the channel bounds
     // delivery to alice, and the audience excludes her, so nobody gets it.
-    redis.publish("herald:user:alice", &banner(json!({"users": ["bob"]}), "misrouted")).await;
-    redis.publish("herald:broadcast", &banner(json!("all"), "control")).await;
+    redis
+        .publish(
+            "herald:user:alice",
+            &banner(json!({"users": ["bob"]}), "misrouted"),
+        )
+        .await;
+    redis
+        .publish("herald:broadcast", &banner(json!("all"), "control"))
+        .await;
     assert_eq!(alice.recv_title().await, "control");
     assert_eq!(bob.recv_title().await, "control");
     h.stop().await;
@@ -52,7 +88,9 @@ async fn http_publish_routes_users_per_channel_and_reports_who_is_online() {
     let redis = Redis::start();
     let h = Herald::start(redis_config(&redis)).await;
     let mut alice = h.connect("alice").await;
-    let r = h.publish(json!({"to": {"users": ["alice", "ghost"]}, "kind": "toast", "title": "hi"})).await;
+    let r = h
+        .publish(json!({"to": {"users": ["alice", "ghost"]}, "kind": "toast", "title": "hi"}))
+        .await;
     assert_eq!(r["online"], json!(["alice"]));
     assert_eq!(r["offline"], json!(["ghost"]));
     assert_eq!(alice.recv_title().await, "hi");
@@ -67,14 +105,30 @@ async fn subscriptions_follow_sessions_and_nothing_is_left_behind() {
     let a1 = h.connect("alice").await;
     let a2 = h.connect("alice").await;
     // The hello frame comes after the subscription, so this holds at once.
-    assert_eq!(redis.channels().await, ["herald:broadcast", "herald:user:alice"]);
+    assert_eq!(
+        redis.channels().await,
+        ["herald:broadcast", "herald:user:alice"]
+    );
     drop(a1);
-    eventually("one alice session left", || async { h.get_json("/v1/stats").await["sessions"] == 1 }).await;
-    assert_eq!(redis.channels().await, ["herald:broadcast", "herald:user:alice"], "still one session");
+    eventually("one alice session left", || async {
+        h.get_json("/v1/stats").await["sessions"] == 1
+    })
+    .await;
+    assert_eq!(
+        redis.channels().await,
+        ["herald:broadcast", "herald:user:alice"],
+        "still one session"
+    );
     drop(a2);
-    eventually("alice's channel is unsubscribed", || async { redis.channels().await == ["herald:broadcast"] }).await;
+    eventually("alice's channel is unsubscribed", || async {
+        redis.channels().await == ["herald:broadcast"]
+    })
+    .await;
     let presence = h.get_json("/v1/presence/alice").await;
-    assert_eq!(presence, json!({"user": "alice", "online": false, "sessions": 0}));
+    assert_eq!(
+        presence,
+        json!({"user": "alice", "online": false, "sessions": 0})
+    );
     h.stop().await;
 }
 
@@ -87,13 +141,16 @@ async fn presence_counts_sessions_across_nodes() {
     let _b = n2.connect("alice").await;
     let _c = n2.connect("alice").await;
     eventually("presence sees 3 sessions from either node", || async {
-        n1.get_json("/v1/presence/alice").await == json!({"user": "alice", "online": true, "sessions": 3})
+        n1.get_json("/v1/presence/alice").await
+            == json!({"user": "alice", "online": true, "sessions": 3})
             && n2.get_json("/v1/presence/alice").await["sessions"] == 3
     })
     .await;
     // A message published on node 1 reaches alice's sessions on node 2.
     let mut d = n2.connect("dave").await;
-    let r = n1.publish(json!({"to": {"users": ["dave"]}, "kind": "card", "title": "cross-node"})).await;
+    let r = n1
+        .publish(json!({"to": {"users": ["dave"]}, "kind": "card", "title": "cross-node"}))
+        .await;
     assert_eq!(r["online"], json!(["dave"]));
     assert_eq!(d.recv_title().await, "cross-node");
     n2.stop().await;
@@ -110,11 +167,24 @@ async fn invalid_envelopes_on_redis_are_counted_and_harm_nothing() {
     let h = Herald::start(redis_config(&redis)).await;
     let mut c = h.connect("alice").await;
     redis.publish("herald:broadcast", "{not json").await;
-    redis.publish("herald:broadcast", r#"{"to":"all","title":"no kind"}"#).await;
-    redis.publish("herald:broadcast", r#"{"kind":"banner","title":"no audience"}"#).await;
-    redis.publish("herald:broadcast", &banner(json!("all"), "valid")).await;
+    redis
+        .publish("herald:broadcast", r#"{"to":"all","title":"no kind"}"#)
+        .await;
+    redis
+        .publish(
+            "herald:broadcast",
+            r#"{"kind":"banner","title":"no audience"}"#,
+        )
+        .await;
+    redis
+        .publish("herald:broadcast", &banner(json!("all"), "valid"))
+        .await;
     assert_eq!(c.recv_title().await, "valid");
-    assert_eq!(h.metric("herald_invalid_envelopes_total{source=\"redis\"}").await, 3.0);
+    assert_eq!(
+        h.metric("herald_invalid_envelopes_total{source=\"redis\"}")
+            .await,
+        3.0
+    );
     h.stop().await;
 }
 
@@ -128,7 +198,8 @@ async fn disconnect_reaches_the_user_on_another_node() {
     let (s, _) = n1.post("/v1/users/alice/disconnect", "").await;
     assert_eq!(s, 202);
     assert_eq!(alice.closed().await.0, 1008);
-    n1.publish(json!({"to": "all", "kind": "toast", "title": "bob stays"})).await;
+    n1.publish(json!({"to": "all", "kind": "toast", "title": "bob stays"}))
+        .await;
     assert_eq!(bob.recv_title().await, "bob stays");
     n1.stop().await;
     n2.stop().await;
@@ -144,7 +215,10 @@ async fn redis_outage_keeps_sessions_reports_not_ready_and_restores_subscription
     assert_eq!(h.get("/readyz").await.0, 200);
 
     redis.kill();
-    eventually("readyz reports the bus down", || async { h.get("/readyz").await == (503, r#"{"error":"redis bus down"}"#.into()) }).await;
+    eventually("readyz reports the bus down", || async {
+        h.get("/readyz").await == (503, r#"{"error":"redis bus down"}"#.into())
+    })
+    .await;
     // Publishing during the outage is refused, never a silent 202.
     let (s, body) = h.post("/v1/messages", &banner(json!("all"), "lost?")).await;
     assert_eq!(s, 503, "{body}");
@@ -154,16 +228,35 @@ async fn redis_outage_keeps_sessions_reports_not_ready_and_restores_subscription
     let mut carol = h.connect("carol").await;
 
     let redis = Redis::start_on(port);
-    eventually("readyz recovers", || async { h.get("/readyz").await.0 == 200 }).await;
-    eventually("every subscription restored", || async {
-        redis.channels().await == ["herald:broadcast", "herald:user:alice", "herald:user:bob", "herald:user:carol"]
+    eventually("readyz recovers", || async {
+        h.get("/readyz").await.0 == 200
     })
     .await;
-    redis.publish("herald:broadcast", &banner(json!("all"), "after outage")).await;
+    eventually("every subscription restored", || async {
+        redis.channels().await
+            == [
+                "herald:broadcast",
+                "herald:user:alice",
+                "herald:user:bob",
+                "herald:user:carol",
+            ]
+    })
+    .await;
+    redis
+        .publish("herald:broadcast", &banner(json!("all"), "after outage"))
+        .await;
     for c in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(c.recv_title().await, "after outage");
     }
-    assert_eq!(redis.publish("herald:user:bob", &banner(json!({"users": ["bob"]}), "bob again")).await, 1);
+    assert_eq!(
+        redis
+            .publish(
+                "herald:user:bob",
+                &banner(json!({"users": ["bob"]}), "bob again")
+            )
+            .await,
+        1
+    );
     assert_eq!(bob.recv_title().await, "bob again");
     assert_eq!(h.get_json("/v1/presence/carol").await["sessions"], 1);
     h.stop().await;
@@ -181,7 +274,10 @@ async fn a_node_starts_while_redis_is_down_and_becomes_ready_when_it_appears() {
         let _ = rx.await;
     }));
     let ready = || async move {
-        reqwest::get(format!("http://{admin}/readyz")).await.map(|r| r.status().as_u16()).unwrap_or(0)
+        reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
     };
     eventually("not ready without redis", || async { ready().await == 503 }).await;
     let _redis = Redis::start_on(port);

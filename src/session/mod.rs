@@ -98,10 +98,10 @@ pub async fn run<S>(
                 if let Some(code) = outcome.error {
                     metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
                 }
-                if let Some(reply) = outcome.reply {
-                    if ws.send(Message::Text(reply.into())).await.is_err() {
-                        break None;
-                    }
+                if let Some(reply) = outcome.reply
+                    && ws.send(Message::Text(reply.into())).await.is_err()
+                {
+                    break None;
                 }
                 if let Some(close) = outcome.close {
                     break Some(close);

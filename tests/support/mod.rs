@@ -67,12 +67,11 @@ impl Redis {
         };
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
-            if let Ok(client) = redis::Client::open(redis.url()) {
-                if let Ok(mut c) = client.get_connection() {
-                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                        break;
-                    }
-                }
+            if let Ok(client) = redis::Client::open(redis.url())
+                && let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -131,9 +130,11 @@ impl Drop for Redis {
 
 /// Test defaults: a known HS256 secret, port-0 listeners on loopback.
 pub fn config() -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().expect("addr");
-    c.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..Config::default()
+    };
     c.auth.hs256_secret = Some(SECRET.into());
     c.shutdown_grace = Duration::from_secs(5);
     c

@@ -1,0 +1,348 @@
+//! The `herald` binary as users run it: serve, token, publish, broadcast,
+//! retract, and the example config.
+
+mod support;
+
+use serde_json::json;
+use std::process::{Command, Output, Stdio};
+use support::*;
+
+fn herald(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .env_remove("HERALD_REDIS__URL")
+        .env_remove("HERALD_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run herald")
+}
+
+async fn herald_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        herald(&args)
+    })
+    .await
+    .expect("join")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+#[test]
+fn example_config_parses_and_documents_every_key() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.toml"))
+        .expect("example");
+    let parsed = herald::config::Config::from_toml(&text).expect("the example parses");
+    // Every default is the one the example states.
+    let defaults = toml::Table::try_from(herald::config::Config::default()).expect("defaults");
+    let example = toml::Table::try_from(parsed).expect("example");
+    assert_eq!(
+        defaults, example,
+        "herald.example.toml drifted from the defaults"
+    );
+    // And every key (commented or not) is named in the file.
+    fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in t {
+            match v.as_table() {
+                Some(sub) => keys(sub, &format!("{prefix}{k}."), out),
+                None => out.push(k.clone()),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(&defaults, "", &mut all);
+    all.extend(
+        [
+            "url",
+            "hs256_secret",
+            "public_key_pem_file",
+            "jwks_file",
+            "issuer",
+            "audience",
+        ]
+        .map(String::from),
+    );
+    for k in all {
+        assert!(
+            text.contains(&format!("{k} =")),
+            "herald.example.toml does not document {k}"
+        );
+    }
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in ["serve", "publish", "broadcast", "retract", "token"] {
+        let o = herald(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help");
+        assert!(
+            stdout(&o).contains("Usage: herald"),
+            "{cmd}: {}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn errors_are_one_line_and_non_zero() {
+    let o = herald(&[
+        "publish",
+        "--to",
+        "everyone",
+        "--kind",
+        "banner",
+        "--title",
+        "x",
+        "--api",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--to"), "{}", stderr(&o));
+    let o = herald(&[
+        "publish",
+        "--to",
+        "all",
+        "--kind",
+        "banner",
+        "--api",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(
+        stderr(&o),
+        "herald: error: title: a title or a body is required"
+    );
+    let o = herald(&[
+        "publish",
+        "--to",
+        "all",
+        "--kind",
+        "banner",
+        "--title",
+        "x",
+        "--api",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot reach the admin API"),
+        "{}",
+        stderr(&o)
+    );
+    let o = herald(&["serve", "--config", "/nonexistent.toml"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent.toml"), "{}", stderr(&o));
+}
+
+#[test]
+fn token_mints_with_the_configured_secret() {
+    let o = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "token",
+            "--sub",
+            "alice",
+            "--segments",
+            "beta,admins",
+            "--attr",
+            "plan=free",
+            "--attr",
+            "level=3",
+        ])
+        .env("HERALD_AUTH__HS256_SECRET", SECRET)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = herald::config::AuthConfig {
+        hs256_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let id = herald::auth::Verifier::new(&cfg, None)
+        .expect("v")
+        .verify(&stdout(&o))
+        .expect("valid token");
+    assert_eq!(&*id.user, "alice");
+    assert!(id.in_segment("admins"));
+    assert_eq!(id.attr_text("level").as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn publish_broadcast_and_retract_through_the_admin_api() {
+    let h = Herald::start(config()).await;
+    let mut c = h.connect("alice").await;
+    let api = format!("http://{}", h.admin);
+
+    let o = herald_async(vec![
+        "broadcast".into(),
+        "--title".into(),
+        "Payments degraded".into(),
+        "--severity".into(),
+        "critical".into(),
+        "--api".into(),
+        api.clone(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o);
+    let f = c.recv().await;
+    assert_eq!(
+        (f["id"].as_str(), f["title"].as_str()),
+        (Some(id.as_str()), Some("Payments degraded"))
+    );
+    assert_eq!(
+        (f["priority"].as_str(), f["sticky"].as_bool()),
+        (Some("urgent"), Some(true))
+    );
+    assert_eq!(f["theme"]["severity"], "critical");
+
+    let o = herald_async(vec![
+        "publish".into(),
+        "--to".into(),
+        "user:alice,zed".into(),
+        "--kind".into(),
+        "toast".into(),
+        "--body".into(),
+        "Saved".into(),
+        "--ttl".into(),
+        "30m".into(),
+        "--api".into(),
+        api.clone(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("online: alice") && stderr(&o).contains("offline: zed"),
+        "{}",
+        stderr(&o)
+    );
+    let f = c.recv().await;
+    assert_eq!(
+        (f["kind"].as_str(), f["body"].as_str()),
+        (Some("toast"), Some("Saved"))
+    );
+
+    let o = herald_async(vec![
+        "retract".into(),
+        id.clone(),
+        "--api".into(),
+        api.clone(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(c.recv().await, json!({"t": "retract", "id": id}));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn publish_from_a_json_file_through_redis() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut c = h
+        .connect_claims(claims_with("alice", &["beta"], json!({})))
+        .await;
+    let dir = std::env::temp_dir().join(format!("herald-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("env.json");
+    std::fs::write(&file, json!({"to": {"segments": ["beta"]}, "kind": "modal", "title": "Beta feature", "actions": [{"id": "try", "label": "Try it"}]}).to_string()).expect("write");
+    let o = herald_async(vec![
+        "publish".into(),
+        "--json".into(),
+        file.display().to_string(),
+        "--redis".into(),
+        redis.url(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = c.recv().await;
+    assert_eq!(
+        (f["title"].as_str(), f["id"].as_str()),
+        (Some("Beta feature"), Some(stdout(&o).as_str()))
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn serve_runs_embedded_and_token_uses_dev_mode() {
+    let public = free_port();
+    let admin = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{public}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .env_remove("HERALD_REDIS__URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let healthz = format!("http://127.0.0.1:{public}/healthz");
+    eventually("serve answers /healthz", || {
+        let url = healthz.clone();
+        async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    // No key configured: herald token asks the dev-mode node.
+    let o = herald_async(vec![
+        "token".into(),
+        "--sub".into(),
+        "dev-user".into(),
+        "--url".into(),
+        format!("http://127.0.0.1:{public}"),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut c = Client::connect(&format!(
+        "ws://127.0.0.1:{public}/v1/ws?token={}",
+        stdout(&o)
+    ))
+    .await;
+    assert_eq!(c.hello["user"], "dev-user");
+    let o = herald_async(vec![
+        "broadcast".into(),
+        "--title".into(),
+        "Payments degraded".into(),
+        "--api".into(),
+        format!("http://127.0.0.1:{admin}"),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(c.recv_title().await, "Payments degraded");
+    // SIGTERM drains: the session gets 1012 and the process exits 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert_eq!(c.closed().await.0, 1012);
+    let status = tokio::task::spawn_blocking(move || {
+        let s = child.wait().expect("wait");
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("read");
+        (s, err)
+    })
+    .await
+    .expect("join");
+    assert!(status.0.success(), "exit: {:?}", status.0);
+    assert!(
+        status.1.contains("DEV MODE"),
+        "dev mode is announced loudly"
+    );
+    assert!(!status.1.contains("eyJ"), "no token in the logs");
+}
