@@ -1,0 +1,180 @@
+//! Token checks at the handshake with every key kind: HS256 secret,
+//! RS256/ES256 PEM keys and a JWKS file. Keys are test fixtures.
+
+mod support;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use support::*;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).expect("fixture")
+}
+
+fn body(sub: &str) -> Value {
+    json!({"sub": sub, "exp": herald::auth::unix_now() + 600})
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(String::from);
+    jsonwebtoken::encode(&header, claims, key).expect("sign")
+}
+
+fn rsa() -> EncodingKey {
+    EncodingKey::from_rsa_pem(&read("rsa_private.pem")).expect("rsa key")
+}
+
+fn ec() -> EncodingKey {
+    EncodingKey::from_ec_pem(&read("ec_private.pem")).expect("ec key")
+}
+
+/// 101 or the refusal status for this token.
+async fn status(h: &Herald, token: &str) -> u16 {
+    let url = format!("{}?token={token}", h.ws_url());
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn no_secret() -> herald::config::Config {
+    let mut c = config();
+    c.auth.hs256_secret = None;
+    c
+}
+
+#[tokio::test]
+async fn rs256_public_key_and_algorithm_confusion() {
+    let mut cfg = no_secret();
+    cfg.auth.public_key_pem_file = Some(fixture("rsa_public.pem"));
+    let h = Herald::start(cfg).await;
+    assert_eq!(
+        status(&h, &sign(Algorithm::RS256, None, &rsa(), &body("a"))).await,
+        101
+    );
+    // The public key used as an HMAC secret: the classic confusion attack.
+    let forged = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(&read("rsa_public.pem")),
+        &body("a"),
+    );
+    assert_eq!(status(&h, &forged).await, 401);
+    // alg: none, and a key of another kind.
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+    assert_eq!(status(&h, none).await, 401);
+    assert_eq!(
+        status(&h, &sign(Algorithm::ES256, None, &ec(), &body("a"))).await,
+        401
+    );
+    // Dev mode is off once a key is configured.
+    let dev = reqwest::get(format!("http://{}/dev/token?sub=x", h.public))
+        .await
+        .expect("get");
+    assert_eq!(dev.status().as_u16(), 404);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn es256_public_key() {
+    let mut cfg = no_secret();
+    cfg.auth.public_key_pem_file = Some(fixture("ec_public.pem"));
+    let h = Herald::start(cfg).await;
+    assert_eq!(
+        status(&h, &sign(Algorithm::ES256, None, &ec(), &body("a"))).await,
+        101
+    );
+    assert_eq!(
+        status(&h, &sign(Algorithm::RS256, None, &rsa(), &body("a"))).await,
+        401
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn jwks_keys_are_picked_by_kid() {
+    let mut cfg = no_secret();
+    cfg.auth.jwks_file = Some(fixture("jwks.json"));
+    let h = Herald::start(cfg).await;
+    assert_eq!(
+        status(
+            &h,
+            &sign(Algorithm::RS256, Some("rsa-1"), &rsa(), &body("a"))
+        )
+        .await,
+        101
+    );
+    assert_eq!(
+        status(&h, &sign(Algorithm::ES256, Some("ec-1"), &ec(), &body("a"))).await,
+        101
+    );
+    assert_eq!(
+        status(
+            &h,
+            &sign(Algorithm::RS256, Some("rsa-2"), &rsa(), &body("a"))
+        )
+        .await,
+        401,
+        "unknown kid"
+    );
+    assert_eq!(
+        status(
+            &h,
+            &sign(Algorithm::RS256, Some("ec-1"), &rsa(), &body("a"))
+        )
+        .await,
+        401,
+        "kid of another key"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn nbf_iss_aud_and_sub_are_checked() {
+    let mut cfg = config();
+    cfg.auth.issuer = Some("https://auth.example.com".into());
+    cfg.auth.audience = Some("herald".into());
+    cfg.auth.leeway = std::time::Duration::ZERO;
+    let h = Herald::start(cfg).await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let now = herald::auth::unix_now();
+    let good =
+        json!({"sub": "a", "exp": now + 600, "iss": "https://auth.example.com", "aud": "herald"});
+    assert_eq!(
+        status(&h, &sign(Algorithm::HS256, None, &key, &good)).await,
+        101
+    );
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        sign(Algorithm::HS256, None, &key, &c)
+    };
+    assert_eq!(
+        status(&h, &with("iss", json!("https://evil.example.com"))).await,
+        401
+    );
+    assert_eq!(status(&h, &with("aud", json!("someone-else"))).await, 401);
+    assert_eq!(status(&h, &with("nbf", json!(now + 3600))).await, 401);
+    assert_eq!(status(&h, &with("sub", json!(""))).await, 401);
+    assert_eq!(status(&h, &with("sub", json!("x".repeat(257)))).await, 401);
+    assert_eq!(status(&h, &with("sub", json!("x".repeat(256)))).await, 101);
+    assert_eq!(
+        status(&h, &with("attrs", json!({"nested": {"no": 1}}))).await,
+        401
+    );
+    let mut no_exp = good.clone();
+    no_exp.as_object_mut().expect("obj").remove("exp");
+    assert_eq!(
+        status(&h, &sign(Algorithm::HS256, None, &key, &no_exp)).await,
+        401
+    );
+    h.stop().await;
+}
