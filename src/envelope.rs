@@ -305,7 +305,10 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
     if e.id.is_none() {
         e.id = Some(new_id());
     }
-    Ok(Command::Publish(Box::new(Publish { envelope: e, audience })))
+    Ok(Command::Publish(Box::new(Publish {
+        envelope: e,
+        audience,
+    })))
 }
 
 fn text(field: &str, value: Option<&str>, max: usize) -> Result<(), EnvelopeError> {
