@@ -1044,6 +1044,7 @@ class Renderer {
     img.className = 'herald-image';
     img.alt = '';
     img.decoding = 'async';
+    img.addEventListener('error', () => img.remove()); // a broken picture is worse than none
     img.src = src;
     return img;
   }
