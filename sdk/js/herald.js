@@ -492,7 +492,8 @@ export class HeraldClient {
       window.addEventListener('online', online);
       this._cleanups.push(() => window.removeEventListener('online', online));
     }
-    this._connect();
+    // Deferred, so listeners added right after connect() see 'connecting'.
+    Promise.resolve().then(() => this._connect());
     return this;
   }
 
