@@ -3,8 +3,10 @@
 // Each test uses its own user id so it only sees its own messages.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { Herald, imageServer, launchBrowser, openDemo, screenshot, uniqueUser, until } from './support.mjs';
+import { HERALD_BIN, Herald, imageServer, launchBrowser, openDemo, screenshot, uniqueUser, until } from './support.mjs';
 
 let herald;
 let browser;
@@ -218,9 +220,9 @@ test('one message per slot: priority order, urgent preemption and collapse_key r
     assert.equal(wire.sent.filter((f) => f.t === 'ack' && f.id === high && f.status === 'displayed').length, 1, 'displayed is acked once');
 
     // collapse_key: the newer message replaces the active one in place.
-    const v1 = await herald.publish({ to, kind: 'banner', title: 'Incident: investigating', collapse_key: 'incident' });
+    const v1 = await herald.publish({ to, kind: 'banner', title: 'Incident: investigating', collapse_key: 'status-line' });
     await page.waitForSelector(sel(v1), { state: 'visible' });
-    const v2 = await herald.publish({ to, kind: 'banner', title: 'Incident: resolved', collapse_key: 'incident' });
+    const v2 = await herald.publish({ to, kind: 'banner', title: 'Incident: resolved', collapse_key: 'status-line' });
     await page.waitForSelector(sel(v2), { state: 'visible' });
     await page.waitForSelector(sel(v1), { state: 'detached' });
     assert.equal(await page.$$eval('[data-herald-kind="banner"]', (n) => n.length), 1);
@@ -288,6 +290,33 @@ test('history navigation sends page_view events', async () => {
     await page.click('#ev-feature');
     await wire.waitSent('feature_used', (f) => f.t === 'event' && f.name === 'feature_used' && f.props.feature === 'export');
   } finally {
+    await page.close();
+  }
+});
+
+// Last in this file: a sticky broadcast goes to every session of this node.
+test('a visitor with a guest id sees `herald broadcast`', async () => {
+  const page = await browser.context.newPage();
+  let id;
+  try {
+    await page.goto(`${herald.base}/`);
+    await page.waitForSelector('#conn-state[data-state="open"]');
+    const guest = await page.textContent('#user');
+    assert.match(guest, /^guest-[0-9a-f]{8}$/);
+    await page.reload();
+    await page.waitForSelector('#conn-state[data-state="open"]');
+    assert.equal(await page.textContent('#user'), guest, 'the guest id is kept in localStorage');
+
+    const { stdout } = await promisify(execFile)(HERALD_BIN, ['broadcast', '--title', 'Payments degraded', '--api', herald.admin]);
+    id = stdout.trim();
+    const banner = await page.waitForSelector(sel(id), { state: 'visible' });
+    assert.equal(await banner.getAttribute('data-herald-kind'), 'banner');
+    assert.equal(await banner.getAttribute('role'), 'alert');
+    assert.equal(await banner.$eval('.herald-title', (t) => t.textContent), 'Payments degraded');
+    assert.ok(await banner.evaluate((b) => b.classList.contains('herald-sev-warning')), 'styled by theme.severity');
+    await screenshot(page, 'broadcast');
+  } finally {
+    if (id) await herald.retract(id);
     await page.close();
   }
 });
