@@ -446,11 +446,11 @@ export class HeraldClient {
     this._send(frame);
   }
 
-  /** Takes a rendered message off screen as if the user dismissed it. */
+  /** Takes a drawn message off screen as the user would (acked `dismissed`); a waiting one is dropped unacked. */
   dismiss(id) {
     const where = this._scheduler.find(id);
     if (!where) return false;
-    this.ack(id, 'dismissed');
+    if (where.state === 'shown') this.ack(id, 'dismissed');
     this._apply(this._scheduler.remove(id, 'closed'));
     return true;
   }

@@ -294,6 +294,41 @@ test('history navigation sends page_view events', async () => {
   }
 });
 
+test('a require_ack notice has no close button and ignores Escape and the backdrop until its button is pressed', async () => {
+  const user = uniqueUser('ack');
+  const { page, wire } = await openDemo(browser.context, herald, user);
+  const to = { users: [user] };
+  const backdrop = () => page.mouse.click(5, 790);
+  try {
+    // Positive controls: Escape and a click on the backdrop close an ordinary modal.
+    const p1 = await herald.publish({ to, kind: 'modal', title: 'Ordinary one' });
+    await page.waitForSelector(sel(p1), { state: 'visible' });
+    await page.keyboard.press('Escape');
+    await page.waitForSelector(sel(p1), { state: 'detached' });
+    const p2 = await herald.publish({ to, kind: 'modal', title: 'Ordinary two' });
+    await page.waitForSelector(sel(p2), { state: 'visible' });
+    await backdrop();
+    await page.waitForSelector(sel(p2), { state: 'detached' });
+    await wire.waitAck(p2, 'dismissed');
+
+    const id = await herald.publish({ to, kind: 'modal', title: 'Updated terms', body: 'Please read them.', require_ack: true });
+    const modal = await page.waitForSelector(sel(id), { state: 'visible' });
+    assert.equal(await modal.$('.herald-close'), null);
+    await page.keyboard.press('Escape');
+    await backdrop();
+    // A later message drawn proves the page went on working meanwhile.
+    const later = await herald.publish({ to, kind: 'card', title: 'Later card', actions: [{ id: 'x', label: 'X' }] });
+    await page.waitForSelector(sel(later), { state: 'visible' });
+    assert.equal(await page.isVisible(sel(id)), true);
+    assert.equal(wire.ack(id, 'dismissed'), undefined);
+    await (await modal.$('.herald-action')).click(); // the OK button the SDK adds
+    await page.waitForSelector(sel(id), { state: 'detached' });
+    await wire.waitAck(id, 'dismissed');
+  } finally {
+    await page.close();
+  }
+});
+
 // Last in this file: a sticky broadcast goes to every session of this node.
 test('a visitor with a guest id sees `herald broadcast`', async () => {
   const page = await browser.context.newPage();
