@@ -243,6 +243,20 @@ test('an expired message is taken off screen', async () => {
   }
 });
 
+test('a toast without buttons leaves by itself, unacked', async () => {
+  const user = uniqueUser('toast');
+  const { page, wire } = await openDemo(browser.context, herald, user);
+  try {
+    const id = await herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Saved' });
+    await page.waitForSelector(sel(id), { state: 'visible' });
+    await wire.waitAck(id, 'displayed');
+    await page.waitForSelector(sel(id), { state: 'detached', timeout: 15000 }); // 6 s by default
+    assert.equal(wire.ack(id, 'dismissed'), undefined, 'the user did not dismiss it');
+  } finally {
+    await page.close();
+  }
+});
+
 test('kind custom goes to the app and is never drawn', async () => {
   const user = uniqueUser('custom');
   const { page, wire } = await openDemo(browser.context, herald, user);
