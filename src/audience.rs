@@ -231,6 +231,7 @@ mod tests {
             segments: segments.iter().map(|s| Box::from(*s)).collect(),
             attrs: cel::Value::Map(cel::objects::Map { map: Arc::new(map) }),
             exp: u64::MAX,
+            locale: None,
         }
     }
 

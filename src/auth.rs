@@ -20,6 +20,8 @@ pub struct Identity {
     pub attrs: cel::Value,
     /// Token expiry, unix seconds.
     pub exp: u64,
+    /// Picks `locales` variants: the `locale` query parameter, else `attrs.locale`.
+    pub locale: Option<Box<str>>,
 }
 
 impl Identity {
@@ -208,7 +210,12 @@ fn identity_from_claims(c: Claims) -> Result<Identity, AuthError> {
         };
         attrs.insert(cel::objects::Key::String(Arc::new(k)), value);
     }
+    let locale = match attrs.get(&cel::objects::Key::String(Arc::new("locale".into()))) {
+        Some(cel::Value::String(s)) => Some(Box::from(s.as_str())),
+        _ => None,
+    };
     Ok(Identity {
+        locale,
         user: Arc::from(c.sub),
         segments: c
             .segments

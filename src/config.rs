@@ -48,6 +48,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub session: SessionConfig,
     pub limits: LimitsConfig,
+    pub messages: MessagesConfig,
     pub campaigns: CampaignsConfig,
     pub log: LogConfig,
 }
@@ -123,6 +124,22 @@ pub struct LimitsConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// A message id seen again within this window is not delivered again.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    /// Record a `delivered` entry in the events stream per session reached.
+    pub record_deliveries: bool,
+    /// Approximate MAXLEN of the events, undelivered and dead streams.
+    pub stream_maxlen: usize,
+    /// Records waiting for the Redis stream writer; beyond it they are dropped and counted.
+    pub stream_queue: usize,
+    /// Embedded mode: records kept per stream for the admin API.
+    pub embedded_stream_len: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CampaignsConfig {
     pub global_cap_per_hour: u32,
 }
@@ -155,6 +172,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
+            messages: MessagesConfig::default(),
             campaigns: CampaignsConfig::default(),
             log: LogConfig::default(),
         }
@@ -209,6 +227,18 @@ impl Default for LimitsConfig {
             max_connections_per_user: 32,
             max_connections_per_ip: 20_000,
             max_envelope_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        Self {
+            dedupe_window: Duration::from_secs(600),
+            record_deliveries: true,
+            stream_maxlen: 100_000,
+            stream_queue: 65_536,
+            embedded_stream_len: 1000,
         }
     }
 }

@@ -2,19 +2,29 @@
 //!
 //! Every path ends here: the HTTP API and CLI in embedded mode, and the Redis
 //! subscriber in Redis mode. A message is serialized once here and the same
-//! bytes are shared by every recipient on this node.
+//! bytes are shared by every recipient on this node, unless it varies by
+//! recipient (locales: once per locale; placeholders: once per recipient).
+//!
+//! The dispatcher also keeps what a node must remember about messages:
+//! ids seen within the dedupe window (a repeated id is delivered once), the
+//! audience of recent messages (so a retraction reaches the sessions that
+//! had the message), and the active set (sticky and must-acknowledge
+//! messages, replayed to sessions that connect while they are active).
 
 use crate::audience::Audience;
+use crate::auth::Identity;
 use crate::envelope::{
     self, Action, Command, Envelope, EnvelopeError, Kind, Position, Priority, Publish,
 };
+use crate::events::{Events, Record, Stream};
 use crate::hub::outbox::Outgoing;
 use crate::hub::{Hub, Target};
 use crate::metrics::{Metrics, Source};
-use crate::protocol::ServerFrame;
+use crate::protocol::{AckStatus, ServerFrame};
 use serde::Serialize;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Where a message came from on the bus, which bounds whom it may reach.
@@ -26,42 +36,186 @@ pub enum Route<'a> {
     User(&'a str),
 }
 
+/// Why a frame is sent, as the `reason` field says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Push,
+    Sticky,
+    Replay,
+    Trigger,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Sticky => "sticky",
+            Self::Replay => "replay",
+            Self::Trigger => "trigger",
+        }
+    }
+}
+
+/// Ids seen recently, and the messages behind them, for a bounded window.
+struct Recent {
+    window: Duration,
+    capacity: usize,
+    seen: HashSet<String>,
+    messages: HashMap<String, Arc<Publish>>,
+    order: VecDeque<(Instant, String, bool)>,
+}
+
+impl Recent {
+    fn prune(&mut self, now: Instant) {
+        while let Some((at, _, _)) = self.order.front() {
+            if now.duration_since(*at) < self.window && self.order.len() <= self.capacity {
+                break;
+            }
+            if let Some((_, key, is_message)) = self.order.pop_front() {
+                if is_message {
+                    self.messages.remove(&key);
+                } else {
+                    self.seen.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// True the first time `key` is seen within the window.
+    fn first(&mut self, key: String, now: Instant) -> bool {
+        self.prune(now);
+        if self.seen.contains(&key) {
+            return false;
+        }
+        self.seen.insert(key.clone());
+        self.order.push_back((now, key, false));
+        true
+    }
+
+    fn remember(&mut self, p: &Arc<Publish>, now: Instant) {
+        let id = p.id().to_owned();
+        if self.messages.insert(id.clone(), p.clone()).is_none() {
+            self.order.push_back((now, id, true));
+        }
+    }
+}
+
+/// Sticky and must-acknowledge messages still active, by id, with the
+/// `collapse_key` index that lets a new message replace the old one.
+#[derive(Default)]
+pub struct ActiveSet {
+    by_id: HashMap<String, Arc<Publish>>,
+    by_collapse: HashMap<String, String>,
+}
+
+impl ActiveSet {
+    /// Adds a message; returns the id it replaced by `collapse_key`.
+    fn put(&mut self, p: Arc<Publish>) -> Option<String> {
+        let id = p.id().to_owned();
+        let mut replaced = None;
+        if let Some(key) = &p.envelope.collapse_key
+            && let Some(old) = self.by_collapse.insert(key.clone(), id.clone())
+            && old != id
+        {
+            self.by_id.remove(&old);
+            replaced = Some(old);
+        }
+        self.by_id.insert(id, p);
+        replaced
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Publish>> {
+        let p = self.by_id.remove(id)?;
+        if let Some(key) = &p.envelope.collapse_key
+            && self.by_collapse.get(key).is_some_and(|v| v == id)
+        {
+            self.by_collapse.remove(key);
+        }
+        Some(p)
+    }
+
+    fn purge(&mut self, now_ms: u64) {
+        let expired: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|p| p.expired(now_ms))
+            .map(|p| p.id().to_owned())
+            .collect();
+        for id in expired {
+            self.remove(&id);
+        }
+    }
+}
+
 pub struct Dispatcher {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    events: Arc<Events>,
     max_envelope_bytes: usize,
     everyone: Audience,
+    recent: Mutex<Recent>,
+    active: Mutex<ActiveSet>,
+    /// Embedded mode: users who acknowledged each must-acknowledge message.
+    /// (With Redis, acknowledgements live in Redis, shared by every node.)
+    acked: Mutex<HashMap<String, HashSet<Arc<str>>>>,
+}
+
+/// What a received envelope turned out to be, for the bus to act on.
+pub struct Received {
+    pub command: Command,
+    pub delivered: usize,
 }
 
 impl Dispatcher {
-    pub fn new(hub: Arc<Hub>, metrics: Arc<Metrics>, max_envelope_bytes: usize) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        events: Arc<Events>,
+        max_envelope_bytes: usize,
+        dedupe_window: Duration,
+    ) -> Self {
         let everyone = Audience::compile(&serde_json::Value::String("all".into()))
             .unwrap_or_else(|_| unreachable!("\"all\" always compiles"));
         Self {
             hub,
             metrics,
+            events,
             max_envelope_bytes,
             everyone,
+            recent: Mutex::new(Recent {
+                window: dedupe_window,
+                capacity: 100_000,
+                seen: HashSet::new(),
+                messages: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+            active: Mutex::new(ActiveSet::default()),
+            acked: Mutex::new(HashMap::new()),
         }
     }
 
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
+    }
+
     /// Parses, checks and delivers an envelope received from the bus.
-    /// A refused envelope is counted and logged once here; the caller may
-    /// record it further (the `dead` stream).
+    /// A refused envelope is counted and logged here; the caller records it
+    /// in the `dead` stream.
     pub fn receive(
         &self,
         source: &'static str,
         route: Route<'_>,
         payload: &[u8],
-    ) -> Result<usize, EnvelopeError> {
+    ) -> Result<Received, EnvelopeError> {
         let born = Instant::now();
         match envelope::parse(payload, self.max_envelope_bytes, crate::auth::unix_now_ms()) {
-            Ok(cmd) => {
+            Ok(command) => {
                 self.metrics
                     .messages
                     .get_or_create(&Source { source })
                     .inc();
-                Ok(self.apply(&cmd, route, born))
+                let delivered = self.apply(&command, route, born);
+                Ok(Received { command, delivered })
             }
             Err(e) => {
                 self.metrics
@@ -78,17 +232,7 @@ impl Dispatcher {
     pub fn apply(&self, cmd: &Command, route: Route<'_>, born: Instant) -> usize {
         match cmd {
             Command::Publish(p) => self.publish(p, route, born),
-            Command::Retract { id } => {
-                let text = Utf8Bytes::from(ServerFrame::Retract { id }.to_json());
-                let target = match route {
-                    Route::Broadcast => Target::Everyone,
-                    Route::User(u) => Target::User(u),
-                };
-                self.hub.deliver(target, &self.everyone, |_| Outgoing {
-                    text: text.clone(),
-                    born,
-                })
-            }
+            Command::Retract { id } => self.retract(id, born),
             Command::Disconnect { users } => match route {
                 Route::User(u) => self.hub.disconnect_user(u),
                 Route::Broadcast => users.iter().map(|u| self.hub.disconnect_user(u)).sum(),
@@ -96,23 +240,231 @@ impl Dispatcher {
         }
     }
 
-    fn publish(&self, p: &Publish, route: Route<'_>, born: Instant) -> usize {
-        if p.expired(crate::auth::unix_now_ms()) {
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, ActiveSet> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, p: &Arc<Publish>, route: Route<'_>, born: Instant) -> usize {
+        let now_ms = crate::auth::unix_now_ms();
+        if p.expired(now_ms) {
             self.metrics.drop_reason("expired");
+            self.events.emit(
+                Record::new(Stream::Events, "expired")
+                    .with("msg", p.id())
+                    .with_opt("campaign", p.envelope.campaign.as_deref()),
+            );
             return 0;
         }
-        let text = Utf8Bytes::from(msg_frame(&p.envelope, None, "push"));
+        let key = match route {
+            Route::Broadcast => p.id().to_owned(),
+            Route::User(u) => format!("{}\u{0}{u}", p.id()),
+        };
+        let now = Instant::now();
+        {
+            let mut recent = self.lock_recent();
+            if !recent.first(key, now) {
+                drop(recent);
+                self.metrics.drop_reason("duplicate");
+                return 0;
+            }
+            recent.remember(p, now);
+        }
+        if p.persistent() {
+            let mut active = self.lock_active();
+            active.purge(now_ms);
+            active.put(p.clone());
+        }
         let target = match (route, p.audience.users()) {
             (Route::User(u), _) => Target::User(u),
             (Route::Broadcast, Some(users)) => Target::Users(users),
             (Route::Broadcast, None) => Target::Everyone,
         };
-        let n = self.hub.deliver(target, &p.audience, |_| Outgoing {
-            text: text.clone(),
-            born,
-        });
+        let n = self.deliver(p, target, &p.audience, Reason::Push, born);
         tracing::debug!(msg_id = p.id(), delivered = n, "message delivered");
         n
+    }
+
+    /// Pushes `p` to the matching sessions in `target`, rendering once per
+    /// node, per locale, or per recipient as the message requires.
+    fn deliver(
+        &self,
+        p: &Publish,
+        target: Target<'_>,
+        audience: &Audience,
+        reason: Reason,
+        born: Instant,
+    ) -> usize {
+        let shared =
+            (!p.varies()).then(|| Utf8Bytes::from(msg_frame(&p.envelope, None, None, reason)));
+        let mut per_locale: HashMap<Option<Box<str>>, Utf8Bytes> = HashMap::new();
+        let record = self.events.record_deliveries;
+        let msg_id: Arc<str> = Arc::from(p.id());
+        self.hub.deliver(
+            target,
+            audience,
+            |s| {
+                let text = match &shared {
+                    Some(t) => t.clone(),
+                    None if p.personalized => Utf8Bytes::from(msg_frame(
+                        &p.envelope,
+                        s.identity.locale.as_deref(),
+                        Some(&s.identity),
+                        reason,
+                    )),
+                    None => per_locale
+                        .entry(s.identity.locale.clone())
+                        .or_insert_with(|| {
+                            Utf8Bytes::from(msg_frame(
+                                &p.envelope,
+                                s.identity.locale.as_deref(),
+                                None,
+                                reason,
+                            ))
+                        })
+                        .clone(),
+                };
+                Outgoing { text, born }
+            },
+            |s| {
+                if record {
+                    self.events.emit(
+                        Record::new(Stream::Events, "delivered")
+                            .with("msg", &*msg_id)
+                            .with("user", &*s.identity.user)
+                            .with("sid", self.hub.sid_text(s.sid))
+                            .with_opt("campaign", p.envelope.campaign.as_deref()),
+                    );
+                }
+            },
+        )
+    }
+
+    /// Sends the `retract` frame to the sessions the message could have
+    /// reached (every session when this node does not know the message) and
+    /// forgets it, so that sessions connecting later do not get it.
+    fn retract(&self, id: &str, born: Instant) -> usize {
+        let known = self
+            .lock_active()
+            .remove(id)
+            .or_else(|| self.lock_recent().messages.get(id).cloned());
+        self.acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        let text = Utf8Bytes::from(ServerFrame::Retract { id }.to_json());
+        let frame = |_: &crate::hub::Session| Outgoing {
+            text: text.clone(),
+            born,
+        };
+        match &known {
+            Some(p) => {
+                let target = p.audience.users().map_or(Target::Everyone, Target::Users);
+                self.hub.deliver(target, &p.audience, frame, |_| {})
+            }
+            None => self
+                .hub
+                .deliver(Target::Everyone, &self.everyone, frame, |_| {}),
+        }
+    }
+
+    /// Active messages known to this node, not expired (the sticky set).
+    pub fn active(&self) -> Vec<Arc<Publish>> {
+        let mut active = self.lock_active();
+        active.purge(crate::auth::unix_now_ms());
+        let mut list: Vec<_> = active.by_id.values().cloned().collect();
+        list.sort_by(|a, b| a.id().cmp(b.id()));
+        list
+    }
+
+    /// Replaces the active set (after loading it from Redis).
+    pub fn load_active(&self, messages: Vec<Arc<Publish>>) {
+        let mut active = self.lock_active();
+        *active = ActiveSet::default();
+        let now_ms = crate::auth::unix_now_ms();
+        for p in messages.into_iter().filter(|p| !p.expired(now_ms)) {
+            active.put(p);
+        }
+    }
+
+    /// Active messages for a session that just connected: those whose
+    /// audience it matches, without the must-acknowledge ones its user
+    /// acknowledged (as far as this node knows; Redis mode checks further).
+    pub fn active_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
+        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        self.active()
+            .into_iter()
+            .filter(|p| p.audience.matches(id))
+            .filter(|p| {
+                !(p.envelope.require_ack
+                    && acked
+                        .get(p.id())
+                        .is_some_and(|users| users.contains(&id.user)))
+            })
+            .collect()
+    }
+
+    /// Pushes replayed messages to one session (reason `sticky`).
+    pub fn replay_to(&self, session: &crate::hub::Session, messages: &[Arc<Publish>]) {
+        let born = Instant::now();
+        for p in messages {
+            let text = Utf8Bytes::from(msg_frame(
+                &p.envelope,
+                session.identity.locale.as_deref(),
+                Some(&session.identity),
+                Reason::Sticky,
+            ));
+            self.hub.push_to(session, Outgoing { text, born });
+        }
+    }
+
+    /// Records an acknowledgement; clicked or dismissed clears a
+    /// must-acknowledge message for that user (embedded bookkeeping).
+    pub fn on_ack(
+        &self,
+        user: &Arc<str>,
+        sid: &str,
+        id: &str,
+        status: AckStatus,
+        action: Option<&str>,
+    ) {
+        let campaign = self
+            .lock_active()
+            .by_id
+            .get(id)
+            .and_then(|p| p.envelope.campaign.clone());
+        let campaign = campaign.or_else(|| {
+            self.lock_recent()
+                .messages
+                .get(id)
+                .and_then(|p| p.envelope.campaign.clone())
+        });
+        self.events.emit(
+            Record::new(Stream::Events, status.as_str())
+                .with("msg", id)
+                .with("user", &**user)
+                .with("sid", sid)
+                .with_opt("action", action)
+                .with_opt("campaign", campaign.as_deref()),
+        );
+        if matches!(status, AckStatus::Clicked | AckStatus::Dismissed) {
+            let requires = self
+                .lock_active()
+                .by_id
+                .get(id)
+                .is_some_and(|p| p.envelope.require_ack);
+            if requires {
+                self.acked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(id.to_owned())
+                    .or_default()
+                    .insert(user.clone());
+            }
+        }
     }
 }
 
@@ -155,16 +507,47 @@ struct MsgFrame<'a> {
     reason: &'a str,
 }
 
-pub fn msg_frame(e: &Envelope, pos: Option<&str>, reason: &str) -> String {
+/// Serializes a `msg` frame for a recipient's locale, filling placeholders
+/// from `identity` when one is given.
+pub fn msg_frame(
+    e: &Envelope,
+    locale: Option<&str>,
+    identity: Option<&Identity>,
+    reason: Reason,
+) -> String {
+    msg_frame_at(e, locale, identity, reason, None)
+}
+
+pub fn msg_frame_at(
+    e: &Envelope,
+    locale: Option<&str>,
+    identity: Option<&Identity>,
+    reason: Reason,
+    pos: Option<&str>,
+) -> String {
+    let plain = e.locales.is_none() && identity.is_none();
+    let (title, body, actions) = if plain {
+        (None, None, Vec::new())
+    } else {
+        crate::render::content(e, locale, identity)
+    };
     let frame = MsgFrame {
         t: "msg",
         id: e.id.as_deref().unwrap_or_default(),
         kind: e.kind,
         priority: e.priority,
-        title: e.title.as_deref(),
-        body: e.body.as_deref(),
+        title: if plain {
+            e.title.as_deref()
+        } else {
+            title.as_deref()
+        },
+        body: if plain {
+            e.body.as_deref()
+        } else {
+            body.as_deref()
+        },
         image_url: e.image_url.as_deref(),
-        actions: &e.actions,
+        actions: if plain { &e.actions } else { &actions },
         position: e.position,
         anchor: e.anchor.as_deref(),
         theme: e.theme.as_ref(),
@@ -175,7 +558,7 @@ pub fn msg_frame(e: &Envelope, pos: Option<&str>, reason: &str) -> String {
         require_ack: e.require_ack,
         campaign: e.campaign.as_deref(),
         pos,
-        reason,
+        reason: reason.as_str(),
     };
     serde_json::to_string(&frame).unwrap_or_default()
 }

@@ -7,6 +7,7 @@
 
 use crate::audience::Audience;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub const MAX_ID: usize = 128;
 const MAX_ACTIONS: usize = 3;
@@ -151,9 +152,9 @@ fn is_publish(op: &Op) -> bool {
 /// A checked envelope, ready to route and deliver.
 #[derive(Debug)]
 pub enum Command {
-    Publish(Box<Publish>),
+    Publish(Arc<Publish>),
     Retract { id: String },
-    Disconnect { users: Vec<std::sync::Arc<str>> },
+    Disconnect { users: Vec<Arc<str>> },
 }
 
 /// A checked publish: `envelope.id` and `envelope.expires_at` are set (the
@@ -162,6 +163,8 @@ pub enum Command {
 pub struct Publish {
     pub envelope: Envelope,
     pub audience: Audience,
+    /// Holds `{{attrs.…}}` placeholders: rendered per recipient.
+    pub personalized: bool,
 }
 
 impl Publish {
@@ -176,6 +179,17 @@ impl Publish {
     /// The envelope as nodes pass it on: id and absolute expiry fixed.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.envelope).unwrap_or_default()
+    }
+
+    /// Kept after publishing for sessions that connect later: sticky
+    /// messages, and those that must be acknowledged.
+    pub fn persistent(&self) -> bool {
+        self.envelope.sticky || self.envelope.require_ack
+    }
+
+    /// Rendered differently for some recipients (locales or placeholders).
+    pub fn varies(&self) -> bool {
+        self.personalized || self.envelope.locales.is_some()
     }
 }
 
@@ -296,6 +310,7 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
         let at = now_ms.saturating_add(ttl.saturating_mul(1000));
         e.expires_at = Some(e.expires_at.map_or(at, |x| x.min(at)));
     }
+    let personalized = crate::render::check_templates(&e)?;
     if e.fallback && audience.users().is_none() {
         return Err(EnvelopeError::new(
             "fallback",
@@ -305,9 +320,10 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
     if e.id.is_none() {
         e.id = Some(new_id());
     }
-    Ok(Command::Publish(Box::new(Publish {
+    Ok(Command::Publish(Arc::new(Publish {
         envelope: e,
         audience,
+        personalized,
     })))
 }
 

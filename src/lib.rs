@@ -26,16 +26,19 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod envelope;
+pub mod events;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
+pub mod render;
 pub mod session;
 
 use auth::{Signer, Verifier};
-use bus::{Bus, RedisBus};
+use bus::{Bus, RedisBus, RedisTarget};
 use config::Config;
 use dispatch::Dispatcher;
+use events::Events;
 use hub::{Hub, Limits, UserChanges};
 use metrics::Metrics;
 use session::SessionCtx;
@@ -52,7 +55,7 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub dispatcher: Arc<Dispatcher>,
-    pub bus: Bus,
+    pub bus: Arc<Bus>,
     pub verifier: Verifier,
     /// Present in dev mode only: mints tokens for `/dev/token`.
     pub dev_signer: Option<Signer>,
@@ -143,10 +146,21 @@ pub async fn run(
         metrics.clone(),
         changes.clone(),
     ));
+    let m = &config.messages;
+    let events = Arc::new(Events::new(
+        node_id.clone(),
+        config.redis.url.is_none(),
+        m.record_deliveries,
+        m.stream_queue,
+        m.embedded_stream_len,
+        metrics.clone(),
+    ));
     let dispatcher = Arc::new(Dispatcher::new(
         hub.clone(),
         metrics.clone(),
+        events.clone(),
         config.limits.max_envelope_bytes,
+        m.dedupe_window,
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -158,11 +172,15 @@ pub async fn run(
     };
 
     let mut bus_task = None;
+    let mut stream_task = None;
     let bus = match (&config.redis.url, changes) {
         (Some(url), Some(changes)) => {
             let redis = RedisBus::new(
-                url,
-                &config.redis.prefix,
+                RedisTarget {
+                    url,
+                    prefix: &config.redis.prefix,
+                    maxlen: config.messages.stream_maxlen,
+                },
                 node_id.clone(),
                 hub.clone(),
                 dispatcher.clone(),
@@ -170,6 +188,7 @@ pub async fn run(
                 metrics.clone(),
             )?;
             bus_task = Some(tokio::spawn(redis.clone().run(stopped())));
+            stream_task = Some(tokio::spawn(redis.clone().write_streams(stopped())));
             Bus::Redis(redis)
         }
         _ => {
@@ -181,10 +200,13 @@ pub async fn run(
         }
     };
 
+    let bus = Arc::new(bus);
     let node = Arc::new(Node {
         session_ctx: Arc::new(SessionCtx {
             cfg: config.session.clone(),
             metrics: metrics.clone(),
+            bus: bus.clone(),
+            hub: hub.clone(),
         }),
         ws_config: ws_config(&config.session),
         config,
@@ -223,6 +245,9 @@ pub async fn run(
     }
     let _ = public.await;
     let _ = admin.await;
+    if let Some(task) = stream_task {
+        let _ = task.await;
+    }
     if let Some(task) = bus_task {
         let _ = task.await;
     }

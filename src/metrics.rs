@@ -38,6 +38,7 @@ pub struct Metrics {
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
     pub latency: Histogram,
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +58,7 @@ impl Default for Metrics {
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
             latency: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            events_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -123,6 +125,11 @@ impl Default for Metrics {
             "publish_to_socket_seconds",
             "From the node receiving a message to its frame written to a socket",
             m.latency.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Stream records dropped because the writer queue was full",
+            m.events_dropped.clone(),
         );
         Self { registry, ..m }
     }

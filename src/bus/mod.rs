@@ -4,13 +4,16 @@
 
 mod redis_bus;
 
+use crate::auth::Identity;
 use crate::dispatch::{Dispatcher, Route};
 use crate::envelope::{Command, Publish};
+use crate::events::{Record, Stream};
 use crate::hub::Hub;
+use crate::protocol::{Ack, AckStatus};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use redis_bus::{Keys, RedisBus, publish_direct};
+pub use redis_bus::{Keys, RedisBus, RedisTarget, publish_direct};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -47,11 +50,25 @@ impl Bus {
     pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
         match self {
             Bus::Embedded { hub, dispatcher } => {
-                dispatcher.apply(cmd, Route::Broadcast, Instant::now());
-                Ok(match cmd {
+                // Who is online is known before delivery, as with PUBLISH replies.
+                let reach = match cmd {
                     Command::Publish(p) => reach(p, |u| hub.user_sessions(u) > 0),
                     Command::Retract { .. } | Command::Disconnect { .. } => None,
-                })
+                };
+                dispatcher.apply(cmd, Route::Broadcast, Instant::now());
+                if let (Command::Publish(p), Some(r)) = (cmd, &reach)
+                    && p.envelope.fallback
+                {
+                    for user in &r.offline {
+                        dispatcher.events().emit(
+                            Record::new(Stream::Undelivered, "undelivered")
+                                .with("msg", p.id())
+                                .with("user", user.as_str())
+                                .with_opt("campaign", p.envelope.campaign.as_deref()),
+                        );
+                    }
+                }
+                Ok(reach)
             }
             Bus::Redis(bus) => bus.publish(cmd).await,
         }
@@ -68,6 +85,53 @@ impl Bus {
                 })
             }
             Bus::Redis(bus) => bus.presence(user).await,
+        }
+    }
+
+    /// The sticky set: active sticky and must-acknowledge messages.
+    pub async fn active(&self) -> Result<Vec<Arc<Publish>>, BusError> {
+        match self {
+            Bus::Embedded { dispatcher, .. } => Ok(dispatcher.active()),
+            Bus::Redis(bus) => bus.active().await,
+        }
+    }
+
+    /// Messages a session that just connected must receive (reason `sticky`).
+    pub async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
+        match self {
+            Bus::Embedded { dispatcher, .. } => dispatcher.active_for(id),
+            Bus::Redis(bus) => bus.replay_for(id).await,
+        }
+    }
+
+    /// Records an acknowledgement: the events stream, and for clicked or
+    /// dismissed, the end of resending a must-acknowledge message.
+    pub async fn ack(&self, user: &Arc<str>, sid: &str, ack: &Ack) -> Result<(), BusError> {
+        let dispatcher = match self {
+            Bus::Embedded { dispatcher, .. } => dispatcher,
+            Bus::Redis(bus) => bus.dispatcher(),
+        };
+        dispatcher.on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
+        if let Bus::Redis(bus) = self
+            && matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed)
+        {
+            bus.ack(user, &ack.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The newest records of a stream (events, undelivered, dead).
+    pub async fn stream(
+        &self,
+        stream: Stream,
+        count: usize,
+    ) -> Result<Vec<serde_json::Value>, BusError> {
+        match self {
+            Bus::Embedded { dispatcher, .. } => Ok(dispatcher
+                .events()
+                .recent(stream, count)
+                .unwrap_or_default()),
+            Bus::Redis(bus) => bus.stream(stream, count).await,
         }
     }
 

@@ -11,8 +11,10 @@
 //! the hub, which stays the source of truth.
 
 use super::{BusError, Presence, Reach};
-use crate::dispatch::{Dispatcher, Route};
-use crate::envelope::Command;
+use crate::auth::Identity;
+use crate::dispatch::{Dispatcher, Received, Route};
+use crate::envelope::{Command, Publish};
+use crate::events::Stream;
 use crate::hub::{Hub, UserChanges};
 use crate::metrics::Metrics;
 use futures::StreamExt;
@@ -21,7 +23,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -58,9 +60,29 @@ impl Keys {
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
+    pub fn active(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
+    pub fn pending(&self, user: &str) -> String {
+        format!("{}:pending:{user}", self.prefix)
+    }
+    pub fn acked(&self, msg: &str) -> String {
+        format!("{}:acked:{msg}", self.prefix)
+    }
+    pub fn stream(&self, stream: Stream) -> String {
+        format!("{}:{}", self.prefix, stream.name())
+    }
     fn user_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel.strip_prefix(&self.user_channel_prefix)
     }
+}
+
+/// Where and how a node uses Redis.
+pub struct RedisTarget<'a> {
+    pub url: &'a str,
+    pub prefix: &'a str,
+    /// Approximate MAXLEN of the streams.
+    pub maxlen: usize,
 }
 
 pub struct RedisBus {
@@ -73,6 +95,7 @@ pub struct RedisBus {
     changes: Arc<UserChanges>,
     metrics: Arc<Metrics>,
     up: AtomicBool,
+    maxlen: usize,
     /// Users whose channel this node is subscribed to right now.
     subscribed: Mutex<HashSet<Arc<str>>>,
     /// Bumped after every subscription change, for [`RedisBus::user_ready`].
@@ -80,7 +103,7 @@ pub struct RedisBus {
 }
 
 /// Publishes one command from outside a node (the CLI), on a connection of
-/// its own, routed exactly as a node routes it.
+/// its own, routed and stored exactly as a node does it.
 pub async fn publish_direct(
     url: &str,
     prefix: &str,
@@ -91,65 +114,142 @@ pub async fn publish_direct(
         .get_multiplexed_async_connection()
         .await
         .map_err(unavailable)?;
-    publish_with(&mut conn, &Keys::new(prefix), cmd).await
+    let keys = Keys::new(prefix);
+    let how = Publishing {
+        keys: &keys,
+        node: "cli",
+        maxlen: 100_000,
+    };
+    how.run(&mut conn, cmd).await
 }
 
+static PUBLISH: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/publish.lua")));
+static RETRACT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/retract.lua")));
+static ACK: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/ack.lua")));
+static DEAD: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/dead.lua")));
+
+/// A user's pending messages, and whether they acknowledged each global one.
+type ReplayReads = (Vec<(String, String)>, Vec<bool>);
+
+/// How long a retracted id is refused to late writers of the same message.
+const TOMBSTONE_S: u64 = 60;
+
+/// The publishing step shared by nodes and the CLI: one Lua script stores
+/// what must outlive the publish (sticky, require_ack) and publishes, so a
+/// message is never published without being stored or the other way round.
 /// Users audiences go on their users' channels (the replies count the nodes
 /// holding each user); everything else on the broadcast channel.
-async fn publish_with(
-    conn: &mut impl redis::aio::ConnectionLike,
-    keys: &Keys,
-    cmd: &Command,
-) -> Result<Option<Reach>, BusError> {
-    match cmd {
-        Command::Publish(p) => {
-            let json = p.to_json();
-            let Some(users) = p.audience.users() else {
-                let _: i64 = redis::cmd("PUBLISH")
-                    .arg(keys.broadcast())
-                    .arg(json)
-                    .query_async(conn)
+struct Publishing<'a> {
+    keys: &'a Keys,
+    node: &'a str,
+    maxlen: usize,
+}
+
+impl Publishing<'_> {
+    async fn run(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        cmd: &Command,
+    ) -> Result<Option<Reach>, BusError> {
+        match cmd {
+            Command::Publish(p) => {
+                let counts = self.publish(conn, p, true).await?;
+                let Some(users) = p.audience.users() else {
+                    return Ok(None);
+                };
+                let mut reach = Reach::default();
+                for (u, n) in users.iter().zip(counts) {
+                    if n > 0 {
+                        &mut reach.online
+                    } else {
+                        &mut reach.offline
+                    }
+                    .push(u.to_string());
+                }
+                Ok(Some(reach))
+            }
+            Command::Retract { id } => {
+                let env = serde_json::json!({"op": "retract", "id": id}).to_string();
+                let _: i64 = RETRACT
+                    .arg(&self.keys.prefix)
+                    .arg(id)
+                    .arg(env)
+                    .arg(TOMBSTONE_S)
+                    .invoke_async(conn)
                     .await
                     .map_err(unavailable)?;
-                return Ok(None);
-            };
-            let mut pipe = redis::pipe();
-            for u in users {
-                pipe.publish(keys.user(u), &json);
+                Ok(None)
             }
-            let counts: Vec<i64> = pipe.query_async(conn).await.map_err(unavailable)?;
-            let mut reach = Reach::default();
-            for (u, n) in users.iter().zip(counts) {
-                if n > 0 {
-                    &mut reach.online
-                } else {
-                    &mut reach.offline
+            Command::Disconnect { users } => {
+                let mut pipe = redis::pipe();
+                for u in users {
+                    let json =
+                        serde_json::json!({"op": "disconnect", "to": {"users": [u.as_ref()]}})
+                            .to_string();
+                    pipe.publish(self.keys.user(u), json).ignore();
                 }
-                .push(u.to_string());
+                let () = pipe.query_async(conn).await.map_err(unavailable)?;
+                Ok(None)
             }
-            Ok(Some(reach))
-        }
-        Command::Retract { id } => {
-            let json = serde_json::json!({"op": "retract", "id": id}).to_string();
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(keys.broadcast())
-                .arg(json)
-                .query_async(conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(None)
-        }
-        Command::Disconnect { users } => {
-            let mut pipe = redis::pipe();
-            for u in users {
-                let json = serde_json::json!({"op": "disconnect", "to": {"users": [u.as_ref()]}})
-                    .to_string();
-                pipe.publish(keys.user(u), json).ignore();
-            }
-            let () = pipe.query_async(conn).await.map_err(unavailable)?;
-            Ok(None)
         }
     }
+
+    /// `publish = false` only stores (a node keeping a sticky message that
+    /// arrived by plain PUBLISH), and then respects a recent retraction.
+    async fn publish(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        p: &Publish,
+        publish: bool,
+    ) -> Result<Vec<i64>, BusError> {
+        let e = &p.envelope;
+        let users = p.audience.users();
+        let store = match (p.persistent(), users.is_some()) {
+            (false, _) => "none",
+            (true, false) => "active",
+            (true, true) => "pending",
+        };
+        let route = match (publish, users.is_some()) {
+            (false, _) => "none",
+            (true, false) => "broadcast",
+            (true, true) => "users",
+        };
+        let mut inv = PUBLISH.prepare_invoke();
+        inv.arg(&self.keys.prefix)
+            .arg(p.id())
+            .arg(p.to_json())
+            .arg(store)
+            .arg(e.collapse_key.as_deref().unwrap_or_default())
+            .arg(e.expires_at.unwrap_or(0))
+            .arg(if publish { "0" } else { "1" })
+            .arg(route)
+            .arg(if e.fallback { "1" } else { "0" })
+            .arg(self.maxlen)
+            .arg(e.campaign.as_deref().unwrap_or_default())
+            .arg(self.node);
+        for u in users.unwrap_or_default() {
+            inv.arg(&**u);
+        }
+        inv.invoke_async(conn).await.map_err(unavailable)
+    }
+}
+
+/// Stored envelopes back into checked messages; anything that no longer
+/// passes the checks is skipped.
+fn parse_stored(values: impl Iterator<Item = String>) -> Vec<Arc<Publish>> {
+    let now = crate::auth::unix_now_ms();
+    values
+        .filter_map(
+            |v| match crate::envelope::parse(v.as_bytes(), usize::MAX, now) {
+                Ok(Command::Publish(p)) if !p.expired(now) => Some(p),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 fn unavailable(e: redis::RedisError) -> BusError {
@@ -160,14 +260,18 @@ impl RedisBus {
     /// Connects lazily: the node starts even while Redis is down, and
     /// reports not ready until the subscriber is connected.
     pub fn new(
-        url: &str,
-        prefix: &str,
+        target: RedisTarget<'_>,
         node: String,
         hub: Arc<Hub>,
         dispatcher: Arc<Dispatcher>,
         changes: Arc<UserChanges>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, BusError> {
+        let RedisTarget {
+            url,
+            prefix,
+            maxlen,
+        } = target;
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
@@ -186,9 +290,14 @@ impl RedisBus {
             changes,
             metrics,
             up: AtomicBool::new(false),
+            maxlen,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
     }
 
     pub fn is_up(&self) -> bool {
@@ -201,8 +310,157 @@ impl RedisBus {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    fn publishing(&self) -> Publishing<'_> {
+        Publishing {
+            keys: &self.keys,
+            node: &self.node,
+            maxlen: self.maxlen,
+        }
+    }
+
     pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
-        publish_with(&mut self.conn.clone(), &self.keys, cmd).await
+        self.publishing().run(&mut self.conn.clone(), cmd).await
+    }
+
+    /// The active set as Redis holds it now (sticky and must-acknowledge
+    /// messages with non-user audiences), expired ones left out.
+    pub async fn active(&self) -> Result<Vec<Arc<Publish>>, BusError> {
+        let mut conn = self.conn.clone();
+        let stored: Vec<(String, String)> = conn
+            .hgetall(self.keys.active())
+            .await
+            .map_err(unavailable)?;
+        Ok(parse_stored(stored.into_iter().map(|(_, v)| v)))
+    }
+
+    /// What a session that just connected must receive: the active messages
+    /// its audience matches (minus must-acknowledge ones its user
+    /// acknowledged), and its user's own pending messages.
+    pub async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
+        let mut list = self.dispatcher.active_for(id);
+        let needs_ack: Vec<String> = list
+            .iter()
+            .filter(|p| p.envelope.require_ack)
+            .map(|p| p.id().to_owned())
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.keys.pending(&id.user));
+        for msg in &needs_ack {
+            pipe.sismember(self.keys.acked(msg), &*id.user);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Result<ReplayReads, _> = async {
+            let values: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            let mut it = values.into_iter();
+            let pending: Vec<(String, String)> =
+                redis::from_redis_value(it.next().unwrap_or(redis::Value::Nil))?;
+            let acked: Vec<bool> = it.map(redis::from_redis_value).collect::<Result<_, _>>()?;
+            Ok::<_, redis::RedisError>((pending, acked))
+        }
+        .await;
+        match reply {
+            Ok((pending, acked)) => {
+                let done: HashSet<&str> = needs_ack
+                    .iter()
+                    .zip(acked)
+                    .filter(|(_, a)| *a)
+                    .map(|(m, _)| m.as_str())
+                    .collect();
+                list.retain(|p| !done.contains(p.id()));
+                list.extend(
+                    parse_stored(pending.into_iter().map(|(_, v)| v))
+                        .into_iter()
+                        .filter(|p| p.audience.matches(id)),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(user = %id.user, error = %e, "replay read failed; sending the locally known active set")
+            }
+        }
+        list
+    }
+
+    /// A click or dismissal: must-acknowledge messages stop being resent.
+    pub async fn ack(&self, user: &str, msg: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = ACK
+            .arg(&self.keys.prefix)
+            .arg(msg)
+            .arg(user)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The newest `count` entries of a stream, newest first.
+    pub async fn stream(
+        &self,
+        stream: Stream,
+        count: usize,
+    ) -> Result<Vec<serde_json::Value>, BusError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = conn
+            .xrevrange_count(self.keys.stream(stream), "+", "-", count)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("entry".into(), entry.id.clone().into());
+                for (k, v) in entry.map {
+                    let text: String = redis::from_redis_value(v).unwrap_or_default();
+                    obj.insert(k, text.into());
+                }
+                serde_json::Value::Object(obj)
+            })
+            .collect())
+    }
+
+    /// Drains the events queue into the Redis streams until `shutdown`,
+    /// then flushes what is left once.
+    pub async fn write_streams(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let events = self.dispatcher.events().clone();
+        loop {
+            let stopping = tokio::select! {
+                () = &mut shutdown => true,
+                () = events.notify.notified() => false,
+            };
+            loop {
+                let batch = events.take(1000);
+                if batch.is_empty() {
+                    break;
+                }
+                let mut pipe = redis::pipe();
+                for r in &batch {
+                    let mut cmd = redis::cmd("XADD");
+                    cmd.arg(self.keys.stream(r.stream))
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.maxlen)
+                        .arg("*");
+                    for (k, v) in &r.fields {
+                        cmd.arg(*k).arg(v);
+                    }
+                    pipe.add_command(cmd).ignore();
+                }
+                let mut conn = self.conn.clone();
+                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                    self.metrics.events_dropped.inc_by(batch.len() as u64);
+                    tracing::warn!(error = %e, lost = batch.len(), "stream records not written");
+                    if !stopping {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    break;
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
     }
 
     /// Sessions of `user` on live nodes, from the presence hash. Fields of
@@ -292,7 +550,7 @@ impl RedisBus {
     }
 
     /// One connected stretch of the subscriber. Returns when Redis is lost.
-    async fn session(&self) -> Result<(), redis::RedisError> {
+    async fn session(self: &Arc<Self>) -> Result<(), redis::RedisError> {
         let pubsub = self.client.get_async_pubsub().await?;
         let (mut sink, mut stream) = pubsub.split();
         sink.subscribe(self.keys.broadcast()).await?;
@@ -305,6 +563,9 @@ impl RedisBus {
             sink.subscribe(&channels).await?;
         }
         self.heartbeat().await?;
+        let stored: Vec<(String, String)> = self.conn.clone().hgetall(self.keys.active()).await?;
+        self.dispatcher
+            .load_active(parse_stored(stored.into_iter().map(|(_, v)| v)));
         self.write_presence(users.iter().cloned().chain(changed_meanwhile))
             .await?;
         self.lock_subscribed().extend(users);
@@ -332,13 +593,68 @@ impl RedisBus {
         }
     }
 
-    fn receive(&self, channel: &str, payload: &[u8]) {
+    fn receive(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         let route = match self.keys.user_of(channel) {
             Some(user) => Route::User(user),
             None => Route::Broadcast,
         };
-        // Refusals are counted and logged by the dispatcher.
-        let _ = self.dispatcher.receive("redis", route, payload);
+        match self.dispatcher.receive("redis", route, payload) {
+            // Published by plain PUBLISH, a sticky or must-acknowledge message
+            // is stored by the nodes that receive it (idempotent, and refused
+            // right after a retraction); other paths stored it already.
+            Ok(Received {
+                command: Command::Publish(p),
+                ..
+            }) if p.persistent() => {
+                let bus = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = bus
+                        .publishing()
+                        .publish(&mut bus.conn.clone(), &p, false)
+                        .await
+                    {
+                        tracing::warn!(msg_id = p.id(), error = %e, "could not store a sticky message");
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let bus = self.clone();
+                let digest = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    payload.hash(&mut h);
+                    format!("{:016x}", h.finish())
+                };
+                let text =
+                    String::from_utf8_lossy(&payload[..payload.len().min(64 * 1024)]).into_owned();
+                let channel = channel.to_owned();
+                tokio::spawn(async move {
+                    let mut conn = bus.conn.clone();
+                    let r: Result<i64, _> = DEAD
+                        .arg(&bus.keys.prefix)
+                        .arg(digest)
+                        .arg(bus.maxlen)
+                        .arg("type")
+                        .arg("dead")
+                        .arg("reason")
+                        .arg(e.to_string())
+                        .arg("channel")
+                        .arg(channel)
+                        .arg("envelope")
+                        .arg(text)
+                        .arg("node")
+                        .arg(&bus.node)
+                        .arg("ts")
+                        .arg(crate::auth::unix_now_ms())
+                        .invoke_async(&mut conn)
+                        .await;
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "could not record a refused envelope");
+                    }
+                });
+            }
+        }
     }
 
     /// Applies pending user changes: subscriptions and presence.

@@ -5,6 +5,7 @@
 use super::ApiError;
 use crate::Node;
 use crate::envelope::{self, Command};
+use crate::events::Stream;
 use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -20,6 +21,8 @@ pub fn router(node: Arc<Node>) -> Router {
     let api = Router::new()
         .route("/v1/messages", post(publish))
         .route("/v1/messages/{id}", delete(retract))
+        .route("/v1/messages/active", get(active))
+        .route("/v1/streams/{name}", get(stream))
         .route("/v1/presence/{user}", get(presence))
         .route("/v1/stats", get(stats))
         .route("/v1/users/{user}/disconnect", post(disconnect))
@@ -100,6 +103,35 @@ async fn retract(
         .publish(&Command::Retract { id: id.clone() })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// The sticky set: active sticky and must-acknowledge messages, as stored.
+async fn active(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let active = node.bus.active().await?;
+    let messages: Vec<&crate::envelope::Envelope> = active.iter().map(|p| &p.envelope).collect();
+    Ok(Json(serde_json::json!({ "messages": messages })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    count: Option<usize>,
+}
+
+/// The newest records of `events`, `undelivered` or `dead`, newest first.
+async fn stream(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let stream = Stream::parse(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such stream; use events, undelivered or dead",
+        )
+    })?;
+    let count = q.count.unwrap_or(100).clamp(1, 10_000);
+    let records = node.bus.stream(stream, count).await?;
+    Ok(Json(serde_json::json!({ "stream": name, "records": records })).into_response())
 }
 
 fn check_user(user: &str) -> Result<(), ApiError> {

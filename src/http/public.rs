@@ -105,7 +105,7 @@ async fn upgrade(
         }
     }
     let token = query.token.as_deref().or_else(|| bearer(headers));
-    let identity = match token
+    let mut identity = match token
         .ok_or(AuthError::Missing)
         .and_then(|t| node.verifier.verify(t))
     {
@@ -116,6 +116,22 @@ async fn upgrade(
             return refuse(StatusCode::UNAUTHORIZED, e);
         }
     };
+    if let Some(locale) = &query.locale {
+        if locale.is_empty()
+            || locale.len() > 35
+            || !locale
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "locale: not a locale tag (e.g. fr, pt-BR)",
+            );
+        }
+        identity.locale = Some(locale.as_str().into());
+    }
+    // `since` is read by the resume stage.
+    let _ = &query.since;
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
     };
@@ -128,8 +144,6 @@ async fn upgrade(
             return refuse(status, refusal);
         }
     };
-    // `since` and `locale` are read by later stages (resume, localization).
-    let _ = (&query.since, &query.locale);
 
     let spawned = node.clone();
     tokio::spawn(async move {
@@ -146,6 +160,9 @@ async fn upgrade(
         .await;
         let session = &reg.session;
         node.bus.user_ready(&session.identity.user).await;
+        // Active messages (sticky, unacknowledged) follow the hello frame.
+        let replay = node.bus.replay_for(&session.identity).await;
+        node.dispatcher.replay_to(session, &replay);
         let sid = node.hub.sid_text(session.sid);
         let hello = ServerFrame::Hello {
             sid: &sid,

@@ -271,18 +271,23 @@ impl Hub {
 
     /// Pushes a frame to every session in `target` that the audience matches;
     /// `frame` builds it per session (a clone of one shared frame unless the
-    /// message is personalized). Returns how many sessions got it.
+    /// message varies by recipient); `on_delivered` hears of each session
+    /// that got it. Returns how many sessions got it.
     pub fn deliver(
         &self,
         target: Target<'_>,
         audience: &Audience,
         mut frame: impl FnMut(&Session) -> Outgoing,
+        mut on_delivered: impl FnMut(&Session),
     ) -> usize {
         let mut delivered = 0;
         let mut visit = |s: &Session| {
             if audience.matches(&s.identity) {
                 match s.outbox.push(frame(s), self.limits.queue) {
-                    Pushed::Queued => delivered += 1,
+                    Pushed::Queued => {
+                        delivered += 1;
+                        on_delivered(s);
+                    }
                     Pushed::Overflow => {
                         self.metrics.drop_reason("slow_consumer");
                         tracing::warn!(user = %s.identity.user, sid = s.sid, "slow consumer: closing with 4008");
@@ -306,6 +311,20 @@ impl Hub {
         }
         self.metrics.deliveries.inc_by(delivered as u64);
         delivered
+    }
+
+    /// Pushes one frame to one session, within the outbox limit.
+    pub fn push_to(&self, session: &Session, frame: Outgoing) -> Pushed {
+        let pushed = session.outbox.push(frame, self.limits.queue);
+        if pushed == Pushed::Overflow {
+            self.metrics.drop_reason("slow_consumer");
+        }
+        pushed
+    }
+
+    /// The live session with this sid, if any.
+    pub fn session(&self, sid: u64) -> Option<Arc<Session>> {
+        self.sessions.get(&sid).map(|s| s.value().clone())
     }
 
     fn for_user(&self, user: &str, visit: &mut impl FnMut(&Session)) {

@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 pub struct SessionCtx {
     pub cfg: SessionConfig,
     pub metrics: Arc<Metrics>,
+    pub bus: Arc<crate::bus::Bus>,
+    pub hub: Arc<crate::hub::Hub>,
 }
 
 /// Runs one session until it ends, then unregisters it (by dropping `reg`).
@@ -93,7 +95,7 @@ pub async fn run<S>(
                 };
                 if let Some(frame) = &outcome.frame {
                     metrics.client_frames.get_or_create(&FrameType { r#type: frame.kind() }).inc();
-                    on_client_frame(&user, sid, frame);
+                    on_client_frame(&ctx, &user, sid, frame);
                 }
                 if let Some(code) = outcome.error {
                     metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
@@ -212,14 +214,25 @@ where
     Ok(())
 }
 
-/// Acks and events are parsed and counted here; what they trigger
-/// (analytics, campaigns) hooks in at this point.
-fn on_client_frame(user: &str, sid: u64, frame: &ClientFrame) {
+/// Acks go to the events stream (and end resending for must-acknowledge
+/// messages) without holding up the loop; events feed campaigns.
+fn on_client_frame(ctx: &SessionCtx, user: &Arc<str>, sid: u64, frame: &ClientFrame) {
     match frame {
         ClientFrame::Ack(ack) => {
-            tracing::debug!(user, sid, msg_id = %ack.id, status = ack.status.as_str(), "ack")
+            tracing::debug!(%user, sid, msg_id = %ack.id, status = ack.status.as_str(), "ack");
+            let (bus, user, ack, sid) = (
+                ctx.bus.clone(),
+                user.clone(),
+                ack.clone(),
+                ctx.hub.sid_text(sid),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = bus.ack(&user, &sid, &ack).await {
+                    tracing::warn!(%user, msg_id = %ack.id, error = %e, "ack not recorded");
+                }
+            });
         }
-        ClientFrame::Event(ev) => tracing::debug!(user, sid, event = %ev.name, "event"),
+        ClientFrame::Event(ev) => tracing::debug!(%user, sid, event = %ev.name, "event"),
         ClientFrame::Ping => {}
     }
 }

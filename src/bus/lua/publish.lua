@@ -1,0 +1,71 @@
+-- Publishes one envelope, storing it first when it must outlive the
+-- publish (sticky or require_ack), all in one atomic step.
+-- Users of a `fallback` message whom no node holds go to the undelivered
+-- stream here, so every publishing path (API, CLI, ingress) records them.
+-- ARGV: prefix, id, envelope, store ("none"|"active"|"pending"),
+--       collapse_key or "", expires_at_ms or "0", respect_tombstone ("0"|"1"),
+--       route ("broadcast"|"users"), fallback ("0"|"1"), stream maxlen,
+--       campaign or "", publisher node, then the users.
+-- Returns the PUBLISH reply per channel (one for broadcast), or {-1} when
+-- the id was retracted moments ago and respect_tombstone is set.
+local p, id, env, store, collapse = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local expires, respect, route = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local fallback, maxlen, campaign, node = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local FIRST_USER = 13
+local tomb = p .. ':retracted:' .. id
+if redis.call('EXISTS', tomb) == 1 then
+  if respect == '1' then return {-1} end
+  redis.call('DEL', tomb)
+end
+
+local function expire_with(key, existed)
+  -- A key holding a message without expiry never expires; otherwise it
+  -- lives as long as its longest-lived message.
+  local current = redis.call('PEXPIRETIME', key)
+  if expires == 0 then
+    redis.call('PERSIST', key)
+  elseif not existed or (current > 0 and current < expires) then
+    redis.call('PEXPIREAT', key, expires)
+  end
+end
+
+if store == 'active' then
+  if collapse ~= '' then
+    local old = redis.call('HGET', p .. ':collapse', collapse)
+    if old and old ~= id then redis.call('HDEL', p .. ':active', old) end
+    redis.call('HSET', p .. ':collapse', collapse, id)
+  end
+  redis.call('HSET', p .. ':active', id, env)
+elseif store == 'pending' then
+  local users_key = p .. ':msgusers:' .. id
+  local existed = redis.call('EXISTS', users_key) == 1
+  for i = FIRST_USER, #ARGV do
+    local key = p .. ':pending:' .. ARGV[i]
+    local had = redis.call('EXISTS', key) == 1
+    redis.call('HSET', key, id, env)
+    expire_with(key, had)
+    redis.call('SADD', users_key, ARGV[i])
+  end
+  expire_with(users_key, existed)
+end
+
+if route == 'none' then return {} end
+
+local replies = {}
+if route == 'broadcast' then
+  replies[1] = redis.call('PUBLISH', p .. ':broadcast', env)
+else
+  local now = redis.call('TIME')
+  local ts = tostring(now[1] * 1000 + math.floor(now[2] / 1000))
+  for i = FIRST_USER, #ARGV do
+    local n = redis.call('PUBLISH', p .. ':user:' .. ARGV[i], env)
+    replies[#replies + 1] = n
+    if n == 0 and fallback == '1' then
+      local fields = {p .. ':undelivered', 'MAXLEN', '~', maxlen, '*',
+        'type', 'undelivered', 'msg', id, 'user', ARGV[i], 'node', node, 'ts', ts}
+      if campaign ~= '' then fields[#fields + 1] = 'campaign'; fields[#fields + 1] = campaign end
+      redis.call('XADD', unpack(fields))
+    end
+  end
+end
+return replies

@@ -1,0 +1,162 @@
+//! Analytics and feedback records: the `events`, `undelivered` and `dead`
+//! streams of SPEC §7.
+//!
+//! Producers (the dispatcher, sessions, publishers) never wait: a record goes
+//! into a bounded queue, and a full queue drops it and counts the drop
+//! (`herald_events_dropped_total`). With Redis a bus task drains the queue
+//! into `XADD … MAXLEN ~ N` pipelines; embedded, records land in bounded
+//! in-memory rings that the admin API reads (`GET /v1/streams/{name}`).
+
+use crate::metrics::Metrics;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Events,
+    Undelivered,
+    Dead,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::Events, Stream::Undelivered, Stream::Dead];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Undelivered => "undelivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// One stream entry: field/value pairs, in order.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub stream: Stream,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Record {
+    pub fn new(stream: Stream, kind: &str) -> Self {
+        Self {
+            stream,
+            fields: vec![("type", kind.to_owned())],
+        }
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((key, value.into()));
+        self
+    }
+
+    pub fn with_opt(self, key: &'static str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.with(key, v),
+            None => self,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        self.fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+            .collect()
+    }
+}
+
+pub struct Events {
+    node: String,
+    /// Whether each delivery is recorded (one entry per session reached).
+    pub record_deliveries: bool,
+    queue: Mutex<VecDeque<Record>>,
+    capacity: usize,
+    pub notify: Notify,
+    /// Embedded mode: the last records of each stream, newest last.
+    rings: Option<Mutex<[VecDeque<serde_json::Value>; 3]>>,
+    ring_len: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Events {
+    pub fn new(
+        node: String,
+        embedded: bool,
+        record_deliveries: bool,
+        capacity: usize,
+        ring_len: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            node,
+            record_deliveries,
+            queue: Mutex::new(VecDeque::new()),
+            capacity,
+            notify: Notify::new(),
+            rings: embedded.then(|| Mutex::new(Default::default())),
+            ring_len,
+            metrics,
+        }
+    }
+
+    /// Adds `node` and `ts` (unix ms) and queues the record; never blocks.
+    pub fn emit(&self, record: Record) {
+        let record = record
+            .with("node", self.node.as_str())
+            .with("ts", crate::auth::unix_now_ms().to_string());
+        if let Some(rings) = &self.rings {
+            let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
+            let ring = &mut rings[record.stream as usize];
+            if ring.len() >= self.ring_len {
+                ring.pop_front();
+            }
+            ring.push_back(record.to_json());
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.capacity {
+            drop(q);
+            self.metrics.events_dropped.inc();
+            return;
+        }
+        q.push_back(record);
+        let first = q.len() == 1;
+        drop(q);
+        if first {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Takes up to `max` queued records (for the Redis writer).
+    pub fn take(&self, max: usize) -> Vec<Record> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let n = q.len().min(max);
+        q.drain(..n).collect()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Embedded mode: the newest `count` records of a stream, newest first.
+    pub fn recent(&self, stream: Stream, count: usize) -> Option<Vec<serde_json::Value>> {
+        let rings = self
+            .rings
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Some(
+            rings[stream as usize]
+                .iter()
+                .rev()
+                .take(count)
+                .cloned()
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,237 @@
+//! In-app lifecycle across nodes sharing a real Redis: the sticky set, per-user
+//! pending messages, acknowledgements, and the Redis streams.
+
+mod support;
+
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use support::*;
+
+async fn xrange(redis: &Redis, key: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let reply: redis::streams::StreamRangeReply =
+        redis.conn().await.xrange_all(key).await.expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            e.map
+                .into_iter()
+                .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap_or_default()))
+                .collect()
+        })
+        .collect()
+}
+
+async fn control(h: &Herald, user: &str) {
+    h.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}))
+        .await;
+}
+
+#[tokio::test]
+async fn a_sticky_published_on_one_node_reaches_sessions_connecting_to_another() {
+    let redis = Redis::start();
+    let n1 = Herald::start(redis_config(&redis)).await;
+    let id = n1
+        .publish(
+            json!({"to": "all", "kind": "banner", "title": "Payments degraded", "sticky": true}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // A node started afterwards loads the sticky set from Redis.
+    let n2 = Herald::start(redis_config(&redis)).await;
+    let mut c = n2.connect("late").await;
+    let f = c.recv().await;
+    assert_eq!(
+        (f["id"].as_str(), f["reason"].as_str()),
+        (Some(id.as_str()), Some("sticky"))
+    );
+    assert_eq!(
+        n2.get_json("/v1/messages/active").await["messages"][0]["id"],
+        id.as_str()
+    );
+
+    // Retract on node 2: gone from Redis, and from node 1's replay.
+    let (s, _) = n2.delete(&format!("/v1/messages/{id}")).await;
+    assert_eq!(s, 202);
+    assert_eq!(c.recv().await, json!({"t": "retract", "id": id}));
+    let stored: Vec<(String, String)> = redis
+        .conn()
+        .await
+        .hgetall("herald:active")
+        .await
+        .expect("HGETALL");
+    assert!(stored.is_empty());
+    let mut d = n1.connect("later").await;
+    control(&n1, "later").await;
+    assert_eq!(d.recv_title().await, "control");
+    n1.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test]
+async fn a_sticky_raised_by_plain_publish_is_kept_for_later_sessions() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut first = h.connect("first").await;
+    redis
+        .publish("herald:broadcast", &json!({"id": "inc-7", "to": "all", "kind": "banner", "title": "Outage", "sticky": true}).to_string())
+        .await;
+    assert_eq!(first.recv_title().await, "Outage");
+    eventually("the node stored it in Redis", || async {
+        let v: Option<String> = redis
+            .conn()
+            .await
+            .hget("herald:active", "inc-7")
+            .await
+            .expect("HGET");
+        v.is_some()
+    })
+    .await;
+    let n2 = Herald::start(redis_config(&redis)).await;
+    let mut second = n2.connect("second").await;
+    assert_eq!(second.recv_title().await, "Outage");
+    h.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test]
+async fn require_ack_for_an_offline_user_waits_and_holds_across_nodes() {
+    let redis = Redis::start();
+    let n1 = Herald::start(redis_config(&redis)).await;
+    let n2 = Herald::start(redis_config(&redis)).await;
+    let r = n1
+        .publish(json!({"id": "kyc-1", "to": {"users": ["alice"]}, "kind": "modal", "title": "Verify your identity", "require_ack": true}))
+        .await;
+    assert_eq!(r["offline"], json!(["alice"]));
+    let mut a = n2.connect("alice").await;
+    assert_eq!(a.recv().await["id"], "kyc-1");
+    a.send(r#"{"t":"ack","id":"kyc-1","status":"clicked","action":"verify"}"#)
+        .await;
+    eventually("the acknowledgement reached Redis", || async {
+        let v: Option<String> = redis
+            .conn()
+            .await
+            .hget("herald:pending:alice", "kyc-1")
+            .await
+            .expect("HGET");
+        v.is_none()
+    })
+    .await;
+    let mut again = n1.connect("alice").await;
+    control(&n1, "alice").await;
+    assert_eq!(
+        again.recv_title().await,
+        "control",
+        "acknowledged on node 2: not resent by node 1"
+    );
+    n1.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test]
+async fn global_require_ack_is_tracked_per_user() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    h.publish(json!({"id": "tos", "to": "all", "kind": "modal", "title": "Terms changed", "require_ack": true})).await;
+    let mut a = h.connect("a").await;
+    assert_eq!(a.recv().await["id"], "tos");
+    a.send(r#"{"t":"ack","id":"tos","status":"dismissed"}"#)
+        .await;
+    eventually("a's acknowledgement stored", || async {
+        redis
+            .conn()
+            .await
+            .sismember::<_, _, bool>("herald:acked:tos", "a")
+            .await
+            .expect("SISMEMBER")
+    })
+    .await;
+    let mut a2 = h.connect("a").await;
+    control(&h, "a").await;
+    assert_eq!(a2.recv_title().await, "control");
+    let mut b = h.connect("b").await;
+    assert_eq!(b.recv().await["id"], "tos", "b has not acknowledged");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn events_undelivered_and_dead_streams_in_redis() {
+    let redis = Redis::start();
+    let n1 = Herald::start(redis_config(&redis)).await;
+    let n2 = Herald::start(redis_config(&redis)).await;
+    let mut c = n1.connect("alice").await;
+    n2.publish(json!({"id": "pay-1", "to": {"users": ["alice", "bob"]}, "kind": "card", "title": "Payment failed", "fallback": true, "campaign": "billing"}))
+        .await;
+    c.recv().await;
+    c.send(r#"{"t":"ack","id":"pay-1","status":"clicked","action":"retry"}"#)
+        .await;
+    eventually("delivered and clicked in herald:events", || async {
+        let events = xrange(&redis, "herald:events").await;
+        events.iter().any(|e| e["type"] == "delivered")
+            && events.iter().any(|e| e["type"] == "clicked")
+    })
+    .await;
+    let events = xrange(&redis, "herald:events").await;
+    let clicked = events
+        .iter()
+        .find(|e| e["type"] == "clicked")
+        .expect("clicked");
+    assert_eq!(
+        (
+            clicked["msg"].as_str(),
+            clicked["user"].as_str(),
+            clicked["action"].as_str()
+        ),
+        ("pay-1", "alice", "retry")
+    );
+    let undelivered = xrange(&redis, "herald:undelivered").await;
+    assert_eq!(undelivered.len(), 1);
+    assert_eq!(
+        (
+            undelivered[0]["user"].as_str(),
+            undelivered[0]["campaign"].as_str()
+        ),
+        ("bob", "billing")
+    );
+
+    // A bad envelope on the broadcast channel reaches both nodes, and is
+    // recorded once, with the reason.
+    redis
+        .publish("herald:broadcast", r#"{"to":"all","kind":"banner"}"#)
+        .await;
+    eventually("the refusal is in herald:dead", || async {
+        !xrange(&redis, "herald:dead").await.is_empty()
+    })
+    .await;
+    eventually("both nodes counted it", || async {
+        n1.metric("herald_invalid_envelopes_total").await == 1.0
+            && n2.metric("herald_invalid_envelopes_total").await == 1.0
+    })
+    .await;
+    let dead = xrange(&redis, "herald:dead").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0]["reason"].contains("title"), "{:?}", dead[0]);
+    assert_eq!(dead[0]["envelope"], r#"{"to":"all","kind":"banner"}"#);
+    // The API reads the same streams.
+    let via_api: Value = n2.get_json("/v1/streams/dead").await;
+    assert_eq!(via_api["records"].as_array().map(Vec::len), Some(1));
+    n1.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_id_on_a_user_channel_is_delivered_once() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut c = h.connect("alice").await;
+    let env = json!({"id": "dup", "to": {"users": ["alice"]}, "kind": "toast", "title": "once"})
+        .to_string();
+    redis.publish("herald:user:alice", &env).await;
+    redis.publish("herald:user:alice", &env).await;
+    assert_eq!(c.recv_title().await, "once");
+    control(&h, "alice").await;
+    assert_eq!(c.recv_title().await, "control");
+    h.stop().await;
+}
