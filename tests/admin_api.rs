@@ -159,6 +159,13 @@ async fn public_listener_serves_health_demo_sdk_and_dev_token_only_in_dev_mode()
     assert_eq!(get("/healthz").await, (200, "ok\n".into()));
     assert_eq!(get("/").await.0, 200);
     assert_eq!(get("/sdk/herald.js").await.0, 200);
+    for page in ["/pricing", "/product", "/checkout"] {
+        assert_eq!(get(page).await.0, 200, "the demo serves {page}");
+    }
+    let sdk = reqwest::get(format!("http://{}/sdk/herald.js", h.public))
+        .await
+        .expect("GET");
+    assert_eq!(sdk.headers()["access-control-allow-origin"], "*");
     // A key is configured in these tests: no dev tokens.
     assert_eq!(get("/dev/token?sub=x").await.0, 404);
     let (s, body) = get("/v1/ws").await;

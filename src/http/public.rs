@@ -27,25 +27,31 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/ws", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/dev/token", get(dev_token))
-        .route(
-            "/",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                    DEMO_HTML,
-                )
-            }),
-        )
-        .route(
-            "/sdk/herald.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    SDK_JS,
-                )
-            }),
-        )
+        .route("/", get(demo))
+        // The demo's own pages, so that reloading one of them works.
+        .route("/pricing", get(demo))
+        .route("/product", get(demo))
+        .route("/checkout", get(demo))
+        // Apps on other origins import the SDK as a module: CORS allows it.
+        .route("/sdk/herald.js", get(sdk))
         .with_state(node)
+}
+
+async fn demo() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DEMO_HTML,
+    )
+}
+
+async fn sdk() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        SDK_JS,
+    )
 }
 
 #[derive(Deserialize)]
