@@ -141,7 +141,10 @@ pub struct MessagesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CampaignsConfig {
+    /// Campaign messages per user per hour, across campaigns; urgent ones are exempt.
     pub global_cap_per_hour: u32,
+    /// A JSON array of campaigns stored at start (each replaces its id).
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -247,6 +250,7 @@ impl Default for CampaignsConfig {
     fn default() -> Self {
         Self {
             global_cap_per_hour: 5,
+            file: None,
         }
     }
 }
@@ -444,6 +448,7 @@ fn is_optional_key(path: &[String]) -> bool {
             | ["auth", "jwks_file"]
             | ["auth", "issuer"]
             | ["auth", "audience"]
+            | ["campaigns", "file"]
     )
 }
 

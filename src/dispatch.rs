@@ -233,6 +233,8 @@ impl Dispatcher {
         match cmd {
             Command::Publish(p) => self.publish(p, route, born),
             Command::Retract { id } => self.retract(id, born),
+            // Reloading the campaign is the bus's job; nothing to deliver.
+            Command::Campaign { .. } => 0,
             Command::Disconnect { users } => match route {
                 Route::User(u) => self.hub.disconnect_user(u),
                 Route::Broadcast => users.iter().map(|u| self.hub.disconnect_user(u)).sum(),
@@ -421,8 +423,55 @@ impl Dispatcher {
         }
     }
 
+    /// Delivers one message to one session (a campaign's), remembering it
+    /// so that acks find its campaign and a retraction finds the session.
+    pub fn deliver_to(&self, session: &crate::hub::Session, p: &Arc<Publish>, reason: Reason) {
+        self.lock_recent().remember(p, Instant::now());
+        let text = Utf8Bytes::from(msg_frame(
+            &p.envelope,
+            session.identity.locale.as_deref(),
+            Some(&session.identity),
+            reason,
+        ));
+        if self.hub.push_to(
+            session,
+            Outgoing {
+                text,
+                born: Instant::now(),
+            },
+        ) == crate::hub::outbox::Pushed::Queued
+        {
+            self.metrics.deliveries.inc();
+            if self.events.record_deliveries {
+                self.events.emit(
+                    Record::new(Stream::Events, "delivered")
+                        .with("msg", p.id())
+                        .with("user", &*session.identity.user)
+                        .with("sid", self.hub.sid_text(session.sid))
+                        .with_opt("campaign", p.envelope.campaign.as_deref()),
+                );
+            }
+        }
+    }
+
+    /// The campaign of a message this node delivered or holds active.
+    pub fn campaign_of(&self, id: &str) -> Option<String> {
+        let active = self
+            .lock_active()
+            .by_id
+            .get(id)
+            .and_then(|p| p.envelope.campaign.clone());
+        active.or_else(|| {
+            self.lock_recent()
+                .messages
+                .get(id)
+                .and_then(|p| p.envelope.campaign.clone())
+        })
+    }
+
     /// Records an acknowledgement; clicked or dismissed clears a
     /// must-acknowledge message for that user (embedded bookkeeping).
+    /// Returns the message's campaign, when this node knows it.
     pub fn on_ack(
         &self,
         user: &Arc<str>,
@@ -430,18 +479,8 @@ impl Dispatcher {
         id: &str,
         status: AckStatus,
         action: Option<&str>,
-    ) {
-        let campaign = self
-            .lock_active()
-            .by_id
-            .get(id)
-            .and_then(|p| p.envelope.campaign.clone());
-        let campaign = campaign.or_else(|| {
-            self.lock_recent()
-                .messages
-                .get(id)
-                .and_then(|p| p.envelope.campaign.clone())
-        });
+    ) -> Option<String> {
+        let campaign = self.campaign_of(id);
         self.events.emit(
             Record::new(Stream::Events, status.as_str())
                 .with("msg", id)
@@ -465,6 +504,7 @@ impl Dispatcher {
                     .insert(user.clone());
             }
         }
+        campaign
     }
 }
 

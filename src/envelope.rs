@@ -40,6 +40,8 @@ pub enum Op {
     Retract,
     /// Operator action: close every session of `to.users` with 1008.
     Disconnect,
+    /// Internal: campaign `id` was stored, changed or deleted; nodes reload it.
+    Campaign,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +157,7 @@ pub enum Command {
     Publish(Arc<Publish>),
     Retract { id: String },
     Disconnect { users: Vec<Arc<str>> },
+    Campaign { id: String },
 }
 
 /// A checked publish: `envelope.id` and `envelope.expires_at` are set (the
@@ -240,6 +243,11 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
         let id =
             e.id.ok_or_else(|| EnvelopeError::new("id", "required for op retract"))?;
         return Ok(Command::Retract { id });
+    }
+    if e.op == Op::Campaign {
+        let id =
+            e.id.ok_or_else(|| EnvelopeError::new("id", "required for op campaign"))?;
+        return Ok(Command::Campaign { id });
     }
     let to = e
         .to

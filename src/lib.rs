@@ -22,6 +22,7 @@
 pub mod audience;
 pub mod auth;
 pub mod bus;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
@@ -35,7 +36,7 @@ pub mod render;
 pub mod session;
 
 use auth::{Signer, Verifier};
-use bus::{Bus, RedisBus, RedisTarget};
+use bus::{Bus, BusParts, RedisBus, RedisTarget};
 use config::Config;
 use dispatch::Dispatcher;
 use events::Events;
@@ -60,6 +61,7 @@ pub struct Node {
     /// Present in dev mode only: mints tokens for `/dev/token`.
     pub dev_signer: Option<Signer>,
     pub session_ctx: Arc<SessionCtx>,
+    pub campaigns: Arc<campaigns::Engine>,
     pub ws_config: WebSocketConfig,
 }
 
@@ -93,6 +95,53 @@ pub enum StartError {
     Bus(#[from] bus::BusError),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("campaigns file {path}: {reason}")]
+    Campaigns { path: String, reason: String },
+}
+
+/// Stores every campaign of a JSON array file; any invalid one stops the start.
+async fn load_campaigns(
+    engine: &campaigns::Engine,
+    path: &std::path::Path,
+) -> Result<(), StartError> {
+    let fail = |reason: String| StartError::Campaigns {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let list: Vec<campaigns::Campaign> =
+        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let mut compiled = Vec::new();
+    for c in list {
+        let id = c.id.clone();
+        compiled.push(
+            campaigns::Compiled::new(c, None).map_err(|e| fail(format!("campaign {id:?}: {e}")))?,
+        );
+    }
+    for c in compiled {
+        // With Redis still connecting, storing waits for it (10 s at most).
+        let spec = c.campaign.clone();
+        let mut next = Some(c);
+        let mut tries = 0;
+        while let Some(c) = next.take() {
+            match engine.put(c).await {
+                Ok(()) => {}
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "waiting for redis to store campaigns");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    next = Some(
+                        campaigns::Compiled::new(spec.clone(), None)
+                            .map_err(|e| fail(e.to_string()))?,
+                    );
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ws_config(cfg: &config::SessionConfig) -> WebSocketConfig {
@@ -171,6 +220,7 @@ pub async fn run(
         }
     };
 
+    let registry = Arc::new(campaigns::Registry::default());
     let mut bus_task = None;
     let mut stream_task = None;
     let bus = match (&config.redis.url, changes) {
@@ -181,11 +231,14 @@ pub async fn run(
                     prefix: &config.redis.prefix,
                     maxlen: config.messages.stream_maxlen,
                 },
-                node_id.clone(),
-                hub.clone(),
-                dispatcher.clone(),
-                changes,
-                metrics.clone(),
+                BusParts {
+                    node: node_id.clone(),
+                    hub: hub.clone(),
+                    dispatcher: dispatcher.clone(),
+                    changes,
+                    metrics: metrics.clone(),
+                    campaigns: registry.clone(),
+                },
             )?;
             bus_task = Some(tokio::spawn(redis.clone().run(stopped())));
             stream_task = Some(tokio::spawn(redis.clone().write_streams(stopped())));
@@ -196,18 +249,31 @@ pub async fn run(
             Bus::Embedded {
                 hub: hub.clone(),
                 dispatcher: dispatcher.clone(),
+                counters: Default::default(),
             }
         }
     };
 
     let bus = Arc::new(bus);
+    let engine = Arc::new(campaigns::Engine::new(
+        registry,
+        bus.clone(),
+        hub.clone(),
+        dispatcher.clone(),
+        metrics.clone(),
+        config.campaigns.global_cap_per_hour,
+    ));
+    if let Some(path) = &config.campaigns.file {
+        load_campaigns(&engine, path).await?;
+    }
     let node = Arc::new(Node {
         session_ctx: Arc::new(SessionCtx {
             cfg: config.session.clone(),
             metrics: metrics.clone(),
-            bus: bus.clone(),
             hub: hub.clone(),
+            campaigns: engine.clone(),
         }),
+        campaigns: engine,
         ws_config: ws_config(&config.session),
         config,
         hub: hub.clone(),

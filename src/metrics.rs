@@ -39,6 +39,7 @@ pub struct Metrics {
     pub bus_reconnects: Counter,
     pub latency: Histogram,
     pub events_dropped: Counter,
+    pub campaign_decisions: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,6 +60,7 @@ impl Default for Metrics {
             bus_reconnects: Counter::default(),
             latency: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
             events_dropped: Counter::default(),
+            campaign_decisions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -130,6 +132,11 @@ impl Default for Metrics {
             "events_dropped",
             "Stream records dropped because the writer queue was full",
             m.events_dropped.clone(),
+        );
+        registry.register(
+            "campaign_decisions",
+            "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
+            m.campaign_decisions.clone(),
         );
         Self { registry, ..m }
     }

@@ -65,6 +65,7 @@ fn example_config_parses_and_documents_every_key() {
             "jwks_file",
             "issuer",
             "audience",
+            "file",
         ]
         .map(String::from),
     );

@@ -5,6 +5,7 @@
 mod redis_bus;
 
 use crate::auth::Identity;
+use crate::campaigns::{Campaign, Limits, MemoryCounters, Verdict};
 use crate::dispatch::{Dispatcher, Route};
 use crate::envelope::{Command, Publish};
 use crate::events::{Record, Stream};
@@ -13,7 +14,7 @@ use crate::protocol::{Ack, AckStatus};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use redis_bus::{Keys, RedisBus, RedisTarget, publish_direct};
+pub use redis_bus::{BusParts, Keys, RedisBus, RedisTarget, publish_direct};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -40,6 +41,7 @@ pub enum Bus {
     Embedded {
         hub: Arc<Hub>,
         dispatcher: Arc<Dispatcher>,
+        counters: MemoryCounters,
     },
     Redis(Arc<RedisBus>),
 }
@@ -49,11 +51,13 @@ impl Bus {
     /// through Redis). For `users` audiences, says who was online.
     pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
         match self {
-            Bus::Embedded { hub, dispatcher } => {
+            Bus::Embedded {
+                hub, dispatcher, ..
+            } => {
                 // Who is online is known before delivery, as with PUBLISH replies.
                 let reach = match cmd {
                     Command::Publish(p) => reach(p, |u| hub.user_sessions(u) > 0),
-                    Command::Retract { .. } | Command::Disconnect { .. } => None,
+                    _ => None,
                 };
                 dispatcher.apply(cmd, Route::Broadcast, Instant::now());
                 if let (Command::Publish(p), Some(r)) = (cmd, &reach)
@@ -106,18 +110,59 @@ impl Bus {
 
     /// Records an acknowledgement: the events stream, and for clicked or
     /// dismissed, the end of resending a must-acknowledge message.
-    pub async fn ack(&self, user: &Arc<str>, sid: &str, ack: &Ack) -> Result<(), BusError> {
+    pub async fn ack(
+        &self,
+        user: &Arc<str>,
+        sid: &str,
+        ack: &Ack,
+    ) -> Result<Option<String>, BusError> {
         let dispatcher = match self {
             Bus::Embedded { dispatcher, .. } => dispatcher,
             Bus::Redis(bus) => bus.dispatcher(),
         };
-        dispatcher.on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
+        let campaign = dispatcher.on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
         if let Bus::Redis(bus) = self
             && matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed)
         {
             bus.ack(user, &ack.id).await?;
         }
-        Ok(())
+        Ok(campaign)
+    }
+
+    /// Stores a campaign where every node finds it, and tells them.
+    pub async fn campaign_store(&self, c: &Campaign) -> Result<(), BusError> {
+        match self {
+            Bus::Embedded { .. } => Ok(()),
+            Bus::Redis(bus) => bus.campaign_store(c).await,
+        }
+    }
+
+    pub async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
+        match self {
+            Bus::Embedded { .. } => Ok(()),
+            Bus::Redis(bus) => bus.campaign_remove(id).await,
+        }
+    }
+
+    /// Checks and counts one display against a campaign's limits.
+    pub async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError> {
+        match self {
+            Bus::Embedded { counters, .. } => {
+                Ok(counters.check(limits, crate::auth::unix_now_ms()))
+            }
+            Bus::Redis(bus) => bus.campaign_check(limits).await,
+        }
+    }
+
+    /// The user reached the campaign's `until`.
+    pub async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
+        match self {
+            Bus::Embedded { counters, .. } => {
+                counters.done(campaign, user);
+                Ok(())
+            }
+            Bus::Redis(bus) => bus.campaign_done(campaign, user).await,
+        }
     }
 
     /// The newest records of a stream (events, undelivered, dead).

@@ -12,6 +12,7 @@
 
 use super::{BusError, Presence, Reach};
 use crate::auth::Identity;
+use crate::campaigns::{Campaign, Compiled, Limits, Registry, Verdict};
 use crate::dispatch::{Dispatcher, Received, Route};
 use crate::envelope::{Command, Publish};
 use crate::events::Stream;
@@ -69,12 +70,28 @@ impl Keys {
     pub fn acked(&self, msg: &str) -> String {
         format!("{}:acked:{msg}", self.prefix)
     }
+    pub fn campaigns(&self) -> String {
+        format!("{}:campaigns", self.prefix)
+    }
+    pub fn freq_done(&self, campaign: &str, user: &str) -> String {
+        format!("{}:freqdone:{campaign}:{user}", self.prefix)
+    }
     pub fn stream(&self, stream: Stream) -> String {
         format!("{}:{}", self.prefix, stream.name())
     }
     fn user_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel.strip_prefix(&self.user_channel_prefix)
     }
+}
+
+/// The node's parts the Redis bus works with.
+pub struct BusParts {
+    pub node: String,
+    pub hub: Arc<Hub>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub changes: Arc<UserChanges>,
+    pub metrics: Arc<Metrics>,
+    pub campaigns: Arc<Registry>,
 }
 
 /// Where and how a node uses Redis.
@@ -94,6 +111,7 @@ pub struct RedisBus {
     dispatcher: Arc<Dispatcher>,
     changes: Arc<UserChanges>,
     metrics: Arc<Metrics>,
+    campaigns: Arc<Registry>,
     up: AtomicBool,
     maxlen: usize,
     /// Users whose channel this node is subscribed to right now.
@@ -129,6 +147,8 @@ static RETRACT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/retract.lua")));
 static ACK: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/ack.lua")));
+static CAMPAIGN: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/campaign.lua")));
 static DEAD: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/dead.lua")));
 
@@ -180,6 +200,16 @@ impl Publishing<'_> {
                     .arg(env)
                     .arg(TOMBSTONE_S)
                     .invoke_async(conn)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(None)
+            }
+            Command::Campaign { id } => {
+                let env = serde_json::json!({"op": "campaign", "id": id}).to_string();
+                let _: i64 = redis::cmd("PUBLISH")
+                    .arg(self.keys.broadcast())
+                    .arg(env)
+                    .query_async(conn)
                     .await
                     .map_err(unavailable)?;
                 Ok(None)
@@ -238,6 +268,11 @@ impl Publishing<'_> {
     }
 }
 
+fn compile_stored(json: &str) -> Option<Compiled> {
+    let c: Campaign = serde_json::from_str(json).ok()?;
+    Compiled::new(c, None).ok()
+}
+
 /// Stored envelopes back into checked messages; anything that no longer
 /// passes the checks is skipped.
 fn parse_stored(values: impl Iterator<Item = String>) -> Vec<Arc<Publish>> {
@@ -259,14 +294,15 @@ fn unavailable(e: redis::RedisError) -> BusError {
 impl RedisBus {
     /// Connects lazily: the node starts even while Redis is down, and
     /// reports not ready until the subscriber is connected.
-    pub fn new(
-        target: RedisTarget<'_>,
-        node: String,
-        hub: Arc<Hub>,
-        dispatcher: Arc<Dispatcher>,
-        changes: Arc<UserChanges>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Arc<Self>, BusError> {
+    pub fn new(target: RedisTarget<'_>, parts: BusParts) -> Result<Arc<Self>, BusError> {
+        let BusParts {
+            node,
+            hub,
+            dispatcher,
+            changes,
+            metrics,
+            campaigns,
+        } = parts;
         let RedisTarget {
             url,
             prefix,
@@ -290,6 +326,7 @@ impl RedisBus {
             changes,
             metrics,
             up: AtomicBool::new(false),
+            campaigns,
             maxlen,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
@@ -378,6 +415,79 @@ impl RedisBus {
             }
         }
         list
+    }
+
+    pub async fn campaign_store(&self, c: &Campaign) -> Result<(), BusError> {
+        let json = serde_json::to_string(c).map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let () = conn
+            .hset(self.keys.campaigns(), &c.id, json)
+            .await
+            .map_err(unavailable)?;
+        self.publish(&Command::Campaign { id: c.id.clone() })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .hdel(self.keys.campaigns(), id)
+            .await
+            .map_err(unavailable)?;
+        self.publish(&Command::Campaign { id: id.to_owned() })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn campaign_check(&self, l: &Limits<'_>) -> Result<Verdict, BusError> {
+        let f = l.frequency;
+        let mut conn = self.conn.clone();
+        let code: i64 = CAMPAIGN
+            .arg(&self.keys.prefix)
+            .arg(l.campaign)
+            .arg(l.user)
+            .arg(l.msg_id)
+            .arg(crate::auth::unix_now_ms())
+            .arg(f.map_or(0, |f| f.max))
+            .arg(f.and_then(|f| f.per_s).unwrap_or(0))
+            .arg(if f.is_some_and(|f| f.until.is_some()) {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(l.global_cap_per_hour)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Verdict::from_code(code))
+    }
+
+    pub async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let () = conn
+            .set(self.keys.freq_done(campaign, user), 1)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Reloads one campaign after a change anywhere in the cluster.
+    async fn reload_campaign(&self, id: &str) {
+        let mut conn = self.conn.clone();
+        match conn
+            .hget::<_, _, Option<String>>(self.keys.campaigns(), id)
+            .await
+        {
+            Ok(Some(json)) => match compile_stored(&json) {
+                Some(c) => self.campaigns.put(Arc::new(c)),
+                None => tracing::warn!(campaign = id, "stored campaign no longer valid; ignored"),
+            },
+            Ok(None) => {
+                self.campaigns.remove(id);
+            }
+            Err(e) => tracing::warn!(campaign = id, error = %e, "campaign reload failed"),
+        }
     }
 
     /// A click or dismissal: must-acknowledge messages stop being resent.
@@ -566,6 +676,15 @@ impl RedisBus {
         let stored: Vec<(String, String)> = self.conn.clone().hgetall(self.keys.active()).await?;
         self.dispatcher
             .load_active(parse_stored(stored.into_iter().map(|(_, v)| v)));
+        let stored: Vec<(String, String)> =
+            self.conn.clone().hgetall(self.keys.campaigns()).await?;
+        self.campaigns.replace_all(
+            stored
+                .iter()
+                .filter_map(|(_, v)| compile_stored(v))
+                .map(Arc::new)
+                .collect(),
+        );
         self.write_presence(users.iter().cloned().chain(changed_meanwhile))
             .await?;
         self.lock_subscribed().extend(users);
@@ -602,6 +721,13 @@ impl RedisBus {
             // Published by plain PUBLISH, a sticky or must-acknowledge message
             // is stored by the nodes that receive it (idempotent, and refused
             // right after a retraction); other paths stored it already.
+            Ok(Received {
+                command: Command::Campaign { id },
+                ..
+            }) => {
+                let bus = self.clone();
+                tokio::spawn(async move { bus.reload_campaign(&id).await });
+            }
             Ok(Received {
                 command: Command::Publish(p),
                 ..

@@ -4,6 +4,7 @@
 
 use super::ApiError;
 use crate::Node;
+use crate::campaigns::{Campaign, Compiled};
 use crate::envelope::{self, Command};
 use crate::events::Stream;
 use crate::metrics::Metrics;
@@ -23,6 +24,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/messages/{id}", delete(retract))
         .route("/v1/messages/active", get(active))
         .route("/v1/streams/{name}", get(stream))
+        .route("/v1/campaigns", get(list_campaigns))
+        .route(
+            "/v1/campaigns/{id}",
+            get(get_campaign).put(put_campaign).delete(delete_campaign),
+        )
         .route("/v1/presence/{user}", get(presence))
         .route("/v1/stats", get(stats))
         .route("/v1/users/{user}/disconnect", post(disconnect))
@@ -80,7 +86,7 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
         Command::Retract { id } => {
             out.insert("id".into(), id.as_str().into());
         }
-        Command::Disconnect { .. } => {}
+        Command::Disconnect { .. } | Command::Campaign { .. } => {}
     }
     if let Some(r) = reach {
         out.insert("online".into(), r.online.into());
@@ -132,6 +138,63 @@ async fn stream(
     let count = q.count.unwrap_or(100).clamp(1, 10_000);
     let records = node.bus.stream(stream, count).await?;
     Ok(Json(serde_json::json!({ "stream": name, "records": records })).into_response())
+}
+
+async fn list_campaigns(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "campaigns": node.campaigns.registry.list() }))
+}
+
+async fn get_campaign(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = node
+        .campaigns
+        .registry
+        .get(&id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such campaign"))?;
+    Ok(Json(&c.campaign).into_response())
+}
+
+/// Stores (creates or replaces) a campaign; a campaign that does not check
+/// or compile is refused here, naming the field, and nothing is stored.
+async fn put_campaign(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, 256 * 1024).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "campaign: over the 262144-byte limit",
+        )
+    })?;
+    let campaign: Campaign = serde_json::from_slice(&bytes).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .unwrap_or("campaign")
+            .to_owned();
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: {msg}"))
+    })?;
+    let compiled = Compiled::new(campaign, Some(&id))?;
+    let stored = compiled.campaign.clone();
+    node.campaigns.put(compiled).await?;
+    tracing::info!(campaign = %id, active = stored.active, "campaign stored");
+    Ok(Json(stored).into_response())
+}
+
+async fn delete_campaign(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if node.campaigns.delete(&id).await? {
+        Ok(Json(serde_json::json!({ "id": id, "deleted": true })).into_response())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such campaign"))
+    }
 }
 
 fn check_user(user: &str) -> Result<(), ApiError> {

@@ -169,6 +169,8 @@ async fn upgrade(
         // Active messages (sticky, unacknowledged) follow the hello frame.
         let replay = node.bus.replay_for(&session.identity).await;
         node.dispatcher.replay_to(session, &replay);
+        node.campaigns
+            .fire(session.clone(), crate::campaigns::Occurrence::Connect);
         let sid = node.hub.sid_text(session.sid);
         let hello = ServerFrame::Hello {
             sid: &sid,

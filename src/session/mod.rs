@@ -3,6 +3,7 @@
 
 pub mod state;
 
+use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
 use crate::hub::Registration;
 use crate::hub::outbox::{CloseReason, Outgoing};
@@ -23,8 +24,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 pub struct SessionCtx {
     pub cfg: SessionConfig,
     pub metrics: Arc<Metrics>,
-    pub bus: Arc<crate::bus::Bus>,
     pub hub: Arc<crate::hub::Hub>,
+    pub campaigns: Arc<crate::campaigns::Engine>,
 }
 
 /// Runs one session until it ends, then unregisters it (by dropping `reg`).
@@ -33,8 +34,9 @@ pub struct SessionCtx {
 /// - the outbox: frames to write (drained in batches, one flush each) and
 ///   close requests from the hub (slow consumer, operator, drain);
 /// - the socket: client frames, pings and pongs, close, errors;
-/// - one timer: the next keepalive ping or the token's expiry, whichever
-///   comes first. A peer silent for two heartbeats is dropped.
+/// - one timer: the next keepalive ping, the token's expiry, or the next
+///   idle threshold of a campaign, whichever comes first. A peer silent for
+///   two heartbeats is dropped.
 pub async fn run<S>(
     mut ws: WebSocketStream<S>,
     reg: Registration,
@@ -54,13 +56,27 @@ pub async fn run<S>(
     let mut state = SessionState::new(&ctx.cfg, started.into_std());
     let mut last_seen = started;
     let mut next_ping = started + heartbeat;
+    // Idle campaigns: time since the last client event or ack, and the
+    // largest idle threshold already fired in this quiet stretch.
+    let mut idle_since = started;
+    let mut idle_done_s = 0;
+    let next_idle = |since: Instant, done: u64| {
+        ctx.campaigns
+            .registry
+            .next_idle_after(done)
+            .map(|s| (since + Duration::from_secs(s), s))
+    };
+    let deadline = |next_ping: Instant, idle: Option<(Instant, u64)>| {
+        let d = next_ping.min(expires);
+        idle.map_or(d, |(at, _)| d.min(at))
+    };
 
     if ws.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
     tracing::debug!(%user, sid, "session open");
 
-    let timer = tokio::time::sleep_until(next_ping.min(expires));
+    let timer = tokio::time::sleep_until(deadline(next_ping, next_idle(idle_since, idle_done_s)));
     tokio::pin!(timer);
 
     let close: Option<(CloseCode, &'static str)> = loop {
@@ -93,9 +109,13 @@ pub async fn run<S>(
                     Message::Close(_) => break None,
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 };
-                if let Some(frame) = &outcome.frame {
+                if let Some(frame) = outcome.frame {
                     metrics.client_frames.get_or_create(&FrameType { r#type: frame.kind() }).inc();
-                    on_client_frame(&ctx, &user, sid, frame);
+                    if !matches!(frame, ClientFrame::Ping) {
+                        idle_since = last_seen;
+                        idle_done_s = 0;
+                    }
+                    on_client_frame(&ctx, &session, frame);
                 }
                 if let Some(code) = outcome.error {
                     metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
@@ -125,7 +145,13 @@ pub async fn run<S>(
                     }
                     next_ping = now + heartbeat;
                 }
-                timer.as_mut().reset(next_ping.min(expires));
+                if let Some((at, seconds)) = next_idle(idle_since, idle_done_s)
+                    && now >= at
+                {
+                    idle_done_s = seconds;
+                    ctx.campaigns.fire(session.clone(), Occurrence::Idle { seconds });
+                }
+                timer.as_mut().reset(deadline(next_ping, next_idle(idle_since, idle_done_s)));
             }
         }
     };
@@ -215,24 +241,31 @@ where
 }
 
 /// Acks go to the events stream (and end resending for must-acknowledge
-/// messages) without holding up the loop; events feed campaigns.
-fn on_client_frame(ctx: &SessionCtx, user: &Arc<str>, sid: u64, frame: &ClientFrame) {
+/// messages, or a campaign's `until`) without holding up the loop; events
+/// feed campaigns.
+fn on_client_frame(ctx: &SessionCtx, session: &Arc<crate::hub::Session>, frame: ClientFrame) {
+    let user = &session.identity.user;
+    let sid = session.sid;
     match frame {
         ClientFrame::Ack(ack) => {
             tracing::debug!(%user, sid, msg_id = %ack.id, status = ack.status.as_str(), "ack");
-            let (bus, user, ack, sid) = (
-                ctx.bus.clone(),
-                user.clone(),
-                ack.clone(),
-                ctx.hub.sid_text(sid),
-            );
+            let (engine, user, sid) = (ctx.campaigns.clone(), user.clone(), ctx.hub.sid_text(sid));
             tokio::spawn(async move {
-                if let Err(e) = bus.ack(&user, &sid, &ack).await {
+                if let Err(e) = engine.on_ack(&user, &sid, &ack).await {
                     tracing::warn!(%user, msg_id = %ack.id, error = %e, "ack not recorded");
                 }
             });
         }
-        ClientFrame::Event(ev) => tracing::debug!(%user, sid, event = %ev.name, "event"),
+        ClientFrame::Event(ev) => {
+            tracing::debug!(%user, sid, event = %ev.name, "event");
+            ctx.campaigns.fire(
+                session.clone(),
+                Occurrence::Event {
+                    name: ev.name,
+                    props: ev.props,
+                },
+            );
+        }
         ClientFrame::Ping => {}
     }
 }
