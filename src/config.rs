@@ -59,6 +59,10 @@ pub struct RedisConfig {
     /// Absent: embedded mode, one node, state in memory.
     pub url: Option<String>,
     pub prefix: String,
+    /// Node heartbeat in Redis and liveness check of the pub/sub connection;
+    /// presence ignores nodes silent for three heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +191,7 @@ impl Default for RedisConfig {
         Self {
             url: None,
             prefix: "herald".into(),
+            heartbeat: Duration::from_secs(5),
         }
     }
 }

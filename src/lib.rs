@@ -230,6 +230,7 @@ pub async fn run(
                     url,
                     prefix: &config.redis.prefix,
                     maxlen: config.messages.stream_maxlen,
+                    heartbeat: config.redis.heartbeat,
                 },
                 BusParts {
                     node: node_id.clone(),
@@ -301,14 +302,16 @@ pub async fn run(
     shutdown.await;
     let grace = node.config.shutdown_grace;
     tracing::info!(sessions = hub.session_count(), ?grace, "draining");
+    // Listeners stay up while draining: upgrades get 503, /readyz says
+    // "draining", /metrics still answers. They stop once sessions are gone.
     hub.drain();
-    let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, hub.wait_empty()).await.is_err() {
         tracing::warn!(
             left = hub.session_count(),
             "grace period over; exiting with sessions open"
         );
     }
+    let _ = stop_tx.send(true);
     let _ = public.await;
     let _ = admin.await;
     if let Some(task) = stream_task {

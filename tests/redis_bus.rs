@@ -285,3 +285,34 @@ async fn a_node_starts_while_redis_is_down_and_becomes_ready_when_it_appears() {
     let _ = tx.send(());
     task.await.expect("join").expect("clean stop");
 }
+
+#[tokio::test]
+async fn the_bus_stays_connected_across_heartbeats() {
+    let redis = Redis::start();
+    let mut cfg = redis_config(&redis);
+    cfg.redis.heartbeat = std::time::Duration::from_millis(100);
+    let h = Herald::start(cfg).await;
+    let node = h.get_json("/v1/stats").await["node"]
+        .as_str()
+        .expect("node")
+        .to_owned();
+    let seen = || async {
+        let v: Option<f64> = redis::cmd("ZSCORE")
+            .arg("herald:nodes")
+            .arg(&node)
+            .query_async(&mut redis.conn().await)
+            .await
+            .expect("ZSCORE");
+        v.unwrap_or(0.0)
+    };
+    let first = seen().await;
+    // Several heartbeats (each also pings the pub/sub connection) go by...
+    eventually("five heartbeats later", || async {
+        seen().await >= first + 500.0
+    })
+    .await;
+    // ...without the pub/sub connection ever being dropped.
+    assert_eq!(h.metric("herald_bus_reconnects_total").await, 0.0);
+    assert_eq!(h.metric("herald_bus_up").await, 1.0);
+    h.stop().await;
+}

@@ -28,9 +28,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Node heartbeat period; a node unseen for three is dead for presence.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-const NODE_TTL_MS: u64 = 15_000;
 /// Channels per SUBSCRIBE command when restoring.
 const SUBSCRIBE_CHUNK: usize = 1000;
 const USER_READY_WAIT: Duration = Duration::from_secs(5);
@@ -100,6 +97,8 @@ pub struct RedisTarget<'a> {
     pub prefix: &'a str,
     /// Approximate MAXLEN of the streams.
     pub maxlen: usize,
+    /// Node heartbeat and pub/sub liveness check period.
+    pub heartbeat: Duration,
 }
 
 pub struct RedisBus {
@@ -114,6 +113,7 @@ pub struct RedisBus {
     campaigns: Arc<Registry>,
     up: AtomicBool,
     maxlen: usize,
+    heartbeat: Duration,
     /// Users whose channel this node is subscribed to right now.
     subscribed: Mutex<HashSet<Arc<str>>>,
     /// Bumped after every subscription change, for [`RedisBus::user_ready`].
@@ -307,6 +307,7 @@ impl RedisBus {
             url,
             prefix,
             maxlen,
+            heartbeat,
         } = target;
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
@@ -328,6 +329,7 @@ impl RedisBus {
             up: AtomicBool::new(false),
             campaigns,
             maxlen,
+            heartbeat,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))
@@ -579,7 +581,9 @@ impl RedisBus {
         let mut conn = self.conn.clone();
         let key = self.keys.presence(user);
         let fields: Vec<(String, u64)> = conn.hgetall(&key).await.map_err(unavailable)?;
-        let cutoff = crate::auth::unix_now_ms().saturating_sub(NODE_TTL_MS);
+        // A node unseen for three heartbeats is dead for presence.
+        let cutoff =
+            crate::auth::unix_now_ms().saturating_sub(3 * self.heartbeat.as_millis() as u64);
         let mut sessions = 0;
         let mut dead = Vec::new();
         for (node, count) in fields {
@@ -691,7 +695,7 @@ impl RedisBus {
         self.set_up(true);
         tracing::info!(node = %self.node, users = self.lock_subscribed().len(), "redis bus connected");
 
-        let mut tick = tokio::time::interval(HEARTBEAT);
+        let mut tick = tokio::time::interval(self.heartbeat);
         tick.tick().await;
         loop {
             tokio::select! {
@@ -703,7 +707,7 @@ impl RedisBus {
                 }
                 () = self.changes.notify.notified() => self.mirror(&mut sink).await?,
                 _ = tick.tick() => {
-                    tokio::time::timeout(Duration::from_secs(2), sink.ping::<String>())
+                    tokio::time::timeout(Duration::from_secs(2), sink.ping::<redis::Value>())
                         .await
                         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub ping timed out")))??;
                     self.heartbeat().await?;

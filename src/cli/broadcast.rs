@@ -22,7 +22,8 @@ pub struct Args {
     /// Time to live, e.g. 30m; without it the banner stays until retracted.
     #[arg(long, value_parser = super::parse_duration)]
     ttl: Option<std::time::Duration>,
-    /// Message id (generated when absent); reuse one to update the banner.
+    /// Message id (generated when absent). To update the banner, broadcast
+    /// again: the new one replaces it (collapse key "incident").
     #[arg(long)]
     id: Option<String>,
     #[command(flatten)]
