@@ -35,6 +35,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const SOURCE_ADDRESSES: u8 = 10;
 const HIST_MAX_US: u64 = 600_000_000;
+/// Generous, so that a node run under valgrind (`--herald` a wrapper) starts.
+const READY_WAIT_S: u64 = 120;
+const STOP_GRACE_S: u64 = 60;
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +73,10 @@ struct Common {
     /// bench starts `redis-server` itself when a scenario needs Redis).
     #[arg(long)]
     redis: Option<String>,
+    /// Give the nodes a RESP3 Redis URL (`?protocol=resp3`); see
+    /// docs/BENCHMARKS.md for why this matters with the RESP2 default.
+    #[arg(long)]
+    resp3: bool,
     /// Herald nodes; more than one always goes through Redis.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
@@ -665,6 +672,11 @@ impl Cluster {
                 .stderr(log)
                 .kill_on_drop(true);
             if let Some(url) = &redis_url {
+                let url = if c.resp3 {
+                    format!("{url}?protocol=resp3")
+                } else {
+                    url.clone()
+                };
                 cmd.env("HERALD_REDIS__URL", url);
             }
             for kv in &c.node_env {
@@ -699,7 +711,7 @@ impl Cluster {
 
     async fn wait_ready(&self, n: &NodeProc) -> Result<()> {
         let url = format!("http://{}/readyz", n.admin);
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(READY_WAIT_S);
         loop {
             if let Ok(r) = self.http.get(&url).send().await
                 && r.status().is_success()
@@ -708,7 +720,7 @@ impl Cluster {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "node {} not ready after 15 s; see {}",
+                    "node {} not ready after {READY_WAIT_S} s; see {}",
                     n.pid,
                     self.log_dir.display()
                 );
@@ -771,6 +783,21 @@ impl Cluster {
                 .unwrap_or_default();
         }
         Ok(total)
+    }
+
+    /// Stops every node with SIGTERM (a drain), so that a wrapper such as
+    /// valgrind can write its output; SIGKILL after `grace`.
+    async fn stop(mut self, grace: Duration) {
+        for n in &self.nodes {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &n.pid.to_string()])
+                .status();
+        }
+        for n in &mut self.nodes {
+            if tokio::time::timeout(grace, n.child.wait()).await.is_err() {
+                let _ = n.child.kill().await;
+            }
+        }
     }
 
     fn check_alive(&mut self) -> Result<()> {
@@ -1189,6 +1216,7 @@ mod scenarios {
             result,
         );
         workers.quit().await;
+        cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
         Ok(())
     }
 
@@ -1345,6 +1373,7 @@ mod scenarios {
             result,
         );
         workers.quit().await;
+        cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
         Ok(())
     }
 
@@ -1468,6 +1497,7 @@ mod scenarios {
             result,
         );
         workers.quit().await;
+        cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
         Ok(())
     }
 
@@ -1606,6 +1636,7 @@ mod scenarios {
             result,
         );
         workers.quit().await;
+        cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
         Ok(())
     }
 }
