@@ -14,6 +14,35 @@ const MAX_SEGMENTS: usize = 100;
 const MAX_WHERE: usize = 4096;
 const MAX_USER_ID: usize = 256;
 
+/// The JSON Schema of an envelope's `to` (for `schemars`).
+pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let list = |desc: &str, max: usize| {
+        serde_json::json!({
+            "description": desc, "type": "array", "minItems": 1, "maxItems": max,
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID}
+        })
+    };
+    schemars::json_schema!({
+        "description": "The audience: \"all\", or an object whose conditions must all hold.",
+        "oneOf": [
+            {"const": "all"},
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "minProperties": 1,
+                "properties": {
+                    "users": list("User ids (the token's sub).", MAX_USERS),
+                    "segments": list("Sessions in any of these segments.", MAX_SEGMENTS),
+                    "where": {
+                        "description": "CEL over user, segments and attrs, e.g. attrs.plan == \"free\" && attrs.level >= 3",
+                        "type": "string", "minLength": 1, "maxLength": MAX_WHERE
+                    }
+                }
+            }
+        ]
+    })
+}
+
 /// Who a message is for. `None` conditions hold for everyone.
 #[derive(Debug)]
 pub struct Audience {

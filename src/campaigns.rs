@@ -15,28 +15,36 @@ use crate::dispatch::{Dispatcher, Reason};
 use crate::envelope::{self, Command, Envelope, EnvelopeError, Priority, Publish};
 use crate::hub::{Hub, Session};
 use crate::protocol::{Ack, AckStatus};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// A campaign as stored and as the admin API takes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Campaign {
+    /// Letters, digits, `-`, `_`, `.`; taken from the path when absent.
     #[serde(default)]
     pub id: String,
+    /// Exactly one of `event` (with an optional `where`), `connect`, `idle_s`.
     pub trigger: Trigger,
     /// Who may receive it, like an envelope's `to`; absent: everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::audience::schema")]
     pub audience: Option<serde_json::Value>,
     /// The message: an envelope without `to` (the triggering user is the audience).
     pub message: Envelope,
+    /// Per-user limits; absent: no limit but the global cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency: Option<Frequency>,
+    /// Seconds to wait before delivering (at most 86400).
     #[serde(default)]
     pub delay_s: u64,
+    /// Arbitration between campaigns on one trigger; `urgent` skips the global cap.
     #[serde(default)]
     pub priority: Priority,
+    /// An inactive campaign is kept but never fires.
     #[serde(default = "yes")]
     pub active: bool,
 }
@@ -47,27 +55,31 @@ fn yes() -> bool {
 
 /// Exactly one of: an event (with an optional CEL filter over its props),
 /// the connect of a session, or `idle_s` seconds without client events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
+    /// The client `event` name that fires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// CEL over the event's `props` (and `name`), e.g. props.feature == "export".
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Fires when a session connects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<bool>,
+    /// Fires after this many seconds without a client event or ack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Until {
     Clicked,
     Dismissed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Frequency {
     /// At most this many displays per user per `per_s` seconds.

@@ -6,6 +6,7 @@
 //! expiry, so every node that receives the result agrees on both.
 
 use crate::audience::Audience;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ impl EnvelopeError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     #[default]
@@ -44,7 +45,7 @@ pub enum Op {
     Campaign,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Banner,
@@ -56,7 +57,9 @@ pub enum Kind {
     Custom,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -66,7 +69,7 @@ pub enum Priority {
     Urgent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Position {
     Top,
@@ -74,7 +77,8 @@ pub enum Position {
     Center,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A button: `clicked` acks carry its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
     pub id: String,
@@ -83,7 +87,7 @@ pub struct Action {
     pub url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocaleVariant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,49 +100,71 @@ pub struct LocaleVariant {
 
 /// The envelope as written on the wire. Unknown fields are refused, so a
 /// typo (`titel`, `ttl`) is an error rather than a silently plain message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
+    /// `publish` (default), `retract` (takes `id` only), `disconnect` (operator: closes `to.users`' sessions).
     #[serde(default, skip_serializing_if = "is_publish")]
     pub op: Op,
+    /// Up to 128 bytes; generated (a ULID) when absent. Publishing an id twice within the dedupe window delivers once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The audience: "all", or an object of `users`, `segments` and/or `where` (CEL), all of which must hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::audience::schema")]
     pub to: Option<serde_json::Value>,
+    /// How the SDK draws it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
+    /// `urgent` bypasses the global per-user campaign cap.
     #[serde(default)]
     pub priority: Priority,
+    /// Text (never HTML). At least one of title and body, except for `custom`. `{{attrs.NAME|fallback}}` placeholders allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Text (never HTML); placeholders allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// An http(s) URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// Up to 3 buttons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,
+    /// Where the SDK places it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// CSS selector or view id; required for `tooltip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<String>,
+    /// Free-form styling hints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub theme: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Free-form payload for the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Variants by locale tag, picked by the recipient's locale (`?locale=`, then `attrs.locale`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locales: Option<std::collections::BTreeMap<String, LocaleVariant>>,
+    /// Seconds to live from publishing; turned into `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// Unix milliseconds after which it is never delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// Stays active until it expires or is retracted; sessions that connect meanwhile receive it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sticky: bool,
+    /// A new message with the same key replaces the active one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_key: Option<String>,
+    /// Sent again on each connect until the user clicks or dismisses it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub require_ack: bool,
+    /// User audiences: recipients with no live session go to the `undelivered` stream.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fallback: bool,
+    /// Grouping for analytics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
 }

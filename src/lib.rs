@@ -33,6 +33,7 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod render;
+pub mod schema;
 pub mod session;
 
 use auth::{Signer, Verifier};

@@ -4,9 +4,11 @@
 mod broadcast;
 mod publish;
 mod retract;
+mod schema;
 mod serve;
 mod token;
 mod transport;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,10 @@ enum Command {
     /// Mint a token for tests and demos with the configured HS256 key (or,
     /// in dev mode, from a running node's /dev/token).
     Token(token::Args),
+    /// Check envelope and campaign files as a node would; say what is wrong.
+    Validate(validate::Args),
+    /// Print the JSON Schema of the envelope or the campaign, or the admin API's OpenAPI.
+    Schema(schema::Args),
 }
 
 /// Parses the command line and runs it; returns the process exit status.
@@ -56,6 +62,8 @@ pub fn main() -> std::process::ExitCode {
             Command::Broadcast(a) => broadcast::run(a).await,
             Command::Retract(a) => retract::run(a).await,
             Command::Token(a) => token::run(a).await,
+            Command::Validate(a) => validate::run(a).await,
+            Command::Schema(a) => schema::run(a).await,
         }
     });
     match result {

@@ -36,6 +36,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route_layer(middleware::from_fn_with_state(node.clone(), require_key));
     Router::new()
         .route("/readyz", get(readyz))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(crate::schema::openapi()) }),
+        )
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(node)

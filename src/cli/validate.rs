@@ -1,0 +1,56 @@
+//! `herald validate FILE…`: checks envelope and campaign files exactly as a
+//! node would (a file with a `trigger` is a campaign), and says what is
+//! wrong, field by field.
+
+use crate::campaigns::{Campaign, Compiled};
+use crate::envelope::{self, Command};
+use anyhow::bail;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// JSON files: publish envelopes, or campaigns (objects with a "trigger").
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+}
+
+/// What a file holds, once checked.
+pub fn check_text(text: &str) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if value.get("trigger").is_some() {
+        let c: Campaign = serde_json::from_value(value).map_err(|e| format!("campaign: {e}"))?;
+        let c = Compiled::new(c, None).map_err(|e| format!("campaign {e}"))?;
+        return Ok(format!("campaign {:?}", c.campaign.id));
+    }
+    match envelope::parse(text.as_bytes(), 64 * 1024, crate::auth::unix_now_ms())
+        .map_err(|e| format!("envelope {e}"))?
+    {
+        Command::Publish(p) => {
+            let kind = serde_json::to_value(p.envelope.kind).unwrap_or_default();
+            Ok(format!("envelope, kind {}", kind.as_str().unwrap_or("?")))
+        }
+        Command::Retract { id } => Ok(format!("retract {id:?}")),
+        Command::Disconnect { .. } => Ok("disconnect".into()),
+        Command::Campaign { id } => Ok(format!("campaign change {id:?}")),
+    }
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in &a.files {
+        let result = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| check_text(&t));
+        match result {
+            Ok(what) => println!("{}: ok ({what})", file.display()),
+            Err(why) => {
+                failed += 1;
+                println!("{}: {why}", file.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files invalid", a.files.len());
+    }
+    Ok(())
+}
