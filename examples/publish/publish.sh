@@ -12,8 +12,9 @@
 #   HERALD_REDIS__PREFIX  for redis: Herald's key prefix (default herald)
 #
 # A file with a "trigger" is a campaign; campaigns are stored through the API
-# only (PUT /v1/campaigns/ID, ID taken from the file name, which the examples
-# name after the campaign id). Check any file first with `herald validate FILE`.
+# only (PUT /v1/campaigns/ID: ID is the file's "id" when jq is installed, else
+# the file name, as the examples are named after their campaign id).
+# Check any file first with `herald validate FILE`.
 set -euo pipefail
 
 usage() {
@@ -41,7 +42,11 @@ case $via in
   api)
     if $is_campaign; then
       # PUT creates or replaces; Herald refuses an "id" in the file that differs from the path.
-      method=PUT path=/v1/campaigns/$(basename "$file" .json)
+      id=
+      if command -v jq >/dev/null 2>&1; then
+        id=$(jq -r '.id // empty' "$file")
+      fi
+      method=PUT path=/v1/campaigns/${id:-$(basename "$file" .json)}
     else
       # 202 {"id": "...", "online": [...], "offline": [...]} (online/offline for users audiences)
       method=POST path=/v1/messages
