@@ -49,6 +49,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub limits: LimitsConfig,
     pub messages: MessagesConfig,
+    pub history: HistoryConfig,
     pub campaigns: CampaignsConfig,
     pub log: LogConfig,
 }
@@ -142,6 +143,29 @@ pub struct MessagesConfig {
     pub embedded_stream_len: usize,
 }
 
+/// The resume window: what a reconnecting client with `since` can recover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Keep a history of published messages for resume.
+    pub enabled: bool,
+    /// How far back a client can resume.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Entries per history stream (the broadcast one, and one per user).
+    pub max_per_stream: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(120),
+            max_per_stream: 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CampaignsConfig {
@@ -180,6 +204,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
             messages: MessagesConfig::default(),
+            history: HistoryConfig::default(),
             campaigns: CampaignsConfig::default(),
             log: LogConfig::default(),
         }

@@ -305,6 +305,7 @@ impl Dispatcher {
         let mut per_locale: HashMap<Option<Box<str>>, Utf8Bytes> = HashMap::new();
         let record = self.events.record_deliveries;
         let msg_id: Arc<str> = Arc::from(p.id());
+        let seq = crate::history::seq_of(p);
         self.hub.deliver(
             target,
             audience,
@@ -329,7 +330,7 @@ impl Dispatcher {
                         })
                         .clone(),
                 };
-                Outgoing { text, born }
+                Outgoing { text, born, seq }
             },
             |s| {
                 if record {
@@ -359,6 +360,7 @@ impl Dispatcher {
             .remove(id);
         let text = Utf8Bytes::from(ServerFrame::Retract { id }.to_json());
         let frame = |_: &crate::hub::Session| Outgoing {
+            seq: 0,
             text: text.clone(),
             born,
         };
@@ -409,18 +411,36 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Pushes replayed messages to one session (reason `sticky`).
-    pub fn replay_to(&self, session: &crate::hub::Session, messages: &[Arc<Publish>]) {
+    /// What a session that just connected receives before anything live:
+    /// the messages it missed (reason `replay`), then the active messages
+    /// (reason `sticky`) it did not just get in the replay.
+    pub fn connect_frames(
+        &self,
+        session: &crate::hub::Session,
+        missed: &[Arc<Publish>],
+        active: &[Arc<Publish>],
+    ) -> Vec<Outgoing> {
         let born = Instant::now();
-        for p in messages {
-            let text = Utf8Bytes::from(msg_frame(
-                &p.envelope,
-                session.identity.locale.as_deref(),
-                Some(&session.identity),
-                Reason::Sticky,
-            ));
-            self.hub.push_to(session, Outgoing { text, born });
-        }
+        let replayed: HashSet<&str> = missed.iter().map(|p| p.id()).collect();
+        let missed = missed.iter().map(|p| (p, Reason::Replay));
+        let active = active
+            .iter()
+            .filter(|p| !replayed.contains(p.id()))
+            .map(|p| (p, Reason::Sticky));
+        missed
+            .chain(active)
+            .map(|(p, reason)| Outgoing {
+                text: Utf8Bytes::from(msg_frame(
+                    &p.envelope,
+                    session.identity.locale.as_deref(),
+                    Some(&session.identity),
+                    reason,
+                )),
+                born,
+                // Replayed frames are the reference, never dropped as duplicates.
+                seq: 0,
+            })
+            .collect()
     }
 
     /// Delivers one message to one session (a campaign's), remembering it
@@ -438,6 +458,7 @@ impl Dispatcher {
             Outgoing {
                 text,
                 born: Instant::now(),
+                seq: crate::history::seq_of(p),
             },
         ) == crate::hub::outbox::Pushed::Queued
         {
@@ -597,7 +618,7 @@ pub fn msg_frame_at(
         collapse_key: e.collapse_key.as_deref(),
         require_ack: e.require_ack,
         campaign: e.campaign.as_deref(),
-        pos,
+        pos: pos.or(e.pos.as_deref()),
         reason: reason.as_str(),
     };
     serde_json::to_string(&frame).unwrap_or_default()

@@ -164,6 +164,9 @@ pub struct Envelope {
     /// User audiences: recipients with no live session go to the `undelivered` stream.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fallback: bool,
+    /// Set by Herald on recoverable messages (the resume position); publishers leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<String>,
     /// Grouping for analytics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,

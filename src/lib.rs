@@ -28,6 +28,7 @@ pub mod config;
 pub mod dispatch;
 pub mod envelope;
 pub mod events;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -232,6 +233,10 @@ pub async fn run(
                     prefix: &config.redis.prefix,
                     maxlen: config.messages.stream_maxlen,
                     heartbeat: config.redis.heartbeat,
+                    history: config
+                        .history
+                        .enabled
+                        .then_some((config.history.window, config.history.max_per_stream)),
                 },
                 BusParts {
                     node: node_id.clone(),
@@ -252,6 +257,12 @@ pub async fn run(
                 hub: hub.clone(),
                 dispatcher: dispatcher.clone(),
                 counters: Default::default(),
+                history: config.history.enabled.then(|| {
+                    Box::new(history::MemoryHistory::new(
+                        config.history.window,
+                        config.history.max_per_stream,
+                    ))
+                }),
             }
         }
     };

@@ -9,6 +9,7 @@ use crate::campaigns::{Campaign, Limits, MemoryCounters, Verdict};
 use crate::dispatch::{Dispatcher, Route};
 use crate::envelope::{Command, Publish};
 use crate::events::{Record, Stream};
+use crate::history::{MemoryHistory, Resumed};
 use crate::hub::Hub;
 use crate::protocol::{Ack, AckStatus};
 use std::sync::Arc;
@@ -41,7 +42,9 @@ pub enum Bus {
     Embedded {
         hub: Arc<Hub>,
         dispatcher: Arc<Dispatcher>,
-        counters: MemoryCounters,
+        counters: Box<MemoryCounters>,
+        /// `None` when `history.enabled` is off.
+        history: Option<Box<MemoryHistory>>,
     },
     Redis(Arc<RedisBus>),
 }
@@ -52,14 +55,26 @@ impl Bus {
     pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
         match self {
             Bus::Embedded {
-                hub, dispatcher, ..
+                hub,
+                dispatcher,
+                history,
+                ..
             } => {
                 // Who is online is known before delivery, as with PUBLISH replies.
                 let reach = match cmd {
                     Command::Publish(p) => reach(p, |u| hub.user_sessions(u) > 0),
                     _ => None,
                 };
-                dispatcher.apply(cmd, Route::Broadcast, Instant::now());
+                // Recorded in the history first, so it goes out with its position.
+                let positioned = match (cmd, history) {
+                    (Command::Publish(p), Some(h)) => h.append(p).map(Command::Publish),
+                    _ => None,
+                };
+                dispatcher.apply(
+                    positioned.as_ref().unwrap_or(cmd),
+                    Route::Broadcast,
+                    Instant::now(),
+                );
                 if let (Command::Publish(p), Some(r)) = (cmd, &reach)
                     && p.envelope.fallback
                 {
@@ -97,6 +112,18 @@ impl Bus {
         match self {
             Bus::Embedded { dispatcher, .. } => Ok(dispatcher.active()),
             Bus::Redis(bus) => bus.active().await,
+        }
+    }
+
+    /// What a client resuming at `since` missed: all of it, or nothing
+    /// (`recovered: false`).
+    pub async fn resume(&self, id: &Identity, since: &str) -> Resumed {
+        match self {
+            Bus::Embedded {
+                history: Some(h), ..
+            } => h.resume(id, since),
+            Bus::Embedded { history: None, .. } => Resumed::lost(),
+            Bus::Redis(bus) => bus.resume(id, since).await,
         }
     }
 

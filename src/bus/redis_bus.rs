@@ -16,6 +16,7 @@ use crate::campaigns::{Campaign, Compiled, Limits, Registry, Verdict};
 use crate::dispatch::{Dispatcher, Received, Route};
 use crate::envelope::{Command, Publish};
 use crate::events::Stream;
+use crate::history::{self, Resumed};
 use crate::hub::{Hub, UserChanges};
 use crate::metrics::Metrics;
 use futures::StreamExt;
@@ -73,6 +74,15 @@ impl Keys {
     pub fn freq_done(&self, campaign: &str, user: &str) -> String {
         format!("{}:freqdone:{campaign}:{user}", self.prefix)
     }
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+    pub fn history(&self) -> String {
+        format!("{}:history", self.prefix)
+    }
+    pub fn user_history(&self, user: &str) -> String {
+        format!("{}:history:user:{user}", self.prefix)
+    }
     pub fn stream(&self, stream: Stream) -> String {
         format!("{}:{}", self.prefix, stream.name())
     }
@@ -99,6 +109,8 @@ pub struct RedisTarget<'a> {
     pub maxlen: usize,
     /// Node heartbeat and pub/sub liveness check period.
     pub heartbeat: Duration,
+    /// The resume window and entries per history stream; `None`: no history.
+    pub history: Option<(Duration, usize)>,
 }
 
 pub struct RedisBus {
@@ -114,6 +126,7 @@ pub struct RedisBus {
     up: AtomicBool,
     maxlen: usize,
     heartbeat: Duration,
+    history: Option<(Duration, usize)>,
     /// Users whose channel this node is subscribed to right now.
     subscribed: Mutex<HashSet<Arc<str>>>,
     /// Bumped after every subscription change, for [`RedisBus::user_ready`].
@@ -133,10 +146,14 @@ pub async fn publish_direct(
         .await
         .map_err(unavailable)?;
     let keys = Keys::new(prefix);
+    // The CLI publishes with the default history settings, like a node.
+    let h = crate::config::HistoryConfig::default();
+    let history = h.enabled.then_some((h.window, h.max_per_stream));
     let how = Publishing {
         keys: &keys,
         node: "cli",
         maxlen: 100_000,
+        history,
     };
     how.run(&mut conn, cmd).await
 }
@@ -167,6 +184,7 @@ struct Publishing<'a> {
     keys: &'a Keys,
     node: &'a str,
     maxlen: usize,
+    history: Option<(Duration, usize)>,
 }
 
 impl Publishing<'_> {
@@ -260,7 +278,11 @@ impl Publishing<'_> {
             .arg(if e.fallback { "1" } else { "0" })
             .arg(self.maxlen)
             .arg(e.campaign.as_deref().unwrap_or_default())
-            .arg(self.node);
+            .arg(self.node)
+            .arg(if self.history.is_some() { "1" } else { "0" })
+            .arg(self.history.map_or(0, |(w, _)| w.as_millis() as u64))
+            .arg(self.history.map_or(0, |(_, n)| n))
+            .arg(format!("{:016x}", rand::random::<u64>()));
         for u in users.unwrap_or_default() {
             inv.arg(&**u);
         }
@@ -308,6 +330,7 @@ impl RedisBus {
             prefix,
             maxlen,
             heartbeat,
+            history,
         } = target;
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
@@ -330,6 +353,7 @@ impl RedisBus {
             campaigns,
             maxlen,
             heartbeat,
+            history,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))
@@ -354,11 +378,26 @@ impl RedisBus {
             keys: &self.keys,
             node: &self.node,
             maxlen: self.maxlen,
+            history: self.history,
         }
     }
 
+    /// Publishes a command. While the bus is up, a connection that broke
+    /// since its last use (Redis restarted) is retried on a fresh one, a few
+    /// times; ids dedupe, so a retry never delivers twice.
     pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
-        self.publishing().run(&mut self.conn.clone(), cmd).await
+        match self.publishing().run(&mut self.conn.clone(), cmd).await {
+            Err(e) if self.is_up() => {
+                tracing::debug!(error = %e, "publish failed; retrying on a fresh connection");
+                let mut fresh = self
+                    .client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(unavailable)?;
+                self.publishing().run(&mut fresh, cmd).await
+            }
+            other => other,
+        }
     }
 
     /// The active set as Redis holds it now (sticky and must-acknowledge
@@ -490,6 +529,68 @@ impl RedisBus {
             }
             Err(e) => tracing::warn!(campaign = id, error = %e, "campaign reload failed"),
         }
+    }
+
+    /// Everything after `since` that targets this identity, from the
+    /// broadcast history and the user's own, in order; or nothing when the
+    /// epoch changed, `since` is outside the window, or a stream dropped an
+    /// entry after it.
+    pub async fn resume(&self, id: &Identity, since: &str) -> Resumed {
+        match self.try_resume(id, since).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(user = %id.user, error = %e, "resume failed; the client starts fresh");
+                Resumed::lost()
+            }
+        }
+    }
+
+    async fn try_resume(&self, id: &Identity, since: &str) -> Result<Resumed, redis::RedisError> {
+        let (Some((window, _)), Some((epoch, since))) = (self.history, history::parse_pos(since))
+        else {
+            return Ok(Resumed::lost());
+        };
+        let now = crate::auth::unix_now_ms();
+        if since.ms + window.as_millis() as u64 + 1000 < now {
+            return Ok(Resumed::lost());
+        }
+        let mut conn = self.conn.clone();
+        let current: Option<String> = conn.get(self.keys.epoch()).await?;
+        if current.as_deref() != Some(epoch) {
+            return Ok(Resumed::lost());
+        }
+        let mut found: Vec<(history::Id, Arc<Publish>)> = Vec::new();
+        for key in [self.keys.history(), self.keys.user_history(&id.user)] {
+            // A stream that dropped an entry after `since` cannot fill the gap.
+            let trimmed: Option<String> = conn.get(format!("{key}:trimmed")).await?;
+            if trimmed
+                .as_deref()
+                .and_then(history::Id::parse)
+                .is_some_and(|t| t > since)
+            {
+                return Ok(Resumed::lost());
+            }
+            let entries: redis::streams::StreamRangeReply =
+                conn.xrange(&key, format!("({since}"), "+").await?;
+            for entry in entries.ids {
+                let (Some(eid), Some(json)) =
+                    (history::Id::parse(&entry.id), entry.get::<String>("e"))
+                else {
+                    continue;
+                };
+                if let Some(p) = history::with_pos(&json, &format!("{epoch}.{eid}"))
+                    && p.audience.matches(id)
+                    && !p.expired(now)
+                {
+                    found.push((eid, p));
+                }
+            }
+        }
+        found.sort_by_key(|(eid, _)| *eid);
+        Ok(Resumed {
+            recovered: true,
+            messages: found.into_iter().map(|(_, p)| p).collect(),
+        })
     }
 
     /// A click or dismissal: must-acknowledge messages stop being resent.

@@ -80,6 +80,14 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
         )
     })?;
     let cmd = envelope::parse(&bytes, max, crate::auth::unix_now_ms())?;
+    if let Command::Publish(p) = &cmd
+        && p.envelope.pos.is_some()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "pos: set by Herald; leave it out",
+        ));
+    }
     let reach = node.bus.publish(&cmd).await?;
     let mut out = serde_json::Map::new();
     match &cmd {

@@ -136,8 +136,7 @@ async fn upgrade(
         }
         identity.locale = Some(locale.as_str().into());
     }
-    // `since` is read by the resume stage.
-    let _ = &query.since;
+    let since = query.since.clone().filter(|s| !s.is_empty());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
     };
@@ -166,9 +165,18 @@ async fn upgrade(
         .await;
         let session = &reg.session;
         node.bus.user_ready(&session.identity.user).await;
-        // Active messages (sticky, unacknowledged) follow the hello frame.
-        let replay = node.bus.replay_for(&session.identity).await;
-        node.dispatcher.replay_to(session, &replay);
+        // After hello, before anything live: what the client missed since
+        // its last position (all of it or nothing), then the active messages.
+        let resumed = match &since {
+            Some(since) => Some(node.bus.resume(&session.identity, since).await),
+            None => None,
+        };
+        let active = node.bus.replay_for(&session.identity).await;
+        let missed = resumed.as_ref().map_or(&[][..], |r| &r.messages[..]);
+        session
+            .outbox
+            .prepend(node.dispatcher.connect_frames(session, missed, &active));
+        let replayed_upto = resumed.as_ref().map_or(0, |r| r.upto());
         node.campaigns
             .fire(session.clone(), crate::campaigns::Occurrence::Connect);
         let sid = node.hub.sid_text(session.sid);
@@ -176,10 +184,10 @@ async fn upgrade(
             sid: &sid,
             user: &session.identity.user,
             heartbeat_s: node.config.session.heartbeat.as_secs().max(1),
-            recovered: None,
+            recovered: resumed.as_ref().map(|r| r.recovered),
         }
         .to_json();
-        crate::session::run(ws, reg, node.session_ctx.clone(), hello).await;
+        crate::session::run(ws, reg, node.session_ctx.clone(), hello, replayed_upto).await;
     });
 
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();

@@ -18,6 +18,9 @@ use crate::protocol::CloseCode;
 pub struct Outgoing {
     pub text: Utf8Bytes,
     pub born: Instant,
+    /// The message's history sequence (0: none), to drop live duplicates of
+    /// what a resume already replayed.
+    pub seq: u64,
 }
 
 /// Why the hub asked a session to close.
@@ -106,6 +109,21 @@ impl Outbox {
         (std::mem::take(&mut st.queue), st.close)
     }
 
+    /// Puts frames ahead of everything queued (what a connecting session
+    /// must see first: its replay), beyond the capacity if need be: the
+    /// replay is bounded by the history window.
+    pub fn prepend(&self, frames: Vec<Outgoing>) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for f in frames.into_iter().rev() {
+            st.queue.push_front(f);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
     /// The close reason, if the hub asked for one.
     pub fn closing(&self) -> Option<CloseReason> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).close
@@ -131,6 +149,7 @@ mod tests {
         Outgoing {
             text: Utf8Bytes::from_static("{}"),
             born: Instant::now(),
+            seq: 0,
         }
     }
 

@@ -42,6 +42,7 @@ pub async fn run<S>(
     reg: Registration,
     ctx: Arc<SessionCtx>,
     hello: String,
+    replayed_upto: u64,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -82,7 +83,11 @@ pub async fn run<S>(
     let close: Option<(CloseCode, &'static str)> = loop {
         tokio::select! {
             () = session.outbox.wait() => {
-                let (frames, close) = session.outbox.drain();
+                let (mut frames, close) = session.outbox.drain();
+                if replayed_upto > 0 {
+                    // Live copies of what the resume already replayed.
+                    frames.retain(|f| f.seq == 0 || f.seq > replayed_upto);
+                }
                 if !frames.is_empty() {
                     match write_watching(&mut ws, frames, &session.outbox, &ctx.cfg, metrics).await {
                         Written::Done => {}

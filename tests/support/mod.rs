@@ -203,6 +203,15 @@ impl Herald {
         }
     }
 
+    /// Kills the node without a drain, as a crash would: its sockets close
+    /// and it stops heartbeating.
+    pub fn abort(&mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
     /// Starts the drain without waiting for it.
     pub fn begin_stop(&mut self) {
         if let Some(tx) = self.stop.take() {

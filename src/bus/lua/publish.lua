@@ -4,14 +4,20 @@
 -- stream here, so every publishing path (API, CLI, ingress) records them.
 -- ARGV: prefix, id, envelope, store ("none"|"active"|"pending"),
 --       collapse_key or "", expires_at_ms or "0", respect_tombstone ("0"|"1"),
---       route ("broadcast"|"users"), fallback ("0"|"1"), stream maxlen,
---       campaign or "", publisher node, then the users.
+--       route ("broadcast"|"users"|"none"), fallback ("0"|"1"), stream maxlen,
+--       campaign or "", publisher node, history ("0"|"1"), history window
+--       ms, history maxlen, an epoch to use if none exists, then the users.
+-- With history, the envelope is first appended to the history stream
+-- (`{p}:history` for broadcast audiences, `{p}:history:user:{u}` per named
+-- user) under one id for all of them, and published with
+-- `"pos":"{epoch}.{id}"` added, so a client can resume after it.
 -- Returns the PUBLISH reply per channel (one for broadcast), or {-1} when
 -- the id was retracted moments ago and respect_tombstone is set.
 local p, id, env, store, collapse = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local expires, respect, route = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local fallback, maxlen, campaign, node = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local FIRST_USER = 13
+local history, window, hmax, epoch_candidate = ARGV[13], tonumber(ARGV[14]), ARGV[15], ARGV[16]
+local FIRST_USER = 17
 local tomb = p .. ':retracted:' .. id
 if redis.call('EXISTS', tomb) == 1 then
   if respect == '1' then return {-1} end
@@ -27,6 +33,51 @@ local function expire_with(key, existed)
   elseif not existed or (current > 0 and current < expires) then
     redis.call('PEXPIREAT', key, expires)
   end
+end
+
+if history == '1' and route ~= 'none' then
+  local epoch = redis.call('GET', p .. ':epoch')
+  if not epoch then
+    redis.call('SET', p .. ':epoch', epoch_candidate)
+    epoch = epoch_candidate
+  end
+  -- One id across every history stream: the time, never going back, and a
+  -- counter, so positions from different streams compare.
+  local t = redis.call('TIME')
+  local ms = t[1] * 1000 + math.floor(t[2] / 1000)
+  local last = tonumber(redis.call('GET', p .. ':history:lastms') or '0')
+  if ms < last then ms = last end
+  redis.call('SET', p .. ':history:lastms', ms)
+  local hid = ms .. '-' .. redis.call('INCR', p .. ':history:seq')
+  -- Trimming is exact, and the newest id trimmed away is kept beside the
+  -- stream (`…:trimmed`), so a resume can tell a gap from a quiet stream.
+  local cutoff = (ms - window) .. '-0'
+  local function append(key)
+    redis.call('XADD', key, hid, 'e', env)
+    local trimmed = false
+    local len = redis.call('XLEN', key)
+    if len > tonumber(hmax) then
+      local over = redis.call('XRANGE', key, '-', '+', 'COUNT', len - tonumber(hmax))
+      trimmed = over[#over][1]
+      redis.call('XTRIM', key, 'MAXLEN', hmax)
+    end
+    local old = redis.call('XREVRANGE', key, '(' .. cutoff, '-', 'COUNT', 1)
+    if #old > 0 then
+      trimmed = old[1][1]
+      redis.call('XTRIM', key, 'MINID', cutoff)
+    end
+    if trimmed then redis.call('SET', key .. ':trimmed', trimmed) end
+    redis.call('PEXPIRE', key, window + 60000)
+    if redis.call('EXISTS', key .. ':trimmed') == 1 then
+      redis.call('PEXPIRE', key .. ':trimmed', window + 60000)
+    end
+  end
+  if route == 'broadcast' then
+    append(p .. ':history')
+  else
+    for i = FIRST_USER, #ARGV do append(p .. ':history:user:' .. ARGV[i]) end
+  end
+  env = string.sub(env, 1, -2) .. ',"pos":"' .. epoch .. '.' .. hid .. '"}'
 end
 
 if store == 'active' then

@@ -1,0 +1,249 @@
+//! Resume positions (SPEC §3 `pos`, `since`, `recovered`).
+//!
+//! Recoverable messages (published through the API, the CLI or the ingress
+//! stream) are appended to a bounded history before they are published: one
+//! stream for broadcast audiences and one per named user, sharing one id
+//! sequence (`{ms}-{seq}`, never going back), so that a position taken from
+//! any stream orders against every other. A position is `{epoch}.{id}`; the
+//! epoch changes when the history is lost (Redis restarted empty, or an
+//! embedded node restarted), and then nothing can be recovered.
+//!
+//! A resume recovers everything after `since` that targets the session, or
+//! nothing (`recovered: false`): never a partial set. That holds when the
+//! epoch matches, `since` is inside the window, and no stream the session
+//! reads has dropped an entry after `since`.
+//!
+//! Redis keeps the history in streams (see the bus); this module holds the
+//! position type and the embedded, in-memory history.
+
+use crate::auth::Identity;
+use crate::envelope::{self, Command, Publish};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A parsed resume position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Id {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl Id {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, seq) = s.split_once('-')?;
+        Some(Self {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// `{epoch}.{ms}-{seq}` split in two.
+pub fn parse_pos(pos: &str) -> Option<(&str, Id)> {
+    let (epoch, id) = pos.rsplit_once('.')?;
+    Some((epoch, Id::parse(id)?))
+}
+
+/// The sequence number of a message's position (0 when it has none).
+pub fn seq_of(p: &Publish) -> u64 {
+    p.envelope
+        .pos
+        .as_deref()
+        .and_then(parse_pos)
+        .map_or(0, |(_, id)| id.seq)
+}
+
+/// What a resume found: every missed message for the session, in order, or
+/// `recovered: false` and nothing.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    pub recovered: bool,
+    pub messages: Vec<Arc<Publish>>,
+}
+
+impl Resumed {
+    pub fn lost() -> Self {
+        Self::default()
+    }
+
+    /// The highest sequence replayed: live frames at or below it are
+    /// duplicates of what the replay already sent.
+    pub fn upto(&self) -> u64 {
+        self.messages.iter().map(|p| seq_of(p)).max().unwrap_or(0)
+    }
+}
+
+/// An envelope (as stored in a history stream) with its position added.
+pub fn with_pos(envelope_json: &str, pos: &str) -> Option<Arc<Publish>> {
+    let mut e: envelope::Envelope = serde_json::from_str(envelope_json).ok()?;
+    e.pos = Some(pos.to_owned());
+    match envelope::check(e, crate::auth::unix_now_ms()).ok()? {
+        Command::Publish(p) => Some(p),
+        _ => None,
+    }
+}
+
+struct Stream {
+    entries: VecDeque<(Id, Arc<Publish>)>,
+    /// The newest id ever trimmed away.
+    max_deleted: Option<Id>,
+}
+
+impl Stream {
+    fn new() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            max_deleted: None,
+        }
+    }
+
+    fn trim(&mut self, max: usize, oldest_ms: u64) {
+        while let Some((id, _)) = self.entries.front() {
+            if self.entries.len() <= max && id.ms >= oldest_ms {
+                break;
+            }
+            let (id, _) = self
+                .entries
+                .pop_front()
+                .unwrap_or_else(|| unreachable!("front exists"));
+            self.max_deleted = Some(id);
+        }
+    }
+
+    /// Entries after `since`, or `None` when one of them was trimmed away.
+    fn after(&self, since: Id) -> Option<impl Iterator<Item = &(Id, Arc<Publish>)>> {
+        if self.max_deleted.is_some_and(|d| d > since) {
+            return None;
+        }
+        Some(self.entries.iter().filter(move |(id, _)| *id > since))
+    }
+}
+
+/// Embedded mode's history, in memory: lost with the process, so its epoch
+/// is new at every start.
+pub struct MemoryHistory {
+    epoch: String,
+    window: Duration,
+    max: usize,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    last: Id,
+    global: Stream,
+    users: HashMap<Arc<str>, Stream>,
+}
+
+impl MemoryHistory {
+    pub fn new(window: Duration, max: usize) -> Self {
+        Self {
+            epoch: format!("{:016x}", rand::random::<u64>()),
+            window,
+            max,
+            inner: Mutex::new(Inner {
+                last: Id { ms: 0, seq: 0 },
+                global: Stream::new(),
+                users: HashMap::new(),
+            }),
+        }
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.window.as_millis() as u64
+    }
+
+    /// Appends a message and returns it with its position.
+    pub fn append(&self, p: &Publish) -> Option<Arc<Publish>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = crate::auth::unix_now_ms().max(inner.last.ms);
+        let id = Id {
+            ms,
+            seq: inner.last.seq + 1,
+        };
+        inner.last = id;
+        let json = serde_json::to_string(&p.envelope).ok()?;
+        let positioned = with_pos(&json, &format!("{}.{id}", self.epoch))?;
+        let oldest = ms.saturating_sub(self.window_ms());
+        let (max, users) = (self.max, p.audience.users());
+        match users {
+            None => {
+                inner.global.entries.push_back((id, positioned.clone()));
+                inner.global.trim(max, oldest);
+            }
+            Some(users) => {
+                for u in users {
+                    let s = inner.users.entry(u.clone()).or_insert_with(Stream::new);
+                    s.entries.push_back((id, positioned.clone()));
+                    s.trim(max, oldest);
+                }
+            }
+        }
+        // Streams of users nobody published to within the window go, like
+        // the Redis keys that expire.
+        inner
+            .users
+            .retain(|_, s| s.entries.back().is_some_and(|(id, _)| id.ms >= oldest));
+        Some(positioned)
+    }
+
+    pub fn resume(&self, identity: &Identity, since: &str) -> Resumed {
+        let Some((epoch, since)) = parse_pos(since) else {
+            return Resumed::lost();
+        };
+        let now = crate::auth::unix_now_ms();
+        if epoch != self.epoch || since.ms + self.window_ms() < now {
+            return Resumed::lost();
+        }
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(global) = inner.global.after(since) else {
+            return Resumed::lost();
+        };
+        let mut found: Vec<(Id, Arc<Publish>)> = global
+            .filter(|(_, p)| p.audience.matches(identity))
+            .cloned()
+            .collect();
+        if let Some(user) = inner.users.get(&identity.user) {
+            let Some(mine) = user.after(since) else {
+                return Resumed::lost();
+            };
+            found.extend(mine.filter(|(_, p)| p.audience.matches(identity)).cloned());
+        }
+        found.sort_by_key(|(id, _)| *id);
+        Resumed {
+            recovered: true,
+            messages: found
+                .into_iter()
+                .map(|(_, p)| p)
+                .filter(|p| !p.expired(now))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_and_order() {
+        let (epoch, id) = parse_pos("ab12.1700000000000-42").expect("pos");
+        assert_eq!(epoch, "ab12");
+        assert_eq!(
+            id,
+            Id {
+                ms: 1_700_000_000_000,
+                seq: 42
+            }
+        );
+        assert!(Id { ms: 5, seq: 1 } < Id { ms: 5, seq: 2 });
+        assert!(parse_pos("garbage").is_none());
+        assert!(parse_pos("e.12").is_none());
+    }
+}
