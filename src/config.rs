@@ -50,6 +50,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub messages: MessagesConfig,
     pub history: HistoryConfig,
+    pub ingress: IngressConfig,
     pub campaigns: CampaignsConfig,
     pub log: LogConfig,
 }
@@ -156,6 +157,26 @@ pub struct HistoryConfig {
     pub max_per_stream: usize,
 }
 
+/// Durable publishing through the `{prefix}:ingress` stream (Redis mode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Consume the ingress stream on this node.
+    pub enabled: bool,
+    /// Entries a node read but did not acknowledge for this long are claimed by another.
+    #[serde(with = "humantime_serde")]
+    pub claim_after: Duration,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            claim_after: Duration::from_secs(30),
+        }
+    }
+}
+
 impl Default for HistoryConfig {
     fn default() -> Self {
         Self {
@@ -205,6 +226,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             messages: MessagesConfig::default(),
             history: HistoryConfig::default(),
+            ingress: IngressConfig::default(),
             campaigns: CampaignsConfig::default(),
             log: LogConfig::default(),
         }

@@ -404,7 +404,9 @@ fn check_actions(field: &str, actions: &[Action]) -> Result<(), EnvelopeError> {
 /// Absolute http(s) URLs, or (for actions) app-relative paths.
 fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), EnvelopeError> {
     let ok = url.len() <= MAX_URL
-        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+        && !url
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
         && (url.starts_with("https://")
             || url.starts_with("http://")
             || (!absolute_only && url.starts_with('/') && !url.starts_with("//")));
@@ -495,6 +497,10 @@ mod tests {
             refuse(r#"{"to":"all","kind":"banner","title":"x","image_url":"javascript:alert(1)"}"#)
                 .field,
             "image_url"
+        );
+        assert_eq!(
+            refuse(r#"{"to":"all","kind":"modal","title":"x","actions":[{"id":"a","label":"A","url":"/\\evil.example/x"}]}"#).field,
+            "actions[0].url"
         );
         let four = r#"{"to":"all","kind":"modal","title":"x","actions":[{"id":"a","label":"A"},{"id":"b","label":"B"},{"id":"c","label":"C"},{"id":"d","label":"D"}]}"#;
         assert_eq!(refuse(four).field, "actions");

@@ -225,6 +225,7 @@ pub async fn run(
     let registry = Arc::new(campaigns::Registry::default());
     let mut bus_task = None;
     let mut stream_task = None;
+    let mut ingress_task = None;
     let bus = match (&config.redis.url, changes) {
         (Some(url), Some(changes)) => {
             let redis = RedisBus::new(
@@ -249,6 +250,13 @@ pub async fn run(
             )?;
             bus_task = Some(tokio::spawn(redis.clone().run(stopped())));
             stream_task = Some(tokio::spawn(redis.clone().write_streams(stopped())));
+            if config.ingress.enabled {
+                ingress_task = Some(tokio::spawn(
+                    redis
+                        .clone()
+                        .consume_ingress(config.ingress.claim_after, stopped()),
+                ));
+            }
             Bus::Redis(redis)
         }
         _ => {
@@ -326,6 +334,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = public.await;
     let _ = admin.await;
+    if let Some(task) = ingress_task {
+        let _ = task.await;
+    }
     if let Some(task) = stream_task {
         let _ = task.await;
     }

@@ -146,6 +146,16 @@ fn validate_names_the_field_and_the_reason() {
         out.contains("cel.json: campaign trigger.where: invalid CEL"),
         "{out}"
     );
+    let array = write(
+        "campaigns.json",
+        r#"[{"id":"a","trigger":{"connect":true},"message":{"kind":"toast","title":"a"}},{"id":"b","trigger":{"idle_s":0},"message":{"kind":"toast","title":"b"}}]"#,
+    );
+    let (ok, out) = validate(&[&array]);
+    assert!(!ok);
+    assert!(
+        out.contains("campaigns.json: [1]: campaign trigger.idle_s: must be at least 1"),
+        "{out}"
+    );
     let not_json = write("nj.json", "{oops");
     let (ok, out) = validate(&[&not_json]);
     assert!(!ok && out.contains("nj.json: not JSON"), "{out}");

@@ -83,6 +83,9 @@ impl Keys {
     pub fn user_history(&self, user: &str) -> String {
         format!("{}:history:user:{user}", self.prefix)
     }
+    pub fn ingress(&self) -> String {
+        format!("{}:ingress", self.prefix)
+    }
     pub fn stream(&self, stream: Stream) -> String {
         format!("{}:{}", self.prefix, stream.name())
     }
@@ -309,7 +312,7 @@ fn parse_stored(values: impl Iterator<Item = String>) -> Vec<Arc<Publish>> {
         .collect()
 }
 
-fn unavailable(e: redis::RedisError) -> BusError {
+pub(super) fn unavailable(e: redis::RedisError) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
@@ -357,6 +360,22 @@ impl RedisBus {
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))
+    }
+
+    pub(super) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub(super) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(super) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -511,6 +530,39 @@ impl RedisBus {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Records a refused envelope in the dead stream, once per `digest`
+    /// however many nodes refused it.
+    pub(super) async fn record_dead(
+        &self,
+        digest: &str,
+        reason: &str,
+        source: &str,
+        envelope: &str,
+    ) {
+        let mut conn = self.conn.clone();
+        let r: Result<i64, _> = DEAD
+            .arg(&self.keys.prefix)
+            .arg(digest)
+            .arg(self.maxlen)
+            .arg("type")
+            .arg("dead")
+            .arg("reason")
+            .arg(reason)
+            .arg("channel")
+            .arg(source)
+            .arg("envelope")
+            .arg(&envelope[..envelope.len().min(64 * 1024)])
+            .arg("node")
+            .arg(&self.node)
+            .arg("ts")
+            .arg(crate::auth::unix_now_ms())
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not record a refused envelope");
+        }
     }
 
     /// Reloads one campaign after a change anywhere in the cluster.
@@ -850,7 +902,6 @@ impl RedisBus {
             }
             Ok(_) => {}
             Err(e) => {
-                let bus = self.clone();
                 let digest = {
                     use std::hash::{Hash, Hasher};
                     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -859,30 +910,10 @@ impl RedisBus {
                 };
                 let text =
                     String::from_utf8_lossy(&payload[..payload.len().min(64 * 1024)]).into_owned();
-                let channel = channel.to_owned();
+                let (bus, channel) = (self.clone(), channel.to_owned());
                 tokio::spawn(async move {
-                    let mut conn = bus.conn.clone();
-                    let r: Result<i64, _> = DEAD
-                        .arg(&bus.keys.prefix)
-                        .arg(digest)
-                        .arg(bus.maxlen)
-                        .arg("type")
-                        .arg("dead")
-                        .arg("reason")
-                        .arg(e.to_string())
-                        .arg("channel")
-                        .arg(channel)
-                        .arg("envelope")
-                        .arg(text)
-                        .arg("node")
-                        .arg(&bus.node)
-                        .arg("ts")
-                        .arg(crate::auth::unix_now_ms())
-                        .invoke_async(&mut conn)
-                        .await;
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "could not record a refused envelope");
-                    }
+                    bus.record_dead(&digest, &e.to_string(), &channel, &text)
+                        .await
                 });
             }
         }

@@ -17,6 +17,14 @@ pub struct Args {
 pub fn check_text(text: &str) -> Result<String, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    // An array (a `campaigns.file`) is checked element by element.
+    if let serde_json::Value::Array(items) = &value {
+        let mut kinds = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            kinds.push(check_text(&item.to_string()).map_err(|e| format!("[{i}]: {e}"))?);
+        }
+        return Ok(format!("{} items: {}", items.len(), kinds.join(", ")));
+    }
     if value.get("trigger").is_some() {
         let c: Campaign = serde_json::from_value(value).map_err(|e| format!("campaign: {e}"))?;
         let c = Compiled::new(c, None).map_err(|e| format!("campaign {e}"))?;
