@@ -66,11 +66,24 @@ fn identity(i: usize) -> Identity {
     let mut attrs = HashMap::new();
     let s = |v: &str| cel::Value::String(Arc::new(v.to_owned()));
     let key = |k: &str| cel::objects::Key::String(Arc::new(k.to_owned()));
-    attrs.insert(key("plan"), s(if i % 2 == 0 { "free" } else { "pro" }));
+    attrs.insert(
+        key("plan"),
+        s(if i.is_multiple_of(2) { "free" } else { "pro" }),
+    );
     attrs.insert(key("level"), cel::Value::Int((i % 10) as i64));
-    attrs.insert(key("locale"), s(if i % 3 == 0 { "fr" } else { "en" }));
-    let mut segments: Vec<Box<str>> = vec![if i % 4 == 0 { "beta" } else { "stable" }.into()];
-    if i % 50 == 0 {
+    attrs.insert(
+        key("locale"),
+        s(if i.is_multiple_of(3) { "fr" } else { "en" }),
+    );
+    let mut segments: Vec<Box<str>> = vec![
+        if i.is_multiple_of(4) {
+            "beta"
+        } else {
+            "stable"
+        }
+        .into(),
+    ];
+    if i.is_multiple_of(50) {
         segments.push("admins".into());
     }
     Identity {
@@ -233,6 +246,7 @@ fn bench_deliver(c: &mut Criterion) {
                         |_| Outgoing {
                             text: frame.clone(),
                             born,
+                            seq: 0,
                         },
                         |_| {},
                     );
@@ -260,6 +274,7 @@ fn bench_deliver(c: &mut Criterion) {
                     |_| Outgoing {
                         text: frame.clone(),
                         born,
+                        seq: 0,
                     },
                     |_| {},
                 );
@@ -287,6 +302,7 @@ fn bench_deliver(c: &mut Criterion) {
                     |_| Outgoing {
                         text: frame.clone(),
                         born,
+                        seq: 0,
                     },
                     |_| {},
                 );

@@ -399,7 +399,9 @@ mod worker {
             .mint(&Claims {
                 sub: user_of(g),
                 exp: herald::auth::unix_now() + 6 * 3600,
-                segments: Some(vec![if g % 2 == 0 { "even" } else { "odd" }.into()]),
+                segments: Some(vec![
+                    if g.is_multiple_of(2) { "even" } else { "odd" }.into(),
+                ]),
                 attrs: None,
             })
             .map_err(|e| anyhow!("mint: {e}"))?;
@@ -1130,7 +1132,16 @@ mod scenarios {
         settle(3).await;
         let rss_base = rss_kib(node)?;
         let rest = c.sessions - base;
+        let mut pids = vec![node];
+        pids.extend(workers.pids());
+        let connect_meter = CpuMeter::start(pids);
         let (ok2, fail2, wall) = workers.connect(rest).await?;
+        let connect_cores = connect_meter.cores();
+        let connect_node_cores = connect_cores[0];
+        let connect_worker_cores: f64 = connect_cores[1..].iter().sum();
+        // Handshakes per second of one node core: the rate a node would
+        // reach with a core of its own and clients elsewhere.
+        let per_node_core = ok2 as f64 / (connect_node_cores * wall.as_secs_f64()).max(1e-9);
         cluster.check_alive()?;
         let rate = ok2 as f64 / wall.as_secs_f64();
         settle(3).await;
@@ -1170,6 +1181,9 @@ mod scenarios {
             "connect_rate_per_s": rate,
             "connect_phase_sessions": ok2,
             "connect_phase_s": wall.as_secs_f64(),
+            "connect_node_cores": connect_node_cores,
+            "connect_worker_cores": connect_worker_cores,
+            "handshakes_per_node_core_s": per_node_core,
             "idle_window_s": a.window_s,
             "idle_cpu_pct_of_core": node_pct,
             "workers_cpu_pct_of_core": workers_pct,
@@ -1203,6 +1217,12 @@ mod scenarios {
                     format!(
                         "{rate:.0} handshakes/s ({ok2} in {:.2} s)",
                         wall.as_secs_f64()
+                    ),
+                ),
+                (
+                    "CPU while connecting",
+                    format!(
+                        "node {connect_node_cores:.2} cores, workers {connect_worker_cores:.2} cores; {per_node_core:.0} handshakes per node core-second"
                     ),
                 ),
                 (
