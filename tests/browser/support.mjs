@@ -123,6 +123,11 @@ export class Herald {
 
   /** POST /v1/messages; returns the message id. */
   async publish(envelope) {
+    return (await this.publishReach(envelope)).id;
+  }
+
+  /** POST /v1/messages; returns the whole answer: {id, online?, offline?}. */
+  async publishReach(envelope) {
     const res = await fetch(`${this.admin}/v1/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -130,7 +135,61 @@ export class Herald {
     });
     const text = await res.text();
     if (res.status !== 202) throw new Error(`publish answered ${res.status}: ${text}`);
-    return JSON.parse(text).id;
+    return JSON.parse(text);
+  }
+
+  /** POST /v1/users/{user}/disconnect: every session of the user is closed with 1008. */
+  async disconnect(user) {
+    const res = await fetch(`${this.admin}/v1/users/${encodeURIComponent(user)}/disconnect`, { method: 'POST' });
+    if (res.status !== 202) throw new Error(`disconnect answered ${res.status}: ${await res.text()}`);
+  }
+
+  /** PUT /v1/campaigns/{id}; returns the campaign as stored. */
+  async putCampaign(id, campaign) {
+    const res = await fetch(`${this.admin}/v1/campaigns/${encodeURIComponent(id)}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(campaign),
+    });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`PUT campaign answered ${res.status}: ${text}`);
+    return JSON.parse(text);
+  }
+
+  async deleteCampaign(id) {
+    const res = await fetch(`${this.admin}/v1/campaigns/${encodeURIComponent(id)}`, { method: 'DELETE' });
+    if (!res.ok) throw new Error(`DELETE campaign answered ${res.status}: ${await res.text()}`);
+  }
+
+  /** GET /v1/streams/{name}?count=N on the admin listener: the newest records, newest first. */
+  async stream(name = 'events', count = 1000) {
+    const res = await fetch(`${this.admin}/v1/streams/${name}?count=${count}`);
+    const text = await res.text();
+    if (!res.ok) throw new Error(`GET /v1/streams/${name} answered ${res.status}: ${text}`);
+    return JSON.parse(text).records;
+  }
+
+  /** The events records (oldest first) matching `pred`. */
+  async events(pred = () => true) {
+    return (await this.stream('events')).filter(pred).reverse();
+  }
+
+  /** Polls the events stream until a record matches `pred`; returns it. */
+  waitEvent(what, pred, opts) {
+    return until(`the events stream to record ${what}`, async () => (await this.stream('events')).find(pred), opts);
+  }
+
+  /** A counter of GET /metrics (summed over the series matching `labels`), 0 when absent. */
+  async metric(name, labels = {}) {
+    const text = await (await fetch(`${this.admin}/metrics`)).text();
+    let sum = 0;
+    for (const line of text.split('\n')) {
+      const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? ([0-9.eE+-]+)$/);
+      if (!m || m[1] !== name) continue;
+      const have = Object.fromEntries([...(m[2] || '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+      if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
+    }
+    return sum;
   }
 
   async retract(id) {
@@ -187,7 +246,7 @@ export async function launchBrowser() {
 export function watchWire(page) {
   const wire = { sockets: [], sent: [], received: [] };
   page.on('websocket', (ws) => {
-    const sock = { url: ws.url(), closed: false };
+    const sock = { url: ws.url(), closed: false, sent: [], received: [] };
     wire.sockets.push(sock);
     ws.on('close', () => (sock.closed = true));
     const parse = (payload) => {
@@ -197,26 +256,76 @@ export function watchWire(page) {
         return { unparsed: String(payload) };
       }
     };
-    ws.on('framesent', (f) => wire.sent.push(parse(f.payload)));
-    ws.on('framereceived', (f) => wire.received.push(parse(f.payload)));
+    ws.on('framesent', (f) => {
+      const frame = parse(f.payload);
+      wire.sent.push(frame);
+      sock.sent.push(frame);
+    });
+    ws.on('framereceived', (f) => {
+      const frame = parse(f.payload);
+      wire.received.push(frame);
+      sock.received.push(frame);
+    });
   });
   /** Waits for a sent frame matching `pred`. */
   wire.waitSent = (what, pred, opts) => until(`the page to send ${what}`, () => wire.sent.find(pred), opts);
   wire.waitReceived = (what, pred, opts) => until(`the page to receive ${what}`, () => wire.received.find(pred), opts);
   wire.ack = (id, status) => wire.sent.find((f) => f.t === 'ack' && f.id === id && f.status === status);
   wire.waitAck = (id, status, opts) => wire.waitSent(`ack ${status} for ${id}`, (f) => f.t === 'ack' && f.id === id && f.status === status, opts);
+  /** The `msg` frames for `id` received so far (on any socket). */
+  wire.msgs = (id) => wire.received.filter((f) => f.t === 'msg' && f.id === id);
+  /** Waits for the page to have opened its `n`-th socket (1-based) and returns it. */
+  wire.waitSocket = (n, opts) => until(`socket #${n} to open`, () => wire.sockets[n - 1], opts);
   return wire;
 }
 
-/** Opens the demo page as `user` and waits until the SDK has its hello. */
-export async function openDemo(context, herald, user, path = '/') {
+/**
+ * Opens the demo page as `user` (with more query parameters of the demo:
+ * segments, attrs, locale) and waits until the SDK has its hello.
+ */
+export async function openDemo(context, herald, user, path = '/', query = {}) {
   const page = await context.newPage();
   const wire = watchWire(page);
   const errors = [];
   page.on('pageerror', (err) => errors.push(err));
-  await page.goto(`${herald.base}${path}?user=${encodeURIComponent(user)}`);
+  const q = new URLSearchParams({ user, ...query });
+  await page.goto(`${herald.base}${path}?${q}`);
   await page.waitForSelector('#conn-state[data-state="open"]');
   return { page, wire, errors };
+}
+
+/**
+ * Holds the demo's token requests (GET /dev/token, made by getToken before
+ * every connection attempt) while closed, so a test can keep the SDK
+ * disconnected for exactly as long as it needs, without sleeping.
+ */
+export async function tokenGate(page) {
+  let closed = false;
+  const held = [];
+  let requests = 0;
+  await page.route(
+    (url) => url.pathname === '/dev/token',
+    (route) => {
+      requests++;
+      if (closed) held.push(route);
+      else route.continue();
+    },
+  );
+  return {
+    /** Token requests seen so far (held or not). */
+    get requests() {
+      return requests;
+    },
+    close() {
+      closed = true;
+    },
+    /** Waits until the SDK asks for a token while the gate is closed: it is between sockets. */
+    waitHeld: (opts) => until('the SDK to ask for a token', () => held.length > 0, opts),
+    async open() {
+      closed = false;
+      for (const route of held.splice(0)) await route.continue();
+    },
+  };
 }
 
 export async function screenshot(page, name) {
