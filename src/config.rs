@@ -113,6 +113,11 @@ pub struct SessionConfig {
     pub max_bad_frames: u32,
     /// Rate-limited frames tolerated (each answered `rate_limited`) before 4029.
     pub max_rate_limited: u32,
+    /// Client events per second per session that may trigger campaigns;
+    /// beyond it events are still accepted but trigger nothing.
+    pub campaign_events_per_s: u32,
+    /// Burst of events above that rate.
+    pub campaign_events_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +131,9 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// Largest publish envelope, in bytes.
     pub max_envelope_bytes: usize,
+    /// A client must send its whole HTTP request head within this time.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +279,8 @@ impl Default for SessionConfig {
             client_frames_burst: 40,
             max_bad_frames: 10,
             max_rate_limited: 10,
+            campaign_events_per_s: 5,
+            campaign_events_burst: 10,
         }
     }
 }
@@ -282,6 +292,7 @@ impl Default for LimitsConfig {
             max_connections_per_user: 32,
             max_connections_per_ip: 20_000,
             max_envelope_bytes: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -309,15 +309,19 @@ pub async fn run(
     let admin_addr = listeners.admin.local_addr()?;
     tracing::info!(node = %node_id, public = %public_addr, admin = %admin_addr, bus = node.bus.mode(), "herald serving");
 
-    let public = axum::serve(
+    let timeout = node.config.limits.handshake_timeout;
+    let public = tokio::spawn(http::serve(
         listeners.public,
-        http::public::router(node.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped());
-    let admin = axum::serve(listeners.admin, http::admin::router(node.clone()))
-        .with_graceful_shutdown(stopped());
-    let public = tokio::spawn(async move { public.await });
-    let admin = tokio::spawn(async move { admin.await });
+        http::public::router(node.clone()),
+        timeout,
+        stopped(),
+    ));
+    let admin = tokio::spawn(http::serve(
+        listeners.admin,
+        http::admin::router(node.clone()),
+        timeout,
+        stopped(),
+    ));
 
     shutdown.await;
     let grace = node.config.shutdown_grace;

@@ -120,7 +120,12 @@ pub async fn run<S>(
                         idle_since = last_seen;
                         idle_done_s = 0;
                     }
-                    on_client_frame(&ctx, &session, frame);
+                    let feeds_campaigns = matches!(frame, ClientFrame::Event(_))
+                        && state.campaign_event_allowed(last_seen.into_std());
+                    if matches!(frame, ClientFrame::Event(_)) && !feeds_campaigns {
+                        metrics.drop_reason("campaign_events_rate");
+                    }
+                    on_client_frame(&ctx, &session, frame, feeds_campaigns);
                 }
                 if let Some(code) = outcome.error {
                     metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
@@ -248,7 +253,12 @@ where
 /// Acks go to the events stream (and end resending for must-acknowledge
 /// messages, or a campaign's `until`) without holding up the loop; events
 /// feed campaigns.
-fn on_client_frame(ctx: &SessionCtx, session: &Arc<crate::hub::Session>, frame: ClientFrame) {
+fn on_client_frame(
+    ctx: &SessionCtx,
+    session: &Arc<crate::hub::Session>,
+    frame: ClientFrame,
+    feeds_campaigns: bool,
+) {
     let user = &session.identity.user;
     let sid = session.sid;
     match frame {
@@ -263,13 +273,15 @@ fn on_client_frame(ctx: &SessionCtx, session: &Arc<crate::hub::Session>, frame: 
         }
         ClientFrame::Event(ev) => {
             tracing::debug!(%user, sid, event = %ev.name, "event");
-            ctx.campaigns.fire(
-                session.clone(),
-                Occurrence::Event {
-                    name: ev.name,
-                    props: ev.props,
-                },
-            );
+            if feeds_campaigns {
+                ctx.campaigns.fire(
+                    session.clone(),
+                    Occurrence::Event {
+                        name: ev.name,
+                        props: ev.props,
+                    },
+                );
+            }
         }
         ClientFrame::Ping => {}
     }

@@ -18,33 +18,25 @@ pub struct Outcome {
     pub error: Option<&'static str>,
 }
 
-/// Token bucket over client frames, and counters of bad and limited frames.
-pub struct SessionState {
+/// A token bucket.
+struct Bucket {
     tokens: f64,
     last: Instant,
     rate: f64,
     burst: f64,
-    bad_in_a_row: u32,
-    limited: u32,
-    max_bad: u32,
-    max_limited: u32,
 }
 
-impl SessionState {
-    pub fn new(cfg: &SessionConfig, now: Instant) -> Self {
+impl Bucket {
+    fn new(rate: u32, burst: u32, now: Instant) -> Self {
         Self {
-            tokens: f64::from(cfg.client_frames_burst),
+            tokens: f64::from(burst),
             last: now,
-            rate: f64::from(cfg.client_frames_per_s),
-            burst: f64::from(cfg.client_frames_burst),
-            bad_in_a_row: 0,
-            limited: 0,
-            max_bad: cfg.max_bad_frames.max(1),
-            max_limited: cfg.max_rate_limited,
+            rate: f64::from(rate),
+            burst: f64::from(burst),
         }
     }
 
-    fn take_token(&mut self, now: Instant) -> bool {
+    fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -54,6 +46,35 @@ impl SessionState {
         } else {
             false
         }
+    }
+}
+
+/// Token buckets over client frames and over events feeding campaigns, and
+/// counters of bad and limited frames.
+pub struct SessionState {
+    frames: Bucket,
+    campaign_events: Bucket,
+    bad_in_a_row: u32,
+    limited: u32,
+    max_bad: u32,
+    max_limited: u32,
+}
+
+impl SessionState {
+    pub fn new(cfg: &SessionConfig, now: Instant) -> Self {
+        Self {
+            frames: Bucket::new(cfg.client_frames_per_s, cfg.client_frames_burst, now),
+            campaign_events: Bucket::new(cfg.campaign_events_per_s, cfg.campaign_events_burst, now),
+            bad_in_a_row: 0,
+            limited: 0,
+            max_bad: cfg.max_bad_frames.max(1),
+            max_limited: cfg.max_rate_limited,
+        }
+    }
+
+    /// May this client event trigger campaigns?
+    pub fn campaign_event_allowed(&mut self, now: Instant) -> bool {
+        self.campaign_events.take(now)
     }
 
     pub fn on_text(&mut self, text: &str, now: Instant) -> Outcome {
@@ -82,7 +103,7 @@ impl SessionState {
     }
 
     fn rate_limit(&mut self, now: Instant) -> Option<Outcome> {
-        if self.take_token(now) {
+        if self.frames.take(now) {
             return None;
         }
         self.limited += 1;

@@ -1,0 +1,220 @@
+//! Security properties users rely on: identities never cross, tokens never
+//! reach the logs, the admin API stays private by default.
+
+mod support;
+
+use serde_json::json;
+use std::process::{Command, Stdio};
+use support::*;
+
+const ODD_IDS: &[&str] = &[
+    "*",
+    "a:b",
+    "a",
+    "user:a",
+    "line\nbreak",
+    "héllo-世界-🙂",
+    "a*",
+    "herald:broadcast",
+    " ",
+];
+
+fn long_id() -> String {
+    "x".repeat(256)
+}
+
+async fn never_cross(h: &Herald) {
+    let mut ids: Vec<String> = ODD_IDS.iter().map(|s| s.to_string()).collect();
+    ids.push(long_id());
+    let mut clients = Vec::new();
+    for id in &ids {
+        clients.push(h.connect(id).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        h.publish(json!({"to": {"users": [id]}, "kind": "toast", "title": format!("for #{i}")}))
+            .await;
+    }
+    // Each client's first message is its own, and then the broadcast
+    // control: nothing for anyone else came in between.
+    h.publish(json!({"to": "all", "kind": "toast", "title": "control"}))
+        .await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            c.recv_title().await,
+            format!("for #{i}"),
+            "user {:?}",
+            ids[i]
+        );
+        assert_eq!(
+            c.recv_title().await,
+            "control",
+            "user {:?} got someone else's message",
+            ids[i]
+        );
+    }
+}
+
+#[tokio::test]
+async fn odd_user_ids_never_cross() {
+    let h = Herald::start(config()).await;
+    never_cross(&h).await;
+    h.stop().await;
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    never_cross(&h).await;
+    // A plain PUBLISH on a glob-looking channel reaches only that exact user.
+    let mut star = h.connect("*").await;
+    let mut plain = h.connect("a").await;
+    redis
+        .publish(
+            "herald:user:*",
+            &json!({"to": {"users": ["*"]}, "kind": "toast", "title": "star"}).to_string(),
+        )
+        .await;
+    assert_eq!(star.recv_title().await, "star");
+    h.publish(json!({"to": {"users": ["a"]}, "kind": "toast", "title": "control"}))
+        .await;
+    assert_eq!(plain.recv_title().await, "control");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    let public = free_port();
+    let admin = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{public}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .env("HERALD_AUTH__HS256_SECRET", SECRET)
+        .env("HERALD_LOG__LEVEL", "trace")
+        .env("HERALD_LOG__FORMAT", "json")
+        .env_remove("HERALD_REDIS__URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    eventually("serving", || async move {
+        reqwest::get(format!("http://127.0.0.1:{public}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let good = token(&claims("alice"));
+    let mut expired = claims("bob");
+    expired.exp = herald::auth::unix_now() - 3600;
+    let bad = token(&expired);
+    let url = format!("ws://127.0.0.1:{public}/v1/ws");
+    let mut c = Client::connect(&format!("{url}?token={good}")).await;
+    c.send(r#"{"t":"ack","id":"m1","status":"displayed"}"#)
+        .await;
+    c.send(r#"{"t":"ping"}"#).await;
+    assert_eq!(c.recv().await["t"], "pong");
+    let refused = tokio_tungstenite::connect_async(format!("{url}?token={bad}")).await;
+    assert!(refused.is_err(), "the expired token is refused");
+    drop(c);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let logs = tokio::task::spawn_blocking(move || {
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("read");
+        child.wait().expect("wait");
+        err
+    })
+    .await
+    .expect("join");
+    assert!(
+        logs.contains("session open") && logs.contains("handshake refused"),
+        "trace logs were written: {logs}"
+    );
+    for (name, t) in [("valid", &good), ("expired", &bad)] {
+        let signature = t.rsplit('.').next().expect("jwt");
+        assert!(
+            !logs.contains(signature),
+            "the {name} token's signature is in the logs"
+        );
+        assert!(
+            !logs.contains(t.as_str()),
+            "the {name} token is in the logs"
+        );
+    }
+}
+
+#[test]
+fn the_admin_listener_is_private_by_default() {
+    let c = herald::config::Config::default();
+    assert!(c.admin_listen.ip().is_loopback());
+    assert!(c.auth.api_keys.is_empty());
+    let err =
+        herald::config::Config::from_toml("admin_listen = \"0.0.0.0:9090\"").expect_err("refused");
+    assert!(err.to_string().contains("api_keys"));
+}
+
+#[tokio::test]
+async fn a_slow_or_incomplete_handshake_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = config();
+    cfg.limits.handshake_timeout = std::time::Duration::from_millis(300);
+    let h = Herald::start(cfg).await;
+    // Half a request head, then nothing: the server hangs up.
+    let mut slow = tokio::net::TcpStream::connect(h.public).await.expect("tcp");
+    slow.write_all(b"GET /v1/ws?token=x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, slow.read_to_end(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(read.is_ok(), "the server closed the slow connection");
+    // Positive control: a normal client is served.
+    let c = h.connect("alice").await;
+    assert_eq!(c.hello["user"], "alice");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn events_beyond_the_campaign_rate_trigger_nothing() {
+    let mut cfg = config();
+    cfg.session.campaign_events_per_s = 1;
+    cfg.session.campaign_events_burst = 2;
+    let h = Herald::start(cfg).await;
+    let res = reqwest::Client::new()
+        .put(format!("http://{}/v1/campaigns/clicky", h.admin))
+        .body(json!({"trigger": {"event": "click"}, "message": {"kind": "toast", "title": "campaign"}}).to_string())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(res.status(), 200);
+    let mut c = h.connect("u").await;
+    for _ in 0..5 {
+        c.send(r#"{"t":"event","name":"click"}"#).await;
+    }
+    // The burst of 2 triggers; the other 3 are accepted but feed nothing.
+    assert_eq!(c.recv_title().await, "campaign");
+    assert_eq!(c.recv_title().await, "campaign");
+    eventually("three events held back", || async {
+        h.metric("herald_drops_total{reason=\"campaign_events_rate\"}")
+            .await
+            == 3.0
+    })
+    .await;
+    h.publish(json!({"to": {"users": ["u"]}, "kind": "toast", "title": "control"}))
+        .await;
+    assert_eq!(c.recv_title().await, "control");
+    h.stop().await;
+}
