@@ -214,3 +214,7 @@ export declare function wsUrl(base: string, params?: { token?: string; since?: s
 /** http(s) URLs and same-origin paths, as absolute URLs; null for anything else. */
 export declare function safeUrl(raw: unknown, origin: string | null | undefined): string | null;
 export declare function jwtExp(token: string): number | null;
+/** A resume position `{epoch}.{ms}-{seq}` split into its parts; null for anything else. */
+export declare function parsePos(pos: unknown): { epoch: string; ms: number; seq: number } | null;
+/** The position to keep after a message at `pos` with `reason`: never a sticky message's, never backwards within an epoch. */
+export declare function nextPos(current: string | null, pos: string | null | undefined, reason?: string): string | null;

@@ -326,6 +326,41 @@ export function safeUrl(raw, origin) {
   }
 }
 
+/**
+ * A resume position `{epoch}.{ms}-{seq}` split into its parts, or null for
+ * anything else (positions are otherwise opaque to the SDK).
+ */
+export function parsePos(pos) {
+  if (typeof pos !== 'string') return null;
+  const dot = pos.lastIndexOf('.');
+  if (dot <= 0) return null;
+  const m = /^([0-9]{1,15})-([0-9]{1,15})$/.exec(pos.slice(dot + 1));
+  if (!m) return null;
+  return { epoch: pos.slice(0, dot), ms: Number(m[1]), seq: Number(m[2]) };
+}
+
+/**
+ * The resume position to keep after a message at `pos` arrived with
+ * `reason`, when `current` is the one held so far.
+ *
+ * - A `sticky` message (sticky or require_ack, sent again on connect) carries
+ *   the position it was published at, which can be far older than what this
+ *   session has seen, or older than the session itself: it never moves the
+ *   position, or a later resume would replay what came before it.
+ * - Otherwise the position only moves forward within one epoch; a position of
+ *   another epoch (the server lost its history) or one the SDK cannot parse
+ *   replaces the current one.
+ */
+export function nextPos(current, pos, reason) {
+  if (typeof pos !== 'string' || !pos) return current;
+  if (reason === 'sticky') return current;
+  if (!current) return pos;
+  const a = parsePos(current);
+  const b = parsePos(pos);
+  if (!a || !b || a.epoch !== b.epoch) return pos;
+  return b.ms > a.ms || (b.ms === a.ms && b.seq > a.seq) ? pos : current;
+}
+
 /** The `exp` claim (unix seconds) of a JWT, read without verifying; null if absent. */
 export function jwtExp(token) {
   try {
@@ -667,7 +702,7 @@ export class HeraldClient {
 
   _onMessage(msg) {
     if (typeof msg.id !== 'string' || !msg.id) return;
-    if (typeof msg.pos === 'string' && msg.pos) this._lastPos = msg.pos;
+    this._lastPos = nextPos(this._lastPos, msg.pos, msg.reason);
     if (!this._seen.add(msg.id)) return; // replayed or redelivered
     this._emit('message', msg);
     if (!this._ui || msg.kind === 'custom' || !SLOT_OF[msg.kind]) return;

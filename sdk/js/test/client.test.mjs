@@ -114,6 +114,35 @@ test('messages reach the app once per id; retracts too', async () => {
   assert.equal(c.lastPos, 'p2', 'the resume position follows every msg, even duplicates');
 });
 
+test('since is the newest pos seen, never a sticky redelivery\'s older one', async () => {
+  const { c } = connect({ getToken: async () => 'tok' });
+  await settle();
+  const first = last();
+  first.accept();
+  // A fresh session gets an old sticky banner first: no position from it.
+  first.recv({ t: 'msg', id: 's', kind: 'custom', pos: 'ep.100-1', reason: 'sticky' });
+  assert.equal(c.lastPos, null);
+  first.recv({ t: 'msg', id: 'a', kind: 'custom', pos: 'ep.300-5', reason: 'push' });
+  first.drop(1006);
+  mock.timers.tick(250);
+  await settle();
+  const second = last();
+  assert.equal(second.url.searchParams.get('since'), 'ep.300-5');
+  second.accept({ recovered: true });
+  // Replayed, then the sticky banner and a require_ack notice sent again with their old positions.
+  second.recv({ t: 'msg', id: 'b', kind: 'custom', pos: 'ep.400-6', reason: 'replay' });
+  second.recv({ t: 'msg', id: 's', kind: 'custom', pos: 'ep.100-1', reason: 'sticky' });
+  second.recv({ t: 'msg', id: 'r', kind: 'custom', pos: 'ep.200-3', reason: 'sticky' });
+  // A live duplicate that raced the replay carries an older position.
+  second.recv({ t: 'msg', id: 'a', kind: 'custom', pos: 'ep.300-5', reason: 'push' });
+  assert.equal(c.lastPos, 'ep.400-6');
+  second.drop(1006);
+  mock.timers.tick(500); // the second failure in a row
+  await settle();
+  assert.notEqual(last(), second);
+  assert.equal(last().url.searchParams.get('since'), 'ep.400-6');
+});
+
 test('reconnects with backoff, a fresh token and since = the last pos', async () => {
   let n = 0;
   const { c, states } = connect({ getToken: async () => `tok${++n}` });

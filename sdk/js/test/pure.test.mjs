@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { LruSet, Scheduler, backoffDelay, isExpired, jwtExp, priorityRank, reconnectPlan, safeUrl, wsUrl } from '../herald.js';
+import { LruSet, Scheduler, backoffDelay, isExpired, jwtExp, nextPos, parsePos, priorityRank, reconnectPlan, safeUrl, wsUrl } from '../herald.js';
 
 const fixed = (v) => () => v;
 
@@ -239,5 +239,36 @@ describe('helpers', () => {
     assert.equal(jwtExp(`${b64({ alg: 'HS256' })}.${b64({ sub: 'u', exp: 1700000000 })}.sig`), 1700000000);
     assert.equal(jwtExp(`${b64({ alg: 'HS256' })}.${b64({ sub: 'u' })}.sig`), null);
     assert.equal(jwtExp('not a jwt'), null);
+  });
+
+  test('parsePos splits {epoch}.{ms}-{seq} and refuses anything else', () => {
+    assert.deepEqual(parsePos('6be6a2073738a5dd.1795872659928-12'), { epoch: '6be6a2073738a5dd', ms: 1795872659928, seq: 12 });
+    assert.deepEqual(parsePos('a.b.5-1'), { epoch: 'a.b', ms: 5, seq: 1 });
+    for (const bad of ['p1', '42-0', '.5-1', 'e.5', 'e.5-', 'e.-1', 'e.x-1', 'e.5-1 ', '', null, 7]) {
+      assert.equal(parsePos(bad), null, String(bad));
+    }
+  });
+
+  test('nextPos moves forward only, ignores sticky redeliveries, and follows a new epoch', () => {
+    const e = (ms, seq, epoch = 'ep') => `${epoch}.${ms}-${seq}`;
+    assert.equal(nextPos(null, e(10, 1), 'push'), e(10, 1));
+    assert.equal(nextPos(e(10, 1), e(10, 2), 'push'), e(10, 2));
+    assert.equal(nextPos(e(10, 2), e(11, 3), 'replay'), e(11, 3));
+    // Older than what is held (a late duplicate): kept back.
+    assert.equal(nextPos(e(11, 3), e(10, 2), 'replay'), e(11, 3));
+    assert.equal(nextPos(e(11, 3), e(11, 3), 'push'), e(11, 3));
+    // Compared as numbers, not as text.
+    assert.equal(nextPos(e(9, 9), e(10, 10), 'push'), e(10, 10));
+    // A sticky (or require_ack) message sent again on connect never moves it, even from nothing.
+    assert.equal(nextPos(e(11, 3), e(5, 1), 'sticky'), e(11, 3));
+    assert.equal(nextPos(e(11, 3), e(12, 4), 'sticky'), e(11, 3));
+    assert.equal(nextPos(null, e(5, 1), 'sticky'), null);
+    // The server lost its history (new epoch): its positions replace ours.
+    assert.equal(nextPos(e(11, 3), e(2, 1, 'new'), 'push'), e(2, 1, 'new'));
+    // Opaque positions: the latest wins.
+    assert.equal(nextPos('p2', 'p1', 'push'), 'p1');
+    // No position: nothing changes.
+    assert.equal(nextPos(e(11, 3), undefined, 'push'), e(11, 3));
+    assert.equal(nextPos(e(11, 3), '', 'trigger'), e(11, 3));
   });
 });
