@@ -1,0 +1,159 @@
+// End to end: resume. The page's socket is dropped while the node stays up
+// (an operator disconnect, 1008, which the demo survives because it has
+// getToken); the demo's token requests are held meanwhile, so the page stays
+// away exactly as long as the test needs. The SDK must come back with
+// ?since=<the last pos it saw>, and what it missed is replayed.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Herald, launchBrowser, openDemo, screenshot, tokenGate, uniqueUser, until } from './support.mjs';
+
+let herald;
+let browser;
+
+before(async () => {
+  herald = await new Herald().start();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await herald?.stop();
+});
+
+const sel = (id) => `[data-herald-id="${id}"]`;
+const sinceOf = (sock) => new URL(sock.url).searchParams.get('since');
+const posOf = (pos) => {
+  const [epoch, id] = pos.split('.');
+  const [ms, seq] = id.split('-').map(BigInt);
+  return { epoch, ms, seq };
+};
+
+/**
+ * Drops the page's socket from the server side and keeps it away: resolves
+ * once the SDK is asking for a token for its next attempt. `publish` runs
+ * then; `gate.open()` lets it back in.
+ */
+async function dropAndHold(page, gate, user) {
+  gate.close();
+  await herald.disconnect(user);
+  await page.waitForSelector('#conn-state:not([data-state="open"])');
+  await gate.waitHeld();
+}
+
+test('a message published while the socket is down is replayed after the reconnect (since = the last pos)', async () => {
+  const user = uniqueUser('resume');
+  const to = { users: [user] };
+  const { page, wire, errors } = await openDemo(browser.context, herald, user);
+  const gate = await tokenGate(page);
+  try {
+    const first = await herald.publish({ to, kind: 'toast', title: 'Before the drop', actions: [{ id: 'ok', label: 'OK' }] });
+    await page.waitForSelector(sel(first), { state: 'visible' });
+    const firstFrame = await wire.waitReceived('the first message', (f) => f.id === first);
+    assert.equal(firstFrame.reason, 'push');
+    assert.match(firstFrame.pos, /^[0-9a-f]+\.[0-9]+-[0-9]+$/);
+    await until('the SDK to hold the pos', async () => (await page.evaluate(() => window.heraldClient.lastPos)) === firstFrame.pos);
+    assert.equal(sinceOf(wire.sockets[0]), null, 'the first connection has no since');
+
+    await dropAndHold(page, gate, user);
+    const missed = await herald.publishReach({ to, kind: 'card', title: 'Published while you were away', actions: [{ id: 'see', label: 'See' }] });
+    assert.deepEqual(missed.offline, [user], 'the user had no session when it was published');
+    assert.equal(wire.sockets.length, 1, 'no socket while the token is held');
+    await gate.open();
+
+    const second = await wire.waitSocket(2);
+    assert.equal(sinceOf(second), firstFrame.pos, 'the reconnect carries since = the last pos');
+    await page.waitForSelector(sel(missed.id), { state: 'visible' });
+    const replayed = await until('the replay', () => second.received.find((f) => f.t === 'msg' && f.id === missed.id));
+    assert.equal(replayed.reason, 'replay');
+    assert.ok(posOf(replayed.pos).seq > posOf(firstFrame.pos).seq);
+    const hello = second.received.find((f) => f.t === 'hello');
+    assert.equal(hello.recovered, true);
+    await wire.waitAck(missed.id, 'displayed');
+    await screenshot(page, 'resumed-replay');
+
+    // What the page had before the drop is not replayed (it is before since),
+    // and stays on screen exactly once.
+    const live = await herald.publish({ to, kind: 'banner', title: 'Live again' });
+    await page.waitForSelector(sel(live), { state: 'visible' });
+    await until('the live banner on the new socket', () => second.received.some((f) => f.id === live));
+    assert.equal(second.received.filter((f) => f.id === first).length, 0);
+    assert.equal(await page.$$eval(sel(first), (n) => n.length), 1);
+    assert.equal((await page.evaluate(() => window.heraldClient.lastPos)), wire.received.find((f) => f.id === live).pos);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
+test('the resume position never goes back to an older sticky message sent again on connect', async () => {
+  const user = uniqueUser('resume-pos');
+  const to = { users: [user] };
+  const { page, wire } = await openDemo(browser.context, herald, user);
+  const gate = await tokenGate(page);
+  try {
+    // An old sticky banner (the oldest position), then a newer card.
+    const sticky = await herald.publish({ to, kind: 'banner', title: 'Incident ongoing', sticky: true });
+    await page.waitForSelector(sel(sticky), { state: 'visible' });
+    const card = await herald.publish({ to, kind: 'card', title: 'Newer card', actions: [{ id: 'ok', label: 'OK' }] });
+    await page.waitForSelector(sel(card), { state: 'visible' });
+    const cardPos = (await wire.waitReceived('the card', (f) => f.id === card)).pos;
+
+    // First drop: one missed message; the sticky banner comes again after the replay.
+    await dropAndHold(page, gate, user);
+    const missed = await herald.publish({ to, kind: 'toast', title: 'Missed once', actions: [{ id: 'ok', label: 'OK' }] });
+    await gate.open();
+    const second = await wire.waitSocket(2);
+    assert.equal(sinceOf(second), cardPos);
+    await page.waitForSelector(sel(missed), { state: 'visible' });
+    const replayed = await until('the replay', () => second.received.find((f) => f.id === missed));
+    const again = await until('the sticky banner sent again', () => second.received.find((f) => f.id === sticky));
+    assert.equal(replayed.reason, 'replay');
+    assert.equal(again.reason, 'sticky');
+    assert.ok(posOf(again.pos).seq < posOf(replayed.pos).seq, 'the sticky banner carries its old position');
+    assert.equal(await page.$$eval(sel(sticky), (n) => n.length), 1, 'shown once');
+
+    // Second drop: the SDK resumes from the newest position it saw, not from the sticky banner's.
+    await dropAndHold(page, gate, user);
+    await gate.open();
+    const third = await wire.waitSocket(3);
+    assert.equal(sinceOf(third), replayed.pos);
+    await until('the hello', () => third.received.find((f) => f.t === 'hello'));
+    const control = await herald.publish({ to, kind: 'card', title: 'Control' });
+    await until('the control', () => third.received.some((f) => f.id === control));
+    assert.deepEqual(
+      third.received.filter((f) => f.reason === 'replay').map((f) => f.id),
+      [],
+      'nothing the page already had is replayed',
+    );
+  } finally {
+    await page.close();
+  }
+});
+
+test('a sticky message does not give a fresh page a resume position from before it connected', async () => {
+  const user = uniqueUser('resume-fresh');
+  const to = { users: [user] };
+  // Before the page exists: a sticky banner, then a plain message nobody saw.
+  const sticky = await herald.publish({ to, kind: 'banner', title: 'Incident ongoing', sticky: true });
+  const before = await herald.publish({ to, kind: 'card', title: 'Published before the page loaded' });
+  const { page, wire } = await openDemo(browser.context, herald, user);
+  const gate = await tokenGate(page);
+  try {
+    await page.waitForSelector(sel(sticky), { state: 'visible' });
+    assert.equal((await wire.waitReceived('the sticky banner', (f) => f.id === sticky)).reason, 'sticky');
+
+    await dropAndHold(page, gate, user);
+    await gate.open();
+    const second = await wire.waitSocket(2);
+    await until('the hello', () => second.received.find((f) => f.t === 'hello'));
+    // Positive control: the reconnected page draws what is published now.
+    const control = await herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
+    await page.waitForSelector(sel(control), { state: 'visible' });
+    await until('the control on the new socket', () => second.received.some((f) => f.id === control));
+    assert.deepEqual(wire.msgs(before), [], 'what was published before the page connected is never replayed to it');
+    assert.equal(await page.$(sel(before)), null);
+  } finally {
+    await page.close();
+  }
+});
