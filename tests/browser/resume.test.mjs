@@ -157,3 +157,58 @@ test('a sticky message does not give a fresh page a resume position from before 
     await page.close();
   }
 });
+
+// Known server gaps (todo: reported, not failing the suite). The history a
+// resume reads holds publishes only, not retractions: a message retracted
+// while the page was away is replayed as if it were still active, and a
+// message the page had drawn gets no retract frame when the page comes back.
+const RETRACT_GAP = 'server: retractions are not part of the resume history';
+
+test('a message published and retracted while the page was away is not replayed', { todo: RETRACT_GAP }, async () => {
+  const user = uniqueUser('resume-retract');
+  const to = { users: [user] };
+  const { page, wire } = await openDemo(browser.context, herald, user);
+  const gate = await tokenGate(page);
+  try {
+    const first = await herald.publish({ to, kind: 'banner', title: 'Gives the page a position' });
+    await page.waitForSelector(sel(first), { state: 'visible' });
+    await dropAndHold(page, gate, user);
+    const gone = await herald.publish({ to, kind: 'card', title: 'Published and retracted while away' });
+    await herald.retract(gone);
+    const kept = await herald.publish({ to, kind: 'toast', title: 'Published while away, kept', actions: [{ id: 'ok', label: 'OK' }] });
+    await gate.open();
+    const second = await wire.waitSocket(2);
+    // Positive control: the message still active is replayed and drawn.
+    await page.waitForSelector(sel(kept), { state: 'visible' });
+    assert.equal((await until('the replay', () => second.received.find((f) => f.id === kept))).reason, 'replay');
+    assert.deepEqual(second.received.filter((f) => f.id === gone), [], 'the retracted message is not replayed');
+    assert.equal(await page.$(sel(gone)), null);
+  } finally {
+    await page.close();
+  }
+});
+
+test('a message the page showed and that was retracted while it was away is taken down on resume', { todo: RETRACT_GAP }, async () => {
+  const user = uniqueUser('resume-retract-shown');
+  const to = { users: [user] };
+  const { page, wire } = await openDemo(browser.context, herald, user);
+  const gate = await tokenGate(page);
+  try {
+    const shown = await herald.publish({ to, kind: 'banner', title: 'Shown, then retracted while away' });
+    await page.waitForSelector(sel(shown), { state: 'visible' });
+    await dropAndHold(page, gate, user);
+    await herald.retract(shown);
+    await gate.open();
+    const second = await wire.waitSocket(2);
+    await until('the hello', () => second.received.find((f) => f.t === 'hello' && f.recovered === true));
+    // Positive control: a retract sent on the new socket takes a message down.
+    const control = await herald.publish({ to, kind: 'card', title: 'Retracted live' });
+    await page.waitForSelector(sel(control), { state: 'visible' });
+    await herald.retract(control);
+    await page.waitForSelector(sel(control), { state: 'detached' });
+    assert.ok(second.received.some((f) => f.t === 'retract' && f.id === shown), 'the resume carries the retraction');
+    assert.equal(await page.$(sel(shown)), null, 'the retracted banner is off screen');
+  } finally {
+    await page.close();
+  }
+});
