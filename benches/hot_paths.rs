@@ -18,7 +18,6 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 const SESSIONS: usize = 10_000;
 const NOW_MS: u64 = 1_700_000_000_000;
@@ -209,12 +208,12 @@ impl Fixture {
 
 fn bench_deliver(c: &mut Criterion) {
     let fx = hub_with_sessions();
-    let frame = Utf8Bytes::from(msg_frame(
-        &publish(SMALL).envelope,
-        None,
-        None,
-        Reason::Push,
-    ));
+    // Encoded once, as the dispatcher does; each recipient gets a clone.
+    let frame = Outgoing::text(
+        &msg_frame(&publish(SMALL).envelope, None, None, Reason::Push),
+        Instant::now(),
+        0,
+    );
     let all = compile(json!("all"));
     let segment = compile(json!({"segments": ["beta"]}));
     let cel = compile(json!({"where": "attrs.plan == \"free\" && attrs.level >= 3"}));
@@ -244,9 +243,8 @@ fn bench_deliver(c: &mut Criterion) {
                         target,
                         audience,
                         |_| Outgoing {
-                            text: frame.clone(),
                             born,
-                            seq: 0,
+                            ..frame.clone()
                         },
                         |_| {},
                     );
@@ -272,9 +270,8 @@ fn bench_deliver(c: &mut Criterion) {
                     Target::Users(&users),
                     &users_audience,
                     |_| Outgoing {
-                        text: frame.clone(),
                         born,
-                        seq: 0,
+                        ..frame.clone()
                     },
                     |_| {},
                 );
@@ -300,9 +297,8 @@ fn bench_deliver(c: &mut Criterion) {
                     Target::Everyone,
                     &all,
                     |_| Outgoing {
-                        text: frame.clone(),
                         born,
-                        seq: 0,
+                        ..frame.clone()
                     },
                     |_| {},
                 );

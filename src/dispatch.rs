@@ -25,7 +25,6 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Where a message came from on the bus, which bounds whom it may reach.
 #[derive(Debug, Clone, Copy)]
@@ -300,37 +299,36 @@ impl Dispatcher {
         reason: Reason,
         born: Instant,
     ) -> usize {
-        let shared =
-            (!p.varies()).then(|| Utf8Bytes::from(msg_frame(&p.envelope, None, None, reason)));
-        let mut per_locale: HashMap<Option<Box<str>>, Utf8Bytes> = HashMap::new();
-        let record = self.events.record_deliveries;
-        let msg_id: Arc<str> = Arc::from(p.id());
         let seq = crate::history::seq_of(p);
-        self.hub.deliver(
+        let encode = |json: String| Outgoing::text(&json, born, seq);
+        // Serialized and framed once for the node, once per locale, or (with
+        // placeholders) once per recipient.
+        let shared = (!p.varies()).then(|| encode(msg_frame(&p.envelope, None, None, reason)));
+        let mut per_locale: HashMap<Option<Box<str>>, Outgoing> = HashMap::new();
+        let record = self.events.record_deliveries && p.audience.users().is_some();
+        let msg_id: Arc<str> = Arc::from(p.id());
+        let delivered = self.hub.deliver(
             target,
             audience,
-            |s| {
-                let text = match &shared {
-                    Some(t) => t.clone(),
-                    None if p.personalized => Utf8Bytes::from(msg_frame(
-                        &p.envelope,
-                        s.identity.locale.as_deref(),
-                        Some(&s.identity),
-                        reason,
-                    )),
-                    None => per_locale
-                        .entry(s.identity.locale.clone())
-                        .or_insert_with(|| {
-                            Utf8Bytes::from(msg_frame(
-                                &p.envelope,
-                                s.identity.locale.as_deref(),
-                                None,
-                                reason,
-                            ))
-                        })
-                        .clone(),
-                };
-                Outgoing { text, born, seq }
+            |s| match &shared {
+                Some(frame) => frame.clone(),
+                None if p.personalized => encode(msg_frame(
+                    &p.envelope,
+                    s.identity.locale.as_deref(),
+                    Some(&s.identity),
+                    reason,
+                )),
+                None => per_locale
+                    .entry(s.identity.locale.clone())
+                    .or_insert_with(|| {
+                        encode(msg_frame(
+                            &p.envelope,
+                            s.identity.locale.as_deref(),
+                            None,
+                            reason,
+                        ))
+                    })
+                    .clone(),
             },
             |s| {
                 if record {
@@ -343,7 +341,19 @@ impl Dispatcher {
                     );
                 }
             },
-        )
+        );
+        // Named users: one record per session reached. Broadcast audiences:
+        // one record per node with the count, so a fan-out to thousands does
+        // not turn into thousands of stream entries.
+        if self.events.record_deliveries && !record && delivered > 0 {
+            self.events.emit(
+                Record::new(Stream::Events, "delivered")
+                    .with("msg", &*msg_id)
+                    .with("count", delivered.to_string())
+                    .with_opt("campaign", p.envelope.campaign.as_deref()),
+            );
+        }
+        delivered
     }
 
     /// Sends the `retract` frame to the sessions the message could have
@@ -358,12 +368,8 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        let text = Utf8Bytes::from(ServerFrame::Retract { id }.to_json());
-        let frame = |_: &crate::hub::Session| Outgoing {
-            seq: 0,
-            text: text.clone(),
-            born,
-        };
+        let retract = Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, 0);
+        let frame = |_: &crate::hub::Session| retract.clone();
         match &known {
             Some(p) => {
                 let target = p.audience.users().map_or(Target::Everyone, Target::Users);
@@ -429,16 +435,15 @@ impl Dispatcher {
             .map(|p| (p, Reason::Sticky));
         missed
             .chain(active)
-            .map(|(p, reason)| Outgoing {
-                text: Utf8Bytes::from(msg_frame(
+            .map(|(p, reason)| {
+                let json = msg_frame(
                     &p.envelope,
                     session.identity.locale.as_deref(),
                     Some(&session.identity),
                     reason,
-                )),
-                born,
+                );
                 // Replayed frames are the reference, never dropped as duplicates.
-                seq: 0,
+                Outgoing::text(&json, born, 0)
             })
             .collect()
     }
@@ -447,21 +452,14 @@ impl Dispatcher {
     /// so that acks find its campaign and a retraction finds the session.
     pub fn deliver_to(&self, session: &crate::hub::Session, p: &Arc<Publish>, reason: Reason) {
         self.lock_recent().remember(p, Instant::now());
-        let text = Utf8Bytes::from(msg_frame(
+        let json = msg_frame(
             &p.envelope,
             session.identity.locale.as_deref(),
             Some(&session.identity),
             reason,
-        ));
-        if self.hub.push_to(
-            session,
-            Outgoing {
-                text,
-                born: Instant::now(),
-                seq: crate::history::seq_of(p),
-            },
-        ) == crate::hub::outbox::Pushed::Queued
-        {
+        );
+        let frame = Outgoing::text(&json, Instant::now(), crate::history::seq_of(p));
+        if self.hub.push_to(session, frame) == crate::hub::outbox::Pushed::Queued {
             self.metrics.deliveries.inc();
             if self.events.record_deliveries {
                 self.events.emit(

@@ -246,15 +246,39 @@ async fn acks_and_deliveries_are_recorded_in_the_events_stream() {
     );
     assert_eq!(clicked["campaign"], "spring");
     assert!(clicked["node"].as_str().is_some() && clicked["ts"].as_str().is_some());
+    // A broadcast audience: one delivered record per node, with the count.
     let delivered = events
         .iter()
         .find(|e| e["type"] == "delivered")
         .expect("delivered");
     assert_eq!(
-        (delivered["msg"].as_str(), delivered["user"].as_str()),
-        (Some("m1"), Some("alice"))
+        (delivered["msg"].as_str(), delivered["count"].as_str()),
+        (Some("m1"), Some("1"))
     );
     assert!(events.iter().any(|e| e["type"] == "displayed"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_to_named_users_are_recorded_per_session() {
+    let h = Herald::start(config()).await;
+    let mut a1 = h.connect("alice").await;
+    let mut a2 = h.connect("alice").await;
+    h.publish(json!({"id": "m2", "to": {"users": ["alice"]}, "kind": "toast", "title": "x"}))
+        .await;
+    a1.recv().await;
+    a2.recv().await;
+    let records = stream(&h, "events").await;
+    let delivered: Vec<&Value> = records
+        .iter()
+        .filter(|e| e["type"] == "delivered" && e["msg"] == "m2")
+        .collect();
+    assert_eq!(delivered.len(), 2, "{records:?}");
+    assert!(
+        delivered
+            .iter()
+            .all(|e| e["user"] == "alice" && e["sid"].as_str().is_some())
+    );
     h.stop().await;
 }
 

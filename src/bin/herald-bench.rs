@@ -1121,6 +1121,9 @@ mod scenarios {
 
     pub async fn idle(a: IdleArgs) -> Result<()> {
         let c = &a.common;
+        if c.nodes != 1 {
+            bail!("idle measures one node: run it with --nodes 1");
+        }
         let m = machine();
         let mut cluster = Cluster::start(c, false).await?;
         let node = cluster.nodes[0].pid;

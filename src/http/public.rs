@@ -164,14 +164,15 @@ async fn upgrade(
         )
         .await;
         let session = &reg.session;
-        node.bus.user_ready(&session.identity.user).await;
+        // Setup futures are boxed so the session task keeps only the loop's state.
+        Box::pin(node.bus.user_ready(&session.identity.user)).await;
         // After hello, before anything live: what the client missed since
         // its last position (all of it or nothing), then the active messages.
         let resumed = match &since {
-            Some(since) => Some(node.bus.resume(&session.identity, since).await),
+            Some(since) => Some(Box::pin(node.bus.resume(&session.identity, since)).await),
             None => None,
         };
-        let active = node.bus.replay_for(&session.identity).await;
+        let active = Box::pin(node.bus.replay_for(&session.identity)).await;
         let missed = resumed.as_ref().map_or(&[][..], |r| &r.messages[..]);
         session
             .outbox

@@ -4,23 +4,54 @@
 //! an idle outbox allocates nothing, and the session drains everything
 //! pending at once so that several frames share one socket write.
 
+use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::CloseCode;
 
-/// A frame ready for the socket. `text` is shared by every recipient of the
-/// same message; `born` is when this node received the message.
+/// A frame ready for the socket: the whole WebSocket frame (header and
+/// payload) encoded once per message and shared by every recipient, since
+/// server frames are unmasked and so the same bytes for everyone. `born` is
+/// when this node received the message.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
-    pub text: Utf8Bytes,
+    pub frame: Bytes,
     pub born: Instant,
     /// The message's history sequence (0: none), to drop live duplicates of
     /// what a resume already replayed.
     pub seq: u64,
+}
+
+impl Outgoing {
+    /// Encodes a text frame around `json`.
+    pub fn text(json: &str, born: Instant, seq: u64) -> Self {
+        Self {
+            frame: encode_text_frame(json.as_bytes()),
+            born,
+            seq,
+        }
+    }
+}
+
+/// A final, unmasked text frame (RFC 6455 §5.2).
+pub fn encode_text_frame(payload: &[u8]) -> Bytes {
+    let len = payload.len();
+    let mut buf = BytesMut::with_capacity(len + 10);
+    buf.put_u8(0x81);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.put_u8(126);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+    buf.put_slice(payload);
+    buf.freeze()
 }
 
 /// Why the hub asked a session to close.
@@ -146,11 +177,21 @@ mod tests {
     use super::*;
 
     fn frame() -> Outgoing {
-        Outgoing {
-            text: Utf8Bytes::from_static("{}"),
-            born: Instant::now(),
-            seq: 0,
-        }
+        Outgoing::text("{}", Instant::now(), 0)
+    }
+
+    #[test]
+    fn frames_are_encoded_as_rfc_6455_text_frames() {
+        assert_eq!(&encode_text_frame(b"hi")[..], &[0x81, 2, b'h', b'i']);
+        let mid = encode_text_frame(&[b'x'; 300]);
+        assert_eq!(&mid[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(mid.len(), 304);
+        let big = encode_text_frame(&vec![b'x'; 70_000]);
+        assert_eq!(&big[..2], &[0x81, 127]);
+        assert_eq!(
+            u64::from_be_bytes(big[2..10].try_into().expect("8 bytes")),
+            70_000
+        );
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub async fn run<S>(
                     frames.retain(|f| f.seq == 0 || f.seq > replayed_upto);
                 }
                 if !frames.is_empty() {
-                    match write_watching(&mut ws, frames, &session.outbox, &ctx.cfg, metrics).await {
+                    // Boxed: its state exists only while writing, not in every idle session.
+                    match Box::pin(write_watching(&mut ws, frames, &session.outbox, &ctx.cfg, metrics)).await {
                         Written::Done => {}
                         Written::SocketGone => break None,
                         Written::Closing(reason) => break Some((reason.code(), reason.text())),
@@ -179,7 +180,11 @@ pub async fn run<S>(
             reason: reason.into(),
         };
         // A peer that will not take the close frame does not hold the node.
-        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(1),
+            ws.close(Some(frame)),
+        ))
+        .await;
     }
     drop(reg);
     tracing::debug!(%user, sid, "session closed");
@@ -230,6 +235,10 @@ where
     result
 }
 
+/// Writes a batch of pre-encoded frames straight to the socket, all of them
+/// in as few vectored writes as the kernel takes: no per-session framing or
+/// copy. tungstenite's own buffer is flushed first, so its frames (hello,
+/// pongs, errors) and these never interleave.
 async fn write_batch<S>(
     ws: &mut WebSocketStream<S>,
     frames: VecDeque<Outgoing>,
@@ -238,14 +247,25 @@ async fn write_batch<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let born: Vec<std::time::Instant> = frames.iter().map(|f| f.born).collect();
-    for frame in frames {
-        ws.feed(Message::Text(frame.text)).await?;
-    }
+    use tokio::io::AsyncWriteExt;
     ws.flush().await?;
-    // Each frame is timed at the flush that wrote it.
-    for b in born {
-        metrics.latency.observe(b.elapsed().as_secs_f64());
+    let io = ws.get_mut();
+    let mut slices: Vec<std::io::IoSlice<'_>> = frames
+        .iter()
+        .map(|f| std::io::IoSlice::new(&f.frame))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = io.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(WsError::Io(std::io::ErrorKind::WriteZero.into()));
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    io.flush().await?;
+    // Each frame is timed at the write that sent it.
+    for f in &frames {
+        metrics.latency.observe(f.born.elapsed().as_secs_f64());
     }
     Ok(())
 }
