@@ -420,10 +420,13 @@ impl Dispatcher {
     /// What a session that just connected receives before anything live:
     /// the messages it missed (reason `replay`), then the active messages
     /// (reason `sticky`) it did not just get in the replay.
+    /// Retractions recorded after the client's position close the list: it
+    /// may have shown those messages before it left.
     pub fn connect_frames(
         &self,
         session: &crate::hub::Session,
         missed: &[Arc<Publish>],
+        retracted: &[String],
         active: &[Arc<Publish>],
     ) -> Vec<Outgoing> {
         let born = Instant::now();
@@ -445,6 +448,11 @@ impl Dispatcher {
                 // Replayed frames are the reference, never dropped as duplicates.
                 Outgoing::text(&json, born, 0)
             })
+            .chain(
+                retracted
+                    .iter()
+                    .map(|id| Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, 0)),
+            )
             .collect()
     }
 

@@ -66,6 +66,9 @@ pub fn seq_of(p: &Publish) -> u64 {
 pub struct Resumed {
     pub recovered: bool,
     pub messages: Vec<Arc<Publish>>,
+    /// Messages retracted after `since`: the client takes them off the
+    /// screen (it may have shown them before it left).
+    pub retracted: Vec<String>,
 }
 
 impl Resumed {
@@ -73,10 +76,45 @@ impl Resumed {
         Self::default()
     }
 
+    /// A complete resume: the messages minus those retracted since.
+    pub fn new(messages: Vec<Arc<Publish>>, retracted: Vec<String>) -> Self {
+        let gone: std::collections::HashSet<&str> = retracted.iter().map(String::as_str).collect();
+        let messages = messages
+            .into_iter()
+            .filter(|p| !gone.contains(p.id()))
+            .collect();
+        Self {
+            recovered: true,
+            messages,
+            retracted,
+        }
+    }
+
     /// The highest sequence replayed: live frames at or below it are
     /// duplicates of what the replay already sent.
     pub fn upto(&self) -> u64 {
         self.messages.iter().map(|p| seq_of(p)).max().unwrap_or(0)
+    }
+}
+
+/// One history entry: a message, or the retraction of one.
+pub enum Entry {
+    Publish(Arc<Publish>),
+    Retract(String),
+}
+
+/// Parses a stored history entry, giving a message its position.
+pub fn entry(envelope_json: &str, pos: &str) -> Option<Entry> {
+    match envelope::parse(
+        envelope_json.as_bytes(),
+        usize::MAX,
+        crate::auth::unix_now_ms(),
+    )
+    .ok()?
+    {
+        Command::Retract { id } => Some(Entry::Retract(id)),
+        Command::Publish(_) => with_pos(envelope_json, pos).map(Entry::Publish),
+        _ => None,
     }
 }
 
@@ -91,7 +129,7 @@ pub fn with_pos(envelope_json: &str, pos: &str) -> Option<Arc<Publish>> {
 }
 
 struct Stream {
-    entries: VecDeque<(Id, Arc<Publish>)>,
+    entries: VecDeque<(Id, Entry)>,
     /// The newest id ever trimmed away.
     max_deleted: Option<Id>,
 }
@@ -118,7 +156,7 @@ impl Stream {
     }
 
     /// Entries after `since`, or `None` when one of them was trimmed away.
-    fn after(&self, since: Id) -> Option<impl Iterator<Item = &(Id, Arc<Publish>)>> {
+    fn after(&self, since: Id) -> Option<impl Iterator<Item = &(Id, Entry)>> {
         if self.max_deleted.is_some_and(|d| d > since) {
             return None;
         }
@@ -139,6 +177,17 @@ struct Inner {
     last: Id,
     global: Stream,
     users: HashMap<Arc<str>, Stream>,
+}
+
+impl Inner {
+    fn next_id(&mut self) -> Id {
+        let ms = crate::auth::unix_now_ms().max(self.last.ms);
+        self.last = Id {
+            ms,
+            seq: self.last.seq + 1,
+        };
+        self.last
+    }
 }
 
 impl MemoryHistory {
@@ -162,25 +211,24 @@ impl MemoryHistory {
     /// Appends a message and returns it with its position.
     pub fn append(&self, p: &Publish) -> Option<Arc<Publish>> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let ms = crate::auth::unix_now_ms().max(inner.last.ms);
-        let id = Id {
-            ms,
-            seq: inner.last.seq + 1,
-        };
-        inner.last = id;
+        let id = inner.next_id();
         let json = serde_json::to_string(&p.envelope).ok()?;
         let positioned = with_pos(&json, &format!("{}.{id}", self.epoch))?;
-        let oldest = ms.saturating_sub(self.window_ms());
+        let oldest = id.ms.saturating_sub(self.window_ms());
         let (max, users) = (self.max, p.audience.users());
         match users {
             None => {
-                inner.global.entries.push_back((id, positioned.clone()));
+                inner
+                    .global
+                    .entries
+                    .push_back((id, Entry::Publish(positioned.clone())));
                 inner.global.trim(max, oldest);
             }
             Some(users) => {
                 for u in users {
                     let s = inner.users.entry(u.clone()).or_insert_with(Stream::new);
-                    s.entries.push_back((id, positioned.clone()));
+                    s.entries
+                        .push_back((id, Entry::Publish(positioned.clone())));
                     s.trim(max, oldest);
                 }
             }
@@ -193,6 +241,19 @@ impl MemoryHistory {
         Some(positioned)
     }
 
+    /// Records a retraction, so that a resume past it neither replays the
+    /// message nor leaves it on screen.
+    pub fn retract(&self, msg: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let id = inner.next_id();
+        let oldest = id.ms.saturating_sub(self.window_ms());
+        inner
+            .global
+            .entries
+            .push_back((id, Entry::Retract(msg.to_owned())));
+        inner.global.trim(self.max, oldest);
+    }
+
     pub fn resume(&self, identity: &Identity, since: &str) -> Resumed {
         let Some((epoch, since)) = parse_pos(since) else {
             return Resumed::lost();
@@ -202,28 +263,31 @@ impl MemoryHistory {
             return Resumed::lost();
         }
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(global) = inner.global.after(since) else {
+        let Some(mut global) = inner.global.after(since) else {
             return Resumed::lost();
         };
-        let mut found: Vec<(Id, Arc<Publish>)> = global
-            .filter(|(_, p)| p.audience.matches(identity))
-            .cloned()
-            .collect();
+        let mut found: Vec<(Id, Arc<Publish>)> = Vec::new();
+        let mut retracted = Vec::new();
+        let mut take = |entries: &mut dyn Iterator<Item = &(Id, Entry)>| {
+            for (id, e) in entries {
+                match e {
+                    Entry::Retract(msg) => retracted.push(msg.clone()),
+                    Entry::Publish(p) if p.audience.matches(identity) && !p.expired(now) => {
+                        found.push((*id, p.clone()))
+                    }
+                    Entry::Publish(_) => {}
+                }
+            }
+        };
+        take(&mut global);
         if let Some(user) = inner.users.get(&identity.user) {
-            let Some(mine) = user.after(since) else {
+            let Some(mut mine) = user.after(since) else {
                 return Resumed::lost();
             };
-            found.extend(mine.filter(|(_, p)| p.audience.matches(identity)).cloned());
+            take(&mut mine);
         }
         found.sort_by_key(|(id, _)| *id);
-        Resumed {
-            recovered: true,
-            messages: found
-                .into_iter()
-                .map(|(_, p)| p)
-                .filter(|p| !p.expired(now))
-                .collect(),
-        }
+        Resumed::new(found.into_iter().map(|(_, p)| p).collect(), retracted)
     }
 }
 

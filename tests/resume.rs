@@ -133,7 +133,8 @@ async fn a_history_lost_with_redis_changes_the_epoch() {
     let redis = Redis::start_on(port);
     eventually("ready again", || async { h.get("/readyz").await.0 == 200 }).await;
     h.publish(banner(json!("all"), "after restart")).await;
-    assert_eq!(c.recv_title().await, "after restart");
+    let f = c.recv().await;
+    assert_eq!(f["title"], "after restart", "{f}");
     drop(c);
     let back = connect_since(&h, "alice", &pos).await;
     assert_eq!(
@@ -200,4 +201,65 @@ async fn a_drained_client_resumes_elsewhere_with_nothing_lost() {
     assert_eq!(back.recv_title().await, "during the move");
     n2.stop().await;
     n1.stop().await;
+}
+
+async fn retractions_while_away(h1: &Herald, h2: &Herald) {
+    let mut c = h1.connect("alice").await;
+    let shown = h1.publish(banner(json!("all"), "shown")).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let f = c.recv().await;
+    let pos = f["pos"].as_str().expect("pos").to_owned();
+    drop(c);
+    eventually("alice is gone", || async {
+        h1.get_json("/v1/presence/alice").await["sessions"] == 0
+    })
+    .await;
+    let gone = h1
+        .publish(banner(json!("all"), "published then retracted"))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    h1.publish(banner(json!("all"), "kept")).await;
+    assert_eq!(h1.delete(&format!("/v1/messages/{gone}")).await.0, 202);
+    assert_eq!(h1.delete(&format!("/v1/messages/{shown}")).await.0, 202);
+
+    let mut back = connect_since(h2, "alice", &pos).await;
+    assert_eq!(back.hello["recovered"], true);
+    assert_eq!(
+        back.recv_title().await,
+        "kept",
+        "the retracted message is not replayed"
+    );
+    // Both retractions follow, so what the client showed before leaving goes too.
+    let mut retracts = vec![back.recv().await, back.recv().await];
+    retracts.sort_by_key(|f| f["id"].as_str().map(String::from));
+    let mut expected = vec![
+        json!({"t": "retract", "id": gone}),
+        json!({"t": "retract", "id": shown}),
+    ];
+    expected.sort_by_key(|f| f["id"].as_str().map(String::from));
+    assert_eq!(retracts, expected);
+    h2.publish(banner(json!({"users": ["alice"]}), "live"))
+        .await;
+    assert_eq!(back.recv_title().await, "live");
+}
+
+#[tokio::test]
+async fn embedded_resume_honours_retractions() {
+    let h = Herald::start(config()).await;
+    retractions_while_away(&h, &h).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn redis_resume_honours_retractions() {
+    let redis = Redis::start();
+    let n1 = Herald::start(redis_config(&redis)).await;
+    let n2 = Herald::start(redis_config(&redis)).await;
+    retractions_while_away(&n1, &n2).await;
+    n1.stop().await;
+    n2.stop().await;
 }

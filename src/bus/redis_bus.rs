@@ -161,10 +161,24 @@ pub async fn publish_direct(
     how.run(&mut conn, cmd).await
 }
 
-static PUBLISH: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/publish.lua")));
-static RETRACT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/retract.lua")));
+static PUBLISH: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        &[
+            include_str!("lua/history.lua"),
+            include_str!("lua/publish.lua"),
+        ]
+        .concat(),
+    )
+});
+static RETRACT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        &[
+            include_str!("lua/history.lua"),
+            include_str!("lua/retract.lua"),
+        ]
+        .concat(),
+    )
+});
 static ACK: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/ack.lua")));
 static CAMPAIGN: LazyLock<redis::Script> =
@@ -220,6 +234,10 @@ impl Publishing<'_> {
                     .arg(id)
                     .arg(env)
                     .arg(TOMBSTONE_S)
+                    .arg(if self.history.is_some() { "1" } else { "0" })
+                    .arg(self.history.map_or(0, |(w, _)| w.as_millis() as u64))
+                    .arg(self.history.map_or(0, |(_, n)| n))
+                    .arg(format!("{:016x}", rand::random::<u64>()))
                     .invoke_async(conn)
                     .await
                     .map_err(unavailable)?;
@@ -612,6 +630,7 @@ impl RedisBus {
             return Ok(Resumed::lost());
         }
         let mut found: Vec<(history::Id, Arc<Publish>)> = Vec::new();
+        let mut retracted = Vec::new();
         for key in [self.keys.history(), self.keys.user_history(&id.user)] {
             // A stream that dropped an entry after `since` cannot fill the gap.
             let trimmed: Option<String> = conn.get(format!("{key}:trimmed")).await?;
@@ -630,19 +649,22 @@ impl RedisBus {
                 else {
                     continue;
                 };
-                if let Some(p) = history::with_pos(&json, &format!("{epoch}.{eid}"))
-                    && p.audience.matches(id)
-                    && !p.expired(now)
-                {
-                    found.push((eid, p));
+                match history::entry(&json, &format!("{epoch}.{eid}")) {
+                    Some(history::Entry::Retract(msg)) => retracted.push(msg),
+                    Some(history::Entry::Publish(p))
+                        if p.audience.matches(id) && !p.expired(now) =>
+                    {
+                        found.push((eid, p))
+                    }
+                    _ => {}
                 }
             }
         }
         found.sort_by_key(|(eid, _)| *eid);
-        Ok(Resumed {
-            recovered: true,
-            messages: found.into_iter().map(|(_, p)| p).collect(),
-        })
+        Ok(Resumed::new(
+            found.into_iter().map(|(_, p)| p).collect(),
+            retracted,
+        ))
     }
 
     /// A click or dismissal: must-acknowledge messages stop being resent.

@@ -174,9 +174,11 @@ async fn upgrade(
         };
         let active = Box::pin(node.bus.replay_for(&session.identity)).await;
         let missed = resumed.as_ref().map_or(&[][..], |r| &r.messages[..]);
-        session
-            .outbox
-            .prepend(node.dispatcher.connect_frames(session, missed, &active));
+        let retracted = resumed.as_ref().map_or(&[][..], |r| &r.retracted[..]);
+        session.outbox.prepend(
+            node.dispatcher
+                .connect_frames(session, missed, retracted, &active),
+        );
         let replayed_upto = resumed.as_ref().map_or(0, |r| r.upto());
         node.campaigns
             .fire(session.clone(), crate::campaigns::Occurrence::Connect);

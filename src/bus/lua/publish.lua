@@ -36,46 +36,11 @@ local function expire_with(key, existed)
 end
 
 if history == '1' and route ~= 'none' then
-  local epoch = redis.call('GET', p .. ':epoch')
-  if not epoch then
-    redis.call('SET', p .. ':epoch', epoch_candidate)
-    epoch = epoch_candidate
-  end
-  -- One id across every history stream: the time, never going back, and a
-  -- counter, so positions from different streams compare.
-  local t = redis.call('TIME')
-  local ms = t[1] * 1000 + math.floor(t[2] / 1000)
-  local last = tonumber(redis.call('GET', p .. ':history:lastms') or '0')
-  if ms < last then ms = last end
-  redis.call('SET', p .. ':history:lastms', ms)
-  local hid = ms .. '-' .. redis.call('INCR', p .. ':history:seq')
-  -- Trimming is exact, and the newest id trimmed away is kept beside the
-  -- stream (`…:trimmed`), so a resume can tell a gap from a quiet stream.
-  local cutoff = (ms - window) .. '-0'
-  local function append(key)
-    redis.call('XADD', key, hid, 'e', env)
-    local trimmed = false
-    local len = redis.call('XLEN', key)
-    if len > tonumber(hmax) then
-      local over = redis.call('XRANGE', key, '-', '+', 'COUNT', len - tonumber(hmax))
-      trimmed = over[#over][1]
-      redis.call('XTRIM', key, 'MAXLEN', hmax)
-    end
-    local old = redis.call('XREVRANGE', key, '(' .. cutoff, '-', 'COUNT', 1)
-    if #old > 0 then
-      trimmed = old[1][1]
-      redis.call('XTRIM', key, 'MINID', cutoff)
-    end
-    if trimmed then redis.call('SET', key .. ':trimmed', trimmed) end
-    redis.call('PEXPIRE', key, window + 60000)
-    if redis.call('EXISTS', key .. ':trimmed') == 1 then
-      redis.call('PEXPIRE', key .. ':trimmed', window + 60000)
-    end
-  end
+  local epoch, hid, ms = history_id(p, epoch_candidate)
   if route == 'broadcast' then
-    append(p .. ':history')
+    history_append(p .. ':history', hid, env, ms, window, hmax)
   else
-    for i = FIRST_USER, #ARGV do append(p .. ':history:user:' .. ARGV[i]) end
+    for i = FIRST_USER, #ARGV do history_append(p .. ':history:user:' .. ARGV[i], hid, env, ms, window, hmax) end
   end
   env = string.sub(env, 1, -2) .. ',"pos":"' .. epoch .. '.' .. hid .. '"}'
 end

@@ -1,8 +1,16 @@
 -- Retracts a message everywhere: out of the active set and every user's
 -- pending set, acknowledgements forgotten, a short tombstone against late
 -- writers, and the retract published to every node.
--- ARGV: prefix, id, retract frame envelope, tombstone seconds.
+-- With history, the retraction is appended to the broadcast history too,
+-- so a client resuming past it neither gets the message replayed nor keeps
+-- it on screen.
+-- ARGV: prefix, id, retract frame envelope, tombstone seconds, history
+--       ("0"|"1"), history window ms, history maxlen, an epoch candidate.
 local p, id, env, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if ARGV[5] == '1' then
+  local _, hid, ms = history_id(p, ARGV[8])
+  history_append(p .. ':history', hid, env, ms, tonumber(ARGV[6]), ARGV[7])
+end
 local stored = redis.call('HGET', p .. ':active', id)
 if stored then
   local ok, m = pcall(cjson.decode, stored)

@@ -1,0 +1,43 @@
+-- Shared by publish.lua and retract.lua (prepended to both).
+
+-- The history's epoch and the next id: the time, never going back, and a
+-- counter shared by every history stream, so positions from different
+-- streams compare.
+local function history_id(p, epoch_candidate)
+  local epoch = redis.call('GET', p .. ':epoch')
+  if not epoch then
+    redis.call('SET', p .. ':epoch', epoch_candidate)
+    epoch = epoch_candidate
+  end
+  local t = redis.call('TIME')
+  local ms = t[1] * 1000 + math.floor(t[2] / 1000)
+  local last = tonumber(redis.call('GET', p .. ':history:lastms') or '0')
+  if ms < last then ms = last end
+  redis.call('SET', p .. ':history:lastms', ms)
+  return epoch, ms .. '-' .. redis.call('INCR', p .. ':history:seq'), ms
+end
+
+-- Appends to one history stream. Trimming (to hmax entries and to the
+-- window) is exact, and the newest id trimmed away is kept beside the stream
+-- (`…:trimmed`), so a resume can tell a gap from a quiet stream.
+local function history_append(key, hid, env, ms, window, hmax)
+  local cutoff = (ms - window) .. '-0'
+  redis.call('XADD', key, hid, 'e', env)
+  local trimmed = false
+  local len = redis.call('XLEN', key)
+  if len > tonumber(hmax) then
+    local over = redis.call('XRANGE', key, '-', '+', 'COUNT', len - tonumber(hmax))
+    trimmed = over[#over][1]
+    redis.call('XTRIM', key, 'MAXLEN', hmax)
+  end
+  local old = redis.call('XREVRANGE', key, '(' .. cutoff, '-', 'COUNT', 1)
+  if #old > 0 then
+    trimmed = old[1][1]
+    redis.call('XTRIM', key, 'MINID', cutoff)
+  end
+  if trimmed then redis.call('SET', key .. ':trimmed', trimmed) end
+  redis.call('PEXPIRE', key, window + 60000)
+  if redis.call('EXISTS', key .. ':trimmed') == 1 then
+    redis.call('PEXPIRE', key .. ':trimmed', window + 60000)
+  end
+end
