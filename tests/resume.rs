@@ -172,12 +172,13 @@ async fn plain_redis_publish_has_no_position_and_api_refuses_one() {
 #[tokio::test]
 async fn a_killed_node_loses_nothing_for_clients_that_resume_elsewhere() {
     let redis = Redis::start();
-    let mut n1 = Herald::start(redis_config(&redis)).await;
+    let mut doomed = NodeProcess::start(&redis).await;
     let n2 = Herald::start(redis_config(&redis)).await;
-    let mut c = n1.connect("alice").await;
+    let mut c = doomed.connect("alice").await;
     let pos = received_pos(&n2, &mut c, json!("all"), "before").await;
-    // The node dies without a drain: the socket just ends.
-    n1.abort();
+    // SIGKILL: no drain, the socket just ends.
+    doomed.kill();
+    c.ended().await;
     n2.publish(banner(json!({"users": ["alice"]}), "while reconnecting"))
         .await;
     let mut back = connect_since(&n2, "alice", &pos).await;

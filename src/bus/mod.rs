@@ -212,6 +212,14 @@ impl Bus {
         }
     }
 
+    /// Counters of every live node and their sums; embedded: this node.
+    pub async fn cluster_stats(&self) -> Result<Option<serde_json::Value>, BusError> {
+        match self {
+            Bus::Embedded { .. } => Ok(None),
+            Bus::Redis(bus) => bus.cluster_stats().await.map(Some),
+        }
+    }
+
     /// Ready to carry messages: always embedded; connected with Redis.
     pub fn is_up(&self) -> bool {
         match self {

@@ -59,6 +59,9 @@ impl Keys {
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
+    pub fn node_stats(&self) -> String {
+        format!("{}:nodestats", self.prefix)
+    }
     pub fn active(&self) -> String {
         format!("{}:active", self.prefix)
     }
@@ -836,6 +839,7 @@ impl RedisBus {
         self.set_up(false);
         let mut conn = self.conn.clone();
         let _: Result<i64, _> = conn.zrem(self.keys.nodes(), &self.node).await;
+        let _: Result<i64, _> = conn.hdel(self.keys.node_stats(), &self.node).await;
     }
 
     /// One connected stretch of the subscriber. Returns when Redis is lost.
@@ -1000,11 +1004,51 @@ impl RedisBus {
         Ok(())
     }
 
+    /// Marks this node alive and publishes its counters for cluster stats.
     async fn heartbeat(&self) -> Result<(), redis::RedisError> {
+        let stats = serde_json::json!({
+            "sessions": self.hub.session_count(),
+            "users": self.hub.user_count(),
+            "deliveries": self.metrics.deliveries.get(),
+        });
         let mut conn = self.conn.clone();
-        let () = conn
+        let () = redis::pipe()
             .zadd(self.keys.nodes(), &self.node, crate::auth::unix_now_ms())
+            .ignore()
+            .hset(self.keys.node_stats(), &self.node, stats.to_string())
+            .ignore()
+            .query_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Every live node's counters (as of its last heartbeat) and their sums.
+    pub async fn cluster_stats(&self) -> Result<serde_json::Value, BusError> {
+        let mut conn = self.conn.clone();
+        let cutoff =
+            crate::auth::unix_now_ms().saturating_sub(3 * self.heartbeat.as_millis() as u64);
+        let live: Vec<String> = conn
+            .zrangebyscore(self.keys.nodes(), cutoff, "+inf")
+            .await
+            .map_err(unavailable)?;
+        let mut nodes = serde_json::Map::new();
+        let (mut sessions, mut deliveries) = (0u64, 0u64);
+        if !live.is_empty() {
+            let stats: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.keys.node_stats())
+                .arg(&live)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for (node, s) in live.iter().zip(stats) {
+                let v: serde_json::Value = s
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default();
+                sessions += v["sessions"].as_u64().unwrap_or(0);
+                deliveries += v["deliveries"].as_u64().unwrap_or(0);
+                nodes.insert(node.clone(), v);
+            }
+        }
+        Ok(serde_json::json!({ "nodes": nodes, "sessions": sessions, "deliveries": deliveries }))
     }
 }

@@ -244,6 +244,8 @@ async fn disconnect(
         .into_response())
 }
 
+/// This node's counters, and with Redis the cluster's (`cluster`: every live
+/// node as of its last heartbeat, and the sums).
 async fn stats(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
     let m = &node.metrics;
     let drops: serde_json::Map<String, serde_json::Value> =
@@ -251,7 +253,12 @@ async fn stats(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
             .into_iter()
             .map(|r| (r.to_owned(), Metrics::counter_value(&m.drops, r).into()))
             .collect();
+    let cluster = match node.bus.cluster_stats().await {
+        Ok(c) => c,
+        Err(e) => Some(serde_json::json!({ "error": e.to_string() })),
+    };
     Json(serde_json::json!({
+        "cluster": cluster,
         "node": node.hub.node(),
         "mode": node.bus.mode(),
         "bus_up": node.bus.is_up(),

@@ -203,15 +203,6 @@ impl Herald {
         }
     }
 
-    /// Kills the node without a drain, as a crash would: its sockets close
-    /// and it stops heartbeating.
-    pub fn abort(&mut self) {
-        self.stop.take();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-
     /// Starts the drain without waiting for it.
     pub fn begin_stop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -318,6 +309,69 @@ impl Drop for Herald {
     }
 }
 
+/// A node in a process of its own, for faults that kill a process: SIGKILL
+/// ends its sockets and its heartbeats, as a crash would.
+pub struct NodeProcess {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    pub async fn start(redis: &Redis) -> Self {
+        let (public, admin) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{public}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .args(["--redis", &redis.url()])
+            .env("HERALD_AUTH__HS256_SECRET", SECRET)
+            .env("HERALD_REDIS__HEARTBEAT", "100ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn herald");
+        let node = Self {
+            public: format!("127.0.0.1:{public}").parse().expect("addr"),
+            admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
+            child: Some(child),
+        };
+        let ready = format!("http://{}/readyz", node.admin);
+        eventually("the node process is ready", || {
+            let url = ready.clone();
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        node
+    }
+
+    pub async fn connect(&self, user: &str) -> Client {
+        Client::connect(&format!(
+            "ws://{}/v1/ws?token={}",
+            self.public,
+            token(&claims(user))
+        ))
+        .await
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 pub fn claims(user: &str) -> Claims {
     Claims {
         sub: user.into(),
@@ -391,6 +445,19 @@ impl Client {
 
     pub async fn send_message(&mut self, m: Message) {
         self.ws.send(m).await.expect("send");
+    }
+
+    /// Reads until the socket ends, with or without a close frame.
+    pub async fn ended(&mut self) {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the socket ends in time");
+            match next {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
     }
 
     /// Reads until the server closes; returns the close code and reason.
