@@ -178,6 +178,12 @@ impl Compiled {
                 "an envelope without to, id or op: the campaign sets them",
             ));
         }
+        if c.message.priority != Priority::Normal {
+            return Err(EnvelopeError::new(
+                "message.priority",
+                "set priority on the campaign; it applies to its message",
+            ));
+        }
         // The message must be a valid envelope once addressed.
         let probe = Self::address(&c, "probe", "probe");
         envelope::check(probe, 0)

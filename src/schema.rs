@@ -6,15 +6,100 @@
 
 use serde_json::{Value, json};
 
+/// The envelope: the generated shape, tightened with the rules the types
+/// cannot carry (limits, conditional requirements), so that editors using
+/// the schema refuse most of what `herald validate` refuses.
 pub fn envelope() -> Value {
-    with_id(schemars::schema_for!(crate::envelope::Envelope), "envelope")
+    let mut v = with_id(schemars::schema_for!(crate::envelope::Envelope), "envelope");
+    tighten_envelope(&mut v);
+    v
 }
 
 pub fn campaign() -> Value {
-    with_id(
+    let mut v = with_id(
         schemars::schema_for!(crate::campaigns::Campaign),
         "campaign",
-    )
+    );
+    if let Some(defs) = v.get_mut("$defs").and_then(Value::as_object_mut) {
+        if let Some(Value::Object(env)) = defs.get_mut("Envelope") {
+            // In a campaign the message has no to, id or op: the campaign sets them.
+            env.insert("not".into(), json!({"anyOf": [{"required": ["to"]}, {"required": ["id"]}, {"required": ["op"]}]}));
+            env.insert("required".into(), json!(["kind"]));
+        }
+        if let Some(action) = defs.get_mut("Action") {
+            tighten_action(action);
+        }
+        if let Some(Value::Object(trigger)) = defs.get_mut("Trigger") {
+            trigger.insert("oneOf".into(), json!([{"required": ["event"]}, {"required": ["connect"]}, {"required": ["idle_s"]}]));
+        }
+    }
+    v
+}
+
+fn set(v: &mut Value, pointer: &str, key: &str, value: Value) {
+    if let Some(obj) = v.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        obj.insert(key.into(), value);
+    }
+}
+
+fn tighten_action(action: &mut Value) {
+    set(action, "/properties/id", "minLength", json!(1));
+    set(action, "/properties/id", "maxLength", json!(64));
+    set(action, "/properties/label", "minLength", json!(1));
+    set(action, "/properties/label", "maxLength", json!(256));
+    set(
+        action,
+        "/properties/url",
+        "pattern",
+        json!(r"^(https?://|/(?![/\\]))[^\s\\]*$"),
+    );
+}
+
+fn tighten_envelope(v: &mut Value) {
+    set(v, "/properties/id", "minLength", json!(1));
+    set(
+        v,
+        "/properties/id",
+        "maxLength",
+        json!(crate::envelope::MAX_ID),
+    );
+    set(v, "/properties/actions", "maxItems", json!(3));
+    set(v, "/properties/title", "maxLength", json!(512));
+    set(v, "/properties/body", "maxLength", json!(8192));
+    set(
+        v,
+        "/properties/image_url",
+        "pattern",
+        json!(r"^https?://[^\s\\]*$"),
+    );
+    set(v, "/properties/ttl_s", "minimum", json!(1));
+    if let Some(action) = v.pointer_mut("/$defs/Action") {
+        tighten_action(action);
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "allOf".into(),
+            json!([
+                {
+                    "if": {"properties": {"op": {"enum": ["retract", "campaign"]}}, "required": ["op"]},
+                    "then": {"required": ["id"]},
+                    "else": {"required": ["to"]}
+                },
+                {
+                    "if": {"not": {"properties": {"op": {"enum": ["retract", "campaign", "disconnect"]}}, "required": ["op"]}},
+                    "then": {"required": ["kind"]}
+                },
+                {
+                    "if": {"properties": {"kind": {"const": "tooltip"}}, "required": ["kind"]},
+                    "then": {"required": ["anchor"]}
+                },
+                {
+                    "if": {"properties": {"kind": {"not": {"const": "custom"}}}, "required": ["kind"]},
+                    "then": {"anyOf": [{"required": ["title"]}, {"required": ["body"]}]}
+                }
+            ]),
+        );
+    }
 }
 
 fn with_id(schema: schemars::Schema, name: &str) -> Value {

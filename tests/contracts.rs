@@ -160,3 +160,59 @@ fn validate_names_the_field_and_the_reason() {
     let (ok, out) = validate(&[&not_json]);
     assert!(!ok && out.contains("nj.json: not JSON"), "{out}");
 }
+
+fn schema_validator(path: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(&repo(path)).expect("schema");
+    jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+}
+
+#[test]
+fn the_schemas_accept_every_example_and_refuse_what_validate_refuses() {
+    let envelope = schema_validator("schemas/envelope.schema.json");
+    let campaign = schema_validator("schemas/campaign.schema.json");
+    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for sub in ["envelopes", "campaigns"] {
+        let v = if sub == "campaigns" {
+            &campaign
+        } else {
+            &envelope
+        };
+        for entry in std::fs::read_dir(format!("{dir}/{sub}")).expect("examples") {
+            let path = entry.expect("entry").path();
+            let doc: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+            let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "only {checked} examples");
+    for bad in [
+        r#"{"to":"all","kind":"banner"}"#,
+        r#"{"kind":"banner","title":"x"}"#,
+        r#"{"to":"all","kind":"tooltip","title":"x"}"#,
+        r#"{"to":"all","kind":"banner","titel":"x"}"#,
+        r#"{"op":"retract"}"#,
+        r#"{"to":"all","kind":"modal","title":"x","actions":[{"id":"a","label":"A"},{"id":"b","label":"B"},{"id":"c","label":"C"},{"id":"d","label":"D"}]}"#,
+        r#"{"to":"all","kind":"modal","title":"x","actions":[{"id":"a","label":"A","url":"javascript:alert(1)"}]}"#,
+    ] {
+        let doc: Value = serde_json::from_str(bad).expect("JSON");
+        assert!(!envelope.is_valid(&doc), "the schema accepts {bad}");
+        assert!(
+            herald::cli::validate::check_text(bad).is_err(),
+            "validate accepts {bad}"
+        );
+    }
+    for bad in [
+        r#"{"id":"c","trigger":{"event":"x","connect":true},"message":{"kind":"toast","title":"x"}}"#,
+        r#"{"id":"c","trigger":{"event":"x"},"message":{"kind":"toast","title":"x","to":"all"}}"#,
+    ] {
+        let doc: Value = serde_json::from_str(bad).expect("JSON");
+        assert!(!campaign.is_valid(&doc), "the schema accepts {bad}");
+        assert!(
+            herald::cli::validate::check_text(bad).is_err(),
+            "validate accepts {bad}"
+        );
+    }
+}
