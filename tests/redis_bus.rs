@@ -316,3 +316,63 @@ async fn the_bus_stays_connected_across_heartbeats() {
     assert_eq!(h.metric("herald_bus_up").await, 1.0);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_redis_does_not_slow_live_sessions() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut c = h.connect("alice").await;
+    // Redis stops answering for a while.
+    let sleeper = {
+        let url = redis.url();
+        tokio::spawn(async move {
+            // No client-side timeout: this connection waits out the sleep.
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+            let client = redis::Client::open(url).expect("url");
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .expect("conn");
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(5)
+                .query_async(&mut conn)
+                .await;
+        })
+    };
+    // Wait until Redis is asleep: a PING from another client stops coming back.
+    eventually("Redis is asleep", || async {
+        tokio::time::timeout(std::time::Duration::from_millis(200), async {
+            let mut probe = redis.conn().await;
+            redis::cmd("PING").query_async::<String>(&mut probe).await
+        })
+        .await
+        .is_err()
+    })
+    .await;
+    // The session still answers, and the node still reports, while Redis sleeps.
+    c.send(r#"{"t":"ping"}"#).await;
+    assert_eq!(c.recv().await["t"], "pong");
+    assert_eq!(h.get_json("/v1/stats").await["sessions"], 1);
+    let still_asleep = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+        let mut probe = redis.conn().await;
+        redis::cmd("PING").query_async::<String>(&mut probe).await
+    })
+    .await
+    .is_err();
+    assert!(
+        still_asleep,
+        "all of that happened while Redis was still asleep"
+    );
+    sleeper.await.expect("join");
+    // Afterwards, messages flow again.
+    eventually("the bus is up", || async {
+        h.get("/readyz").await.0 == 200
+    })
+    .await;
+    redis
+        .publish("herald:broadcast", &banner(json!("all"), "after the stall"))
+        .await;
+    assert_eq!(c.recv_title().await, "after the stall");
+    h.stop().await;
+}

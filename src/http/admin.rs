@@ -253,9 +253,16 @@ async fn stats(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
             .into_iter()
             .map(|r| (r.to_owned(), Metrics::counter_value(&m.drops, r).into()))
             .collect();
-    let cluster = match node.bus.cluster_stats().await {
-        Ok(c) => c,
-        Err(e) => Some(serde_json::json!({ "error": e.to_string() })),
+    // The node's own figures never wait on a slow Redis.
+    let cluster = match tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        node.bus.cluster_stats(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => Some(serde_json::json!({ "error": e.to_string() })),
+        Err(_) => Some(serde_json::json!({ "error": "redis did not answer in time" })),
     };
     Json(serde_json::json!({
         "cluster": cluster,
