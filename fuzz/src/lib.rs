@@ -1,0 +1,337 @@
+//! The bodies of Herald's fuzz targets, shared by the cargo-fuzz binaries
+//! (`fuzz/fuzz_targets/*.rs`, through this crate) and by the main package's
+//! `tests/fuzz_corpus.rs` (through `#[path = "../fuzz/src/lib.rs"] mod`), so
+//! the corpus replayed under `cargo test` takes exactly the paths the fuzzer
+//! explored. Each function takes the raw input and panics on any finding:
+//! a panic inside Herald, or a broken invariant asserted here.
+//!
+//! This file is compiled under the main package's lints too (clippy
+//! `unwrap_used` is denied, `unsafe_code` forbidden): keep it free of both.
+
+use herald::auth::Identity;
+use herald::campaigns::{Campaign, Compiled, Occurrence, Registry};
+use herald::dispatch::{Reason, msg_frame, msg_frame_at};
+use herald::envelope::{self, Action, Command, Envelope, LocaleVariant};
+use herald::protocol::ClientFrame;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A target's body: takes the fuzzer's input, panics on a finding.
+pub type Target = fn(&[u8]);
+
+/// The targets, by the name of their binary and corpus directory.
+pub const TARGETS: [(&str, Target); 4] = [
+    ("client_frame", client_frame),
+    ("envelope", envelope),
+    ("audience", audience),
+    ("template", template),
+];
+
+/// The node's default `limits.max_envelope_bytes`.
+pub const MAX_ENVELOPE: usize = 64 * 1024;
+/// A fixed "now" (2025-01-01T00:00:00Z), so runs are reproducible.
+const NOW_MS: u64 = 1_735_689_600_000;
+
+/// An identity as [`herald::auth`] builds one from a token's claims: `attrs`
+/// holds strings, integers, floats and booleans, and `attrs.locale` (or the
+/// connection's `?locale=`) picks locale variants.
+fn identity(user: &str, segments: &[&str], attrs: &[(&str, cel::Value)]) -> Identity {
+    let map: HashMap<cel::objects::Key, cel::Value> = attrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                cel::objects::Key::String(Arc::new((*k).to_owned())),
+                v.clone(),
+            )
+        })
+        .collect();
+    let locale = match map.get(&cel::objects::Key::String(Arc::new("locale".to_owned()))) {
+        Some(cel::Value::String(s)) => Some(Box::from(s.as_str())),
+        _ => None,
+    };
+    Identity {
+        user: Arc::from(user),
+        segments: segments.iter().map(|s| Box::from(*s)).collect(),
+        attrs: cel::Value::Map(cel::objects::Map { map: Arc::new(map) }),
+        exp: u64::MAX,
+        locale,
+    }
+}
+
+fn text(s: &str) -> cel::Value {
+    cel::Value::String(Arc::new(s.to_owned()))
+}
+
+/// A few recipients: an ordinary free-plan user, a paying one with a
+/// regional locale, an anonymous-looking one with nothing, and one whose
+/// attributes sit at the edges of what a token may carry (extreme integers,
+/// odd floats, unicode, placeholder-looking text).
+fn identities() -> Vec<Identity> {
+    vec![
+        identity(
+            "alice",
+            &["beta"],
+            &[
+                ("plan", text("free")),
+                ("level", cel::Value::Int(3)),
+                ("name", text("Alice")),
+                ("verified", cel::Value::Bool(true)),
+            ],
+        ),
+        identity(
+            "bob",
+            &["admins", "beta", "eu"],
+            &[
+                ("plan", text("pro")),
+                ("level", cel::Value::Int(42)),
+                ("locale", text("fr-CA")),
+                ("balance", cel::Value::Float(12.5)),
+                ("name", text("Bob")),
+            ],
+        ),
+        identity("u:*\n\u{0}é", &[], &[]),
+        identity(
+            "edge",
+            &[""],
+            &[
+                ("max", cel::Value::Int(i64::MAX)),
+                ("min", cel::Value::Int(i64::MIN)),
+                ("zero", cel::Value::Int(0)),
+                ("big", cel::Value::Float(f64::MAX)),
+                ("tiny", cel::Value::Float(-f64::MIN_POSITIVE)),
+                ("negzero", cel::Value::Float(-0.0)),
+                ("name", text("{{attrs.name}}|}}{{")),
+                ("locale", text("pt_BR")),
+                ("emoji", text("😀\u{202e}")),
+            ],
+        ),
+    ]
+}
+
+/// Event props a campaign's trigger `where` sees.
+fn props() -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("feature".into(), "export".into());
+    m.insert("path".into(), "/pricing".into());
+    m.insert("count".into(), i64::MAX.into());
+    m.insert("ratio".into(), 0.5.into());
+    m.insert("tags".into(), serde_json::json!(["a", "b"]));
+    m.insert("nested".into(), serde_json::json!({"x": {"y": null}}));
+    m.insert("big".into(), u64::MAX.into());
+    m
+}
+
+/// `client_frame`: arbitrary bytes, as the session reads a text frame (a
+/// frame that is not UTF-8 is closed with 1007 before parsing).
+pub fn client_frame(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    match ClientFrame::parse(s) {
+        Ok(frame) => {
+            let _ = frame.kind();
+        }
+        Err(e) => {
+            assert!(!e.code().is_empty());
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// `envelope`: bytes into [`envelope::parse`] with the node's 64 KiB limit.
+/// A publish is checked for templates, matched against each identity and
+/// rendered as the `msg` frames the dispatcher sends; it must come back the
+/// same when parsed again from the JSON nodes pass on. The same bytes, when
+/// they are a campaign, go through [`Compiled::new`] and its triggers.
+pub fn envelope(data: &[u8]) {
+    if let Ok(Command::Publish(p)) = envelope::parse(data, MAX_ENVELOPE, NOW_MS) {
+        let e = &p.envelope;
+        assert!(p.id().len() <= envelope::MAX_ID && !p.id().is_empty());
+        match herald::render::check_templates(e) {
+            Ok(personalized) => assert_eq!(personalized, p.personalized),
+            Err(err) => panic!("accepted, then refused by check_templates: {err}"),
+        }
+        let _ = p.expired(NOW_MS);
+        let _ = (p.persistent(), p.varies(), p.audience.is_all());
+        // What a node passes on is accepted again, unchanged, by the others.
+        let passed_on = p.to_json();
+        match envelope::parse(passed_on.as_bytes(), usize::MAX, NOW_MS + 1) {
+            Ok(Command::Publish(again)) => assert_eq!(
+                again.envelope, p.envelope,
+                "passed on as {passed_on}, parsed back differently"
+            ),
+            other => panic!("accepted, then its passed-on form {passed_on} gave {other:?}"),
+        }
+        let frame = |f: String| {
+            let v: serde_json::Value = serde_json::from_str(&f)
+                .unwrap_or_else(|err| panic!("msg frame is not JSON ({err}): {f:?}"));
+            assert_eq!(v["t"], "msg", "{f}");
+        };
+        frame(msg_frame(e, None, None, Reason::Push));
+        frame(msg_frame_at(
+            e,
+            Some("fr"),
+            None,
+            Reason::Replay,
+            Some("7-0"),
+        ));
+        for id in identities() {
+            let _ = p.audience.matches(&id);
+            frame(msg_frame(
+                e,
+                id.locale.as_deref(),
+                Some(&id),
+                Reason::Sticky,
+            ));
+        }
+    }
+    if let Ok(c) = serde_json::from_slice::<Campaign>(data) {
+        campaign(c);
+    }
+}
+
+fn campaign(c: Campaign) {
+    let _ = Compiled::new(c.clone(), Some("from-path"));
+    let Ok(compiled) = Compiled::new(c, None) else {
+        return;
+    };
+    let message = compiled.message_for("alice");
+    assert!(message.is_some(), "a stored campaign cannot address alice");
+    let event = compiled.campaign.trigger.event.clone();
+    let registry = Registry::default();
+    registry.put(Arc::new(compiled));
+    let mut what = vec![
+        Occurrence::Connect,
+        Occurrence::Idle { seconds: 30 },
+        Occurrence::Event {
+            name: "feature_used".into(),
+            props: props(),
+        },
+    ];
+    if let Some(name) = event {
+        what.push(Occurrence::Event {
+            name: name.clone(),
+            props: props(),
+        });
+        what.push(Occurrence::Event {
+            name,
+            props: serde_json::Map::new(),
+        });
+    }
+    for id in identities() {
+        for w in &what {
+            let _ = registry.candidates(w, &id);
+        }
+    }
+}
+
+/// `audience`: the input as JSON is the envelope's `to`; input that is not
+/// JSON is a CEL expression, `{"where": input}`. Whatever compiles is matched
+/// against each identity; the CEL also goes through a campaign trigger's
+/// `where` (over `props` and `name`). Neither compiling nor evaluating CEL
+/// may panic.
+pub fn audience(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let to = serde_json::from_str::<serde_json::Value>(s)
+        .unwrap_or_else(|_| serde_json::json!({ "where": s }));
+    if let Ok(a) = herald::audience::Audience::compile(&to) {
+        for id in identities() {
+            let _ = a.matches(&id);
+        }
+    }
+    let cel_source = to.get("where").and_then(|w| w.as_str()).unwrap_or(s);
+    if let Ok(f) =
+        herald::audience::Filter::compile("trigger.where", cel_source, &["props", "name"])
+    {
+        assert_eq!(f.source(), cel_source);
+        for (name, props) in [("feature_used", props()), ("", serde_json::Map::new())] {
+            let _ = f.eval(|ctx| {
+                ctx.add_variable_from_value("name", text(name));
+                ctx.add_variable_from_value("props", props_value(&props));
+            });
+        }
+    }
+}
+
+fn props_value(props: &serde_json::Map<String, serde_json::Value>) -> cel::Value {
+    fn conv(v: &serde_json::Value) -> cel::Value {
+        use serde_json::Value as J;
+        match v {
+            J::Null => cel::Value::Null,
+            J::Bool(b) => cel::Value::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => cel::Value::Int(i),
+                None => cel::Value::Float(n.as_f64().unwrap_or_default()),
+            },
+            J::String(s) => text(s),
+            J::Array(a) => cel::Value::List(Arc::new(a.iter().map(conv).collect())),
+            J::Object(o) => cel::Value::Map(cel::objects::Map {
+                map: Arc::new(
+                    o.iter()
+                        .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), conv(v)))
+                        .collect(),
+                ),
+            }),
+        }
+    }
+    conv(&serde_json::Value::Object(props.clone()))
+}
+
+/// `template`: the input's lines are a title, a body, an action label and a
+/// locale tag (missing lines are absent). Each is filled for each identity
+/// with [`herald::render::fill`]; an envelope made of them, with a locale
+/// variant swapping title and body, goes through
+/// [`herald::render::check_templates`] and [`herald::render::content`].
+pub fn template(data: &[u8]) {
+    let s = String::from_utf8_lossy(data);
+    let ids = identities();
+    for id in &ids {
+        let filled = herald::render::fill(&s, id);
+        if !s.contains("{{") {
+            assert_eq!(filled, s, "text without placeholders is left alone");
+        }
+    }
+    let mut lines = s.splitn(4, '\n');
+    let title = lines.next().map(str::to_owned);
+    let body = lines.next().map(str::to_owned);
+    let label = lines.next().map(str::to_owned);
+    let tag = lines.next().map(str::to_owned);
+    let actions: Vec<Action> = label
+        .iter()
+        .map(|l| Action {
+            id: "go".into(),
+            label: l.clone(),
+            url: Some("/go".into()),
+        })
+        .collect();
+    let locales = tag.as_ref().map(|t| {
+        BTreeMap::from([(
+            t.clone(),
+            LocaleVariant {
+                title: body.clone(),
+                body: title.clone(),
+                actions: Some(actions.iter().rev().cloned().collect()),
+            },
+        )])
+    });
+    let e = Envelope {
+        title,
+        body,
+        actions,
+        locales,
+        ..Default::default()
+    };
+    let valid = herald::render::check_templates(&e);
+    for locale in [None, tag.as_deref(), Some("fr-CA"), Some("")] {
+        let plain = herald::render::content(&e, locale, None);
+        for id in &ids {
+            let (t, b, a) = herald::render::content(&e, locale, Some(id));
+            if valid == Ok(false) {
+                // Nothing to fill: rendering for a recipient changes nothing.
+                assert_eq!((&t, &b, &a), (&plain.0, &plain.1, &plain.2));
+            }
+        }
+    }
+}
