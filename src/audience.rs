@@ -56,6 +56,9 @@ pub struct Audience {
 pub struct Filter {
     source: String,
     program: cel::Program,
+    /// The variables the expression names: only those are bound per
+    /// evaluation (building `user` and `segments` costs allocations).
+    uses: Vec<String>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -87,18 +90,26 @@ impl Filter {
             )
         })?;
         let refs = program.references();
+        let bound = comprehension_variables(source);
         for name in refs.variables() {
-            if !variables.contains(&name) {
+            if !variables.contains(&name) && !bound.iter().any(|b| b == name) {
                 return Err(EnvelopeError::new(
                     field,
                     format!("unknown variable {name:?}; use {}", variables.join(", ")),
                 ));
             }
         }
+        let uses = refs.variables().into_iter().map(String::from).collect();
         Ok(Self {
             source: source.to_owned(),
             program,
+            uses,
         })
+    }
+
+    /// Does the expression name this variable?
+    pub fn uses(&self, name: &str) -> bool {
+        self.uses.iter().any(|u| u == name)
     }
 
     pub fn source(&self) -> &str {
@@ -114,6 +125,27 @@ impl Filter {
             matches!(self.program.execute(&ctx), Ok(cel::Value::Bool(true)))
         })
     }
+}
+
+/// Names bound by CEL's comprehension macros (`list.exists(x, …)`, `all`,
+/// `exists_one`, `map`, `filter`): not free variables of the expression.
+fn comprehension_variables(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for mac in [".exists(", ".all(", ".exists_one(", ".map(", ".filter("] {
+        for (i, _) in source.match_indices(mac) {
+            let rest = &source[i + mac.len()..];
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let after = rest.trim_start()[name.len()..].trim_start();
+            if !name.is_empty() && after.starts_with(',') {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 fn first_line(s: &str) -> &str {
@@ -224,17 +256,23 @@ impl Audience {
         match &self.filter {
             None => true,
             Some(filter) => filter.eval(|ctx| {
-                ctx.add_variable_from_value(
-                    "user",
-                    cel::Value::String(Arc::new(id.user.to_string())),
-                );
-                let segs: Vec<cel::Value> = id
-                    .segments
-                    .iter()
-                    .map(|s| cel::Value::String(Arc::new(s.to_string())))
-                    .collect();
-                ctx.add_variable_from_value("segments", cel::Value::List(Arc::new(segs)));
-                ctx.add_variable_from_value("attrs", id.attrs.clone());
+                if filter.uses("user") {
+                    ctx.add_variable_from_value(
+                        "user",
+                        cel::Value::String(Arc::new(id.user.to_string())),
+                    );
+                }
+                if filter.uses("segments") {
+                    let segs: Vec<cel::Value> = id
+                        .segments
+                        .iter()
+                        .map(|s| cel::Value::String(Arc::new(s.to_string())))
+                        .collect();
+                    ctx.add_variable_from_value("segments", cel::Value::List(Arc::new(segs)));
+                }
+                if filter.uses("attrs") {
+                    ctx.add_variable_from_value("attrs", id.attrs.clone());
+                }
             }),
         }
     }
@@ -319,5 +357,34 @@ mod tests {
         assert_eq!(err(json!({"where": "attrs.plan =="})), "to.where");
         assert_eq!(err(json!({"where": "account.plan == 'x'"})), "to.where");
         assert_eq!(err(json!({"users": ["x".repeat(257)]})), "to.users");
+    }
+}
+
+#[cfg(test)]
+mod macro_tests {
+    use super::*;
+
+    #[test]
+    fn comprehension_variables_are_not_unknown_variables() {
+        let a = Audience::compile(
+            &serde_json::json!({"where": "segments.exists(s, s.startsWith('be'))"}),
+        )
+        .expect("compiles");
+        let id = |segs: &[&str]| Identity {
+            user: Arc::from("u"),
+            segments: segs.iter().map(|s| Box::from(*s)).collect(),
+            attrs: cel::Value::Map(cel::objects::Map {
+                map: Arc::new(Default::default()),
+            }),
+            exp: u64::MAX,
+            locale: None,
+        };
+        assert!(a.matches(&id(&["beta"])));
+        assert!(!a.matches(&id(&["alpha"])));
+        // A free variable is still refused.
+        assert!(
+            Audience::compile(&serde_json::json!({"where": "segments.exists(s, s == other)"}))
+                .is_err()
+        );
     }
 }
