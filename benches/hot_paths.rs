@@ -312,12 +312,34 @@ fn bench_deliver(c: &mut Criterion) {
     g.finish();
 }
 
+/// The return type's size of a 5-argument function, without calling it: how
+/// `async fn`s are measured here (their futures are opaque types).
+fn returned_size<A, B, C, D, E, R>(_: fn(A, B, C, D, E) -> R) -> usize {
+    std::mem::size_of::<R>()
+}
+
+/// Prints the sizes of the per-session structures (memory per connection:
+/// see docs/BENCHMARKS.md). Not timed; runs with every `cargo bench`.
+fn report_sizes(_: &mut Criterion) {
+    type Io = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
+    type Ws = tokio_tungstenite::WebSocketStream<Io>;
+    let run = returned_size(herald::session::run::<Io>);
+    eprintln!(
+        "sizes (bytes): session::run future {run}, WebSocketStream {}, tokio Sleep {}, hub Session {}, Identity {}, Outgoing {}",
+        std::mem::size_of::<Ws>(),
+        std::mem::size_of::<tokio::time::Sleep>(),
+        std::mem::size_of::<herald::hub::Session>(),
+        std::mem::size_of::<Identity>(),
+        std::mem::size_of::<Outgoing>(),
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_envelope, bench_msg_frame, bench_audience, bench_deliver
+    targets = report_sizes, bench_envelope, bench_msg_frame, bench_audience, bench_deliver
 }
 criterion_main!(benches);
