@@ -190,7 +190,9 @@ async fn upgrade(
             recovered: resumed.as_ref().map(|r| r.recovered),
         }
         .to_json();
-        crate::session::run(ws, reg, node.session_ctx.clone(), hello, replayed_upto).await;
+        // The session runs as a task of its own: this setup task (its locals,
+        // its futures) is freed, and every idle session holds only the loop.
+        tokio::spawn(crate::session::run(ws, reg, node.session_ctx.clone(), hello, replayed_upto));
     });
 
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
