@@ -254,6 +254,18 @@ impl MemoryHistory {
         inner.global.trim(self.max, oldest);
     }
 
+    /// The current position: a resume from it recovers what comes next.
+    pub fn head(&self) -> String {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Now, not the last entry's time: a fresh history's position must
+        // not look older than the window.
+        let id = Id {
+            ms: crate::auth::unix_now_ms().max(inner.last.ms),
+            seq: inner.last.seq,
+        };
+        format!("{}.{id}", self.epoch)
+    }
+
     pub fn resume(&self, identity: &Identity, since: &str) -> Resumed {
         let Some((epoch, since)) = parse_pos(since) else {
             return Resumed::lost();

@@ -135,6 +135,10 @@ pub enum ServerFrame<'a> {
         heartbeat_s: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// The history's position at connect: resuming from it later
+        /// recovers what was published meanwhile (absent without history).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pos: Option<&'a str>,
     },
     Retract {
         id: &'a str,
@@ -220,6 +224,7 @@ mod tests {
             user: "u1",
             heartbeat_s: 25,
             recovered: None,
+            pos: None,
         }
         .to_json();
         assert_eq!(

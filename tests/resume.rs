@@ -264,3 +264,40 @@ async fn redis_resume_honours_retractions() {
     n1.stop().await;
     n2.stop().await;
 }
+
+async fn resume_from_hello(h: &Herald) {
+    let c = h.connect("newcomer").await;
+    let pos = c.hello["pos"]
+        .as_str()
+        .expect("hello carries the current position")
+        .to_owned();
+    drop(c);
+    eventually("gone", || async {
+        h.get_json("/v1/presence/newcomer").await["sessions"] == 0
+    })
+    .await;
+    h.publish(banner(
+        json!({"users": ["newcomer"]}),
+        "while away, before any message",
+    ))
+    .await;
+    let mut back = connect_since(h, "newcomer", &pos).await;
+    assert_eq!(back.hello["recovered"], true);
+    let f = back.recv().await;
+    assert_eq!(
+        (f["title"].as_str(), f["reason"].as_str()),
+        (Some("while away, before any message"), Some("replay"))
+    );
+}
+
+#[tokio::test]
+async fn the_hello_position_lets_a_client_that_saw_nothing_resume() {
+    let h = Herald::start(config()).await;
+    resume_from_hello(&h).await;
+    h.stop().await;
+    // With Redis, on a history that does not exist yet.
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    resume_from_hello(&h).await;
+    h.stop().await;
+}

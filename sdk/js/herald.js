@@ -652,6 +652,9 @@ export class HeraldClient {
     this._heartbeatMs = hb > 0 ? hb * 1000 : 25000;
     this._lastSentAt = Date.now();
     this._pingSentAt = 0;
+    // The server's position at connect: a later resume from it recovers what
+    // is published while this page is away, even before any message arrived.
+    this._lastPos = nextPos(this._lastPos, frame.pos, 'hello');
     const info = { sid: this._sid, user: this._user };
     if (typeof frame.recovered === 'boolean') info.recovered = frame.recovered;
     this._setState('open', info);

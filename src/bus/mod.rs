@@ -132,6 +132,14 @@ impl Bus {
         }
     }
 
+    /// The history's current position, for the `hello` frame.
+    pub async fn head(&self) -> Option<String> {
+        match self {
+            Bus::Embedded { history, .. } => history.as_ref().map(|h| h.head()),
+            Bus::Redis(bus) => bus.head().await,
+        }
+    }
+
     /// Messages a session that just connected must receive (reason `sticky`).
     pub async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
         match self {

@@ -604,6 +604,51 @@ impl RedisBus {
         }
     }
 
+    /// The history's current position (creating its epoch if there is none
+    /// yet, so that a client connecting to a fresh history can resume too).
+    pub async fn head(&self) -> Option<String> {
+        self.history?;
+        let mut conn = self.conn.clone();
+        let candidate = format!("{:016x}", rand::random::<u64>());
+        let read: redis::RedisResult<(Option<String>, Option<u64>, Option<u64>, (u64, u64))> =
+            async {
+                let _: Option<String> = redis::cmd("SET")
+                    .arg(self.keys.epoch())
+                    .arg(&candidate)
+                    .arg("NX")
+                    .query_async(&mut conn)
+                    .await?;
+                let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) =
+                    redis::cmd("MGET")
+                        .arg(self.keys.epoch())
+                        .arg(format!("{}:lastms", self.keys.history()))
+                        .arg(format!("{}:seq", self.keys.history()))
+                        .query_async(&mut conn)
+                        .await?;
+                // Redis's clock, as history ids use it.
+                let now: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+                Ok((epoch, ms, seq, now))
+            }
+            .await;
+        match read {
+            // Never older than now: a fresh history's position must not look
+            // older than the window.
+            Ok((Some(epoch), ms, seq, (s, us))) => {
+                let now_ms = s * 1000 + us / 1000;
+                Some(format!(
+                    "{epoch}.{}-{}",
+                    ms.unwrap_or(0).max(now_ms),
+                    seq.unwrap_or(0)
+                ))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "history head not read");
+                None
+            }
+        }
+    }
+
     /// Everything after `since` that targets this identity, from the
     /// broadcast history and the user's own, in order; or nothing when the
     /// epoch changed, `since` is outside the window, or a stream dropped an

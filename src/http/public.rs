@@ -180,6 +180,7 @@ async fn upgrade(
                 .connect_frames(session, missed, retracted, &active),
         );
         let replayed_upto = resumed.as_ref().map_or(0, |r| r.upto());
+        let head = Box::pin(node.bus.head()).await;
         node.campaigns
             .fire(session.clone(), crate::campaigns::Occurrence::Connect);
         let sid = node.hub.sid_text(session.sid);
@@ -188,11 +189,18 @@ async fn upgrade(
             user: &session.identity.user,
             heartbeat_s: node.config.session.heartbeat.as_secs().max(1),
             recovered: resumed.as_ref().map(|r| r.recovered),
+            pos: head.as_deref(),
         }
         .to_json();
         // The session runs as a task of its own: this setup task (its locals,
         // its futures) is freed, and every idle session holds only the loop.
-        tokio::spawn(crate::session::run(ws, reg, node.session_ctx.clone(), hello, replayed_upto));
+        tokio::spawn(crate::session::run(
+            ws,
+            reg,
+            node.session_ctx.clone(),
+            hello,
+            replayed_upto,
+        ));
     });
 
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
