@@ -189,6 +189,9 @@ static CAMPAIGN: LazyLock<redis::Script> =
 static DEAD: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/dead.lua")));
 
+/// The epoch, the last history time and sequence, and Redis's clock.
+type HeadReads = (Option<String>, Option<u64>, Option<u64>, (u64, u64));
+
 /// A user's pending messages, and whether they acknowledged each global one.
 type ReplayReads = (Vec<(String, String)>, Vec<bool>);
 
@@ -610,26 +613,24 @@ impl RedisBus {
         self.history?;
         let mut conn = self.conn.clone();
         let candidate = format!("{:016x}", rand::random::<u64>());
-        let read: redis::RedisResult<(Option<String>, Option<u64>, Option<u64>, (u64, u64))> =
-            async {
-                let _: Option<String> = redis::cmd("SET")
-                    .arg(self.keys.epoch())
-                    .arg(&candidate)
-                    .arg("NX")
-                    .query_async(&mut conn)
-                    .await?;
-                let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) =
-                    redis::cmd("MGET")
-                        .arg(self.keys.epoch())
-                        .arg(format!("{}:lastms", self.keys.history()))
-                        .arg(format!("{}:seq", self.keys.history()))
-                        .query_async(&mut conn)
-                        .await?;
-                // Redis's clock, as history ids use it.
-                let now: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
-                Ok((epoch, ms, seq, now))
-            }
-            .await;
+        let read: redis::RedisResult<HeadReads> = async {
+            let _: Option<String> = redis::cmd("SET")
+                .arg(self.keys.epoch())
+                .arg(&candidate)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?;
+            let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) = redis::cmd("MGET")
+                .arg(self.keys.epoch())
+                .arg(format!("{}:lastms", self.keys.history()))
+                .arg(format!("{}:seq", self.keys.history()))
+                .query_async(&mut conn)
+                .await?;
+            // Redis's clock, as history ids use it.
+            let now: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+            Ok((epoch, ms, seq, now))
+        }
+        .await;
         match read {
             // Never older than now: a fresh history's position must not look
             // older than the window.
