@@ -272,3 +272,10 @@ describe('helpers', () => {
     assert.equal(nextPos(e(11, 3), '', 'trigger'), e(11, 3));
   });
 });
+
+test('the hello position starts a fresh session and never moves an older one back', () => {
+  assert.equal(nextPos(null, 'e1.100-5', 'hello'), 'e1.100-5');
+  assert.equal(nextPos('e1.200-9', 'e1.100-5', 'hello'), 'e1.200-9');
+  assert.equal(nextPos('e1.100-5', 'e1.300-9', 'hello'), 'e1.300-9');
+  assert.equal(nextPos('e1.100-5', 'e2.1-1', 'hello'), 'e2.1-1', 'a new epoch replaces it');
+});
