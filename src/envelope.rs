@@ -31,6 +31,19 @@ impl EnvelopeError {
             reason: reason.into(),
         }
     }
+
+    /// A JSON shape error, naming the field serde names in its message
+    /// ("unknown field `x`", "missing field `y`"), else "envelope".
+    pub fn from_serde(e: serde_json::Error) -> Self {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .unwrap_or("envelope")
+            .to_owned();
+        Self::new(field, msg)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -238,17 +251,7 @@ pub fn parse(bytes: &[u8], max_bytes: usize, now_ms: u64) -> Result<Command, Env
             format!("{} bytes is over the {max_bytes}-byte limit", bytes.len()),
         ));
     }
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the field in its message ("unknown field `x`", "missing field `y`").
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("envelope")
-            .to_owned();
-        EnvelopeError::new(field, msg)
-    })?;
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(EnvelopeError::from_serde)?;
     check(envelope, now_ms)
 }
 

@@ -154,16 +154,8 @@ impl RedisBus {
                 envelope::EnvelopeError::new("e", "the entry has no field e holding the envelope")
             })
             .and_then(|text| {
-                let mut e: Envelope = serde_json::from_str(text).map_err(|err| {
-                    let msg = err.to_string();
-                    let field = msg
-                        .split('`')
-                        .nth(1)
-                        .filter(|_| msg.contains("field"))
-                        .unwrap_or("envelope")
-                        .to_owned();
-                    envelope::EnvelopeError::new(field, msg)
-                })?;
+                let mut e: Envelope =
+                    serde_json::from_str(text).map_err(envelope::EnvelopeError::from_serde)?;
                 if e.pos.is_some() {
                     return Err(envelope::EnvelopeError::new(
                         "pos",

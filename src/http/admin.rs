@@ -181,16 +181,8 @@ async fn put_campaign(
             "campaign: over the 262144-byte limit",
         )
     })?;
-    let campaign: Campaign = serde_json::from_slice(&bytes).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("campaign")
-            .to_owned();
-        ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: {msg}"))
-    })?;
+    let campaign: Campaign =
+        serde_json::from_slice(&bytes).map_err(envelope::EnvelopeError::from_serde)?;
     let compiled = Compiled::new(campaign, Some(&id))?;
     let stored = compiled.campaign.clone();
     node.campaigns.put(compiled).await?;
