@@ -75,15 +75,14 @@ fn template_corpus() {
     replay("template", fuzz_targets::template);
 }
 
-/// Found by the envelope target (a finding, not a crash): a float in `data`
-/// or `theme` that a node accepts comes back one bit off when the next node
-/// parses the JSON it was passed on, so nodes, and the clients they send
-/// `msg` frames to, disagree on the payload (here 18446744073759160515 is
-/// 0x43f0000000002f50 on the first node, 0x43f0000000002f4f on the others).
-/// serde_json rounds parsed floats correctly only with its `float_roundtrip`
-/// feature. Input: fuzz/corpus/envelope/regression-float-passed-on-one-bit-off.
+/// Found by the envelope target: a float in `data` or `theme` that a node
+/// accepted came back one bit off when the next node parsed the JSON it was
+/// passed on, so nodes, and the clients they send `msg` frames to, disagreed
+/// on the payload (18446744073759160515 was 0x43f0000000002f50 on the first
+/// node, 0x43f0000000002f4f on the others). Fixed by serde_json's
+/// `float_roundtrip` feature (c67dfa5). Input:
+/// fuzz/corpus/envelope/regression-float-passed-on-one-bit-off.
 #[test]
-#[ignore = "finding: enable serde_json's float_roundtrip feature in Cargo.toml, then drop this ignore"]
 fn floats_survive_being_passed_on() {
     use herald::envelope::{Command, parse};
     let input = br#"{"to":"all","kind":"custom","data":{"x":18446744073759160515}}"#;
