@@ -8,6 +8,15 @@
 mod fuzz_targets;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The stack of a tokio worker thread (tokio's default, which herald keeps):
+/// where a node parses envelopes and compiles CEL.
+const WORKER_STACK: usize = 2 << 20;
+/// Set in the child process that [`in_child`] starts.
+const CHILD: &str = "HERALD_FUZZ_CORPUS_CHILD";
+/// What the child prints before each input, so an abort names its input.
+const STARTING: &str = "fuzz_corpus: input ";
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,23 +31,63 @@ fn corpus(target: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Runs one target over its corpus, naming every input that panics.
-fn replay(target: &str, body: fuzz_targets::Target) {
-    let files = corpus(target);
-    assert!(!files.is_empty(), "fuzz/corpus/{target} is empty");
-    let mut failed = Vec::new();
-    for file in &files {
-        let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        if std::panic::catch_unwind(|| body(&data)).is_err() {
-            failed.push(file.display().to_string());
-        }
+/// Runs `f` on a thread with a worker's stack; `Err` if it panicked.
+fn on_worker_stack(f: impl FnOnce() + Send + 'static) -> std::thread::Result<()> {
+    std::thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(f)
+        .expect("spawn a thread")
+        .join()
+}
+
+/// Runs the calling test's `body` in a child process (this test binary,
+/// running only `test`), so that a stack overflow, which aborts the process,
+/// fails this test, naming the input it was on, instead of killing every
+/// test of the binary.
+fn in_child(test: &str, body: impl FnOnce()) {
+    if std::env::var_os(CHILD).is_some() {
+        body();
+        return;
     }
-    assert!(
-        failed.is_empty(),
-        "{target}: {} of {} corpus inputs panicked: {failed:?}",
-        failed.len(),
-        files.len()
-    );
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the test binary");
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find_map(|l| l.strip_prefix(STARTING));
+        let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
+        panic!(
+            "{test}: the child process failed ({}); last input started: {}\n{}",
+            out.status,
+            last.unwrap_or("none"),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+/// Runs one target over its corpus, each input on a worker-sized stack,
+/// naming every input that panics (and the first one that aborts).
+fn replay(test: &str, target: &str, body: fuzz_targets::Target) {
+    in_child(test, || {
+        let files = corpus(target);
+        assert!(!files.is_empty(), "fuzz/corpus/{target} is empty");
+        let mut failed = Vec::new();
+        for file in &files {
+            let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            eprintln!("{STARTING}{}", file.display());
+            if on_worker_stack(move || body(&data)).is_err() {
+                failed.push(file.display().to_string());
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "{target}: {} of {} corpus inputs panicked: {failed:?}",
+            failed.len(),
+            files.len()
+        );
+    });
 }
 
 #[test]
@@ -57,22 +106,26 @@ fn every_target_has_a_corpus_and_a_binary() {
 
 #[test]
 fn client_frame_corpus() {
-    replay("client_frame", fuzz_targets::client_frame);
+    replay(
+        "client_frame_corpus",
+        "client_frame",
+        fuzz_targets::client_frame,
+    );
 }
 
 #[test]
 fn envelope_corpus() {
-    replay("envelope", fuzz_targets::envelope);
+    replay("envelope_corpus", "envelope", fuzz_targets::envelope);
 }
 
 #[test]
 fn audience_corpus() {
-    replay("audience", fuzz_targets::audience);
+    replay("audience_corpus", "audience", fuzz_targets::audience);
 }
 
 #[test]
 fn template_corpus() {
-    replay("template", fuzz_targets::template);
+    replay("template_corpus", "template", fuzz_targets::template);
 }
 
 /// Found by the envelope target: a float in `data` or `theme` that a node
@@ -98,4 +151,40 @@ fn floats_survive_being_passed_on() {
         second.envelope.data, first.envelope.data,
         "passed on as {passed_on}"
     );
+}
+
+/// Found by replaying the audience corpus under `cargo test` (a crash: the
+/// process aborts). In a debug build (`cargo test`, `cargo run`, the herald
+/// binary the browser tests start), compiling the CEL `where`
+/// `((((((((((((1))))))))))))` (12 nested parentheses, 25 bytes; `[`, `{`
+/// and calls alike) overflows a 2 MiB thread stack: cel 0.15's generated
+/// ANTLR parser (`cel::parser::gen::celparser`) descends 16 frames per
+/// level, about 170 KiB of debug stack per level, before cel's own depth
+/// limit (96) applies. The node process aborts ("thread 'tokio-runtime-
+/// worker' has overflowed its stack", SIGABRT), taking every session down;
+/// one `PUBLISH herald:broadcast` with such a `to.where` (or a campaign's
+/// `audience.where` or `trigger.where`) stops every debug node that
+/// receives it. Reached from `Filter::compile` (src/audience.rs:88,
+/// `cel::Program::compile`). Release builds need under 1 MiB for any depth
+/// (measured to 2000 levels), so production nodes are not affected.
+/// Input: fuzz/corpus/audience/regression-cel-nesting-overflows-debug-stack.
+#[test]
+fn nested_cel_compiles_on_a_worker_stack() {
+    in_child("nested_cel_compiles_on_a_worker_stack", || {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/audience/regression-cel-nesting-overflows-debug-stack");
+        let minimal = std::fs::read_to_string(path).expect("reproducer");
+        for src in [
+            minimal,
+            format!("{}1{}", "(".repeat(100), ")".repeat(100)),
+            format!("{}{}", "[".repeat(2000), "]".repeat(2000)),
+        ] {
+            eprintln!("{STARTING}{src}");
+            let to = serde_json::json!({ "where": src });
+            on_worker_stack(move || {
+                let _ = herald::audience::Audience::compile(&to);
+            })
+            .expect("compile does not panic");
+        }
+    });
 }
