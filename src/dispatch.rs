@@ -154,8 +154,9 @@ pub struct Dispatcher {
     everyone: Audience,
     recent: Mutex<Recent>,
     active: Mutex<ActiveSet>,
-    /// Embedded mode: users who acknowledged each must-acknowledge message.
-    /// (With Redis, acknowledgements live in Redis, shared by every node.)
+    /// Embedded mode: users who acknowledged each must-acknowledge message,
+    /// kept only while the message is active. (With Redis, acknowledgements
+    /// live in Redis, shared by every node.)
     acked: Mutex<HashMap<String, HashSet<Arc<str>>>>,
 }
 
@@ -284,76 +285,61 @@ impl Dispatcher {
             (Route::Broadcast, Some(users)) => Target::Users(users),
             (Route::Broadcast, None) => Target::Everyone,
         };
-        let n = self.deliver(p, target, &p.audience, Reason::Push, born);
+        let n = self.deliver(p, target, born);
         tracing::debug!(msg_id = p.id(), delivered = n, "message delivered");
         n
     }
 
-    /// Pushes `p` to the matching sessions in `target`, rendering once per
-    /// node, per locale, or per recipient as the message requires.
-    fn deliver(
-        &self,
-        p: &Publish,
-        target: Target<'_>,
-        audience: &Audience,
-        reason: Reason,
-        born: Instant,
-    ) -> usize {
+    /// Pushes `p` to the sessions in `target` its audience matches,
+    /// rendering once per node, per locale, or per recipient as the message
+    /// requires.
+    fn deliver(&self, p: &Publish, target: Target<'_>, born: Instant) -> usize {
         let seq = crate::history::seq_of(p);
-        let encode = |json: String| Outgoing::text(&json, born, seq);
-        // Serialized and framed once for the node, once per locale, or (with
-        // placeholders) once per recipient.
-        let shared = (!p.varies()).then(|| encode(msg_frame(&p.envelope, None, None, reason)));
+        let encode = |locale: Option<&str>, id: Option<&Identity>| {
+            Outgoing::text(&msg_frame(&p.envelope, locale, id, Reason::Push), born, seq)
+        };
+        let shared = (!p.varies()).then(|| encode(None, None));
         let mut per_locale: HashMap<Option<Box<str>>, Outgoing> = HashMap::new();
-        let record = self.events.record_deliveries && p.audience.users().is_some();
-        let msg_id: Arc<str> = Arc::from(p.id());
-        let delivered = self.hub.deliver(
-            target,
-            audience,
-            |s| match &shared {
-                Some(frame) => frame.clone(),
-                None if p.personalized => encode(msg_frame(
-                    &p.envelope,
-                    s.identity.locale.as_deref(),
-                    Some(&s.identity),
-                    reason,
-                )),
-                None => per_locale
-                    .entry(s.identity.locale.clone())
-                    .or_insert_with(|| {
-                        encode(msg_frame(
-                            &p.envelope,
-                            s.identity.locale.as_deref(),
-                            None,
-                            reason,
-                        ))
-                    })
-                    .clone(),
-            },
-            |s| {
-                if record {
-                    self.events.emit(
-                        Record::new(Stream::Events, "delivered")
-                            .with("msg", &*msg_id)
-                            .with("user", &*s.identity.user)
-                            .with("sid", self.hub.sid_text(s.sid))
-                            .with_opt("campaign", p.envelope.campaign.as_deref()),
-                    );
-                }
-            },
-        );
         // Named users: one record per session reached. Broadcast audiences:
         // one record per node with the count, so a fan-out to thousands does
         // not turn into thousands of stream entries.
-        if self.events.record_deliveries && !record && delivered > 0 {
+        let per_session = self.events.record_deliveries && p.audience.users().is_some();
+        let delivered = self.hub.deliver(
+            target,
+            &p.audience,
+            |s| match &shared {
+                Some(frame) => frame.clone(),
+                None if p.personalized => encode(s.identity.locale.as_deref(), Some(&s.identity)),
+                None => per_locale
+                    .entry(s.identity.locale.clone())
+                    .or_insert_with(|| encode(s.identity.locale.as_deref(), None))
+                    .clone(),
+            },
+            |s| {
+                if per_session {
+                    self.record_delivery(p, s);
+                }
+            },
+        );
+        if self.events.record_deliveries && !per_session && delivered > 0 {
             self.events.emit(
                 Record::new(Stream::Events, "delivered")
-                    .with("msg", &*msg_id)
+                    .with("msg", p.id())
                     .with("count", delivered.to_string())
                     .with_opt("campaign", p.envelope.campaign.as_deref()),
             );
         }
         delivered
+    }
+
+    fn record_delivery(&self, p: &Publish, s: &crate::hub::Session) {
+        self.events.emit(
+            Record::new(Stream::Events, "delivered")
+                .with("msg", p.id())
+                .with("user", &*s.identity.user)
+                .with("sid", self.hub.sid_text(s.sid))
+                .with_opt("campaign", p.envelope.campaign.as_deref()),
+        );
     }
 
     /// Sends the `retract` frame to the sessions the message could have
@@ -385,6 +371,11 @@ impl Dispatcher {
     pub fn active(&self) -> Vec<Arc<Publish>> {
         let mut active = self.lock_active();
         active.purge(crate::auth::unix_now_ms());
+        // Acknowledgements of messages no longer active are forgotten too.
+        self.acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| active.by_id.contains_key(id));
         let mut list: Vec<_> = active.by_id.values().cloned().collect();
         list.sort_by(|a, b| a.id().cmp(b.id()));
         list
@@ -404,8 +395,9 @@ impl Dispatcher {
     /// audience it matches, without the must-acknowledge ones its user
     /// acknowledged (as far as this node knows; Redis mode checks further).
     pub fn active_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
+        let active = self.active();
         let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
-        self.active()
+        active
             .into_iter()
             .filter(|p| p.audience.matches(id))
             .filter(|p| {
@@ -470,14 +462,27 @@ impl Dispatcher {
         if self.hub.push_to(session, frame) == crate::hub::outbox::Pushed::Queued {
             self.metrics.deliveries.inc();
             if self.events.record_deliveries {
-                self.events.emit(
-                    Record::new(Stream::Events, "delivered")
-                        .with("msg", p.id())
-                        .with("user", &*session.identity.user)
-                        .with("sid", self.hub.sid_text(session.sid))
-                        .with_opt("campaign", p.envelope.campaign.as_deref()),
-                );
+                self.record_delivery(p, session);
             }
+        }
+    }
+
+    /// Embedded mode: the user clicked or dismissed a message; a
+    /// must-acknowledge one is not sent to them again. (With Redis this
+    /// state lives in Redis, shared by every node.)
+    pub fn acknowledge(&self, id: &str, user: &Arc<str>) {
+        if self
+            .lock_active()
+            .by_id
+            .get(id)
+            .is_some_and(|p| p.envelope.require_ack)
+        {
+            self.acked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.to_owned())
+                .or_default()
+                .insert(user.clone());
         }
     }
 
@@ -496,9 +501,8 @@ impl Dispatcher {
         })
     }
 
-    /// Records an acknowledgement; clicked or dismissed clears a
-    /// must-acknowledge message for that user (embedded bookkeeping).
-    /// Returns the message's campaign, when this node knows it.
+    /// Records an acknowledgement in the events stream. Returns the
+    /// message's campaign, when this node knows it.
     pub fn on_ack(
         &self,
         user: &Arc<str>,
@@ -516,21 +520,6 @@ impl Dispatcher {
                 .with_opt("action", action)
                 .with_opt("campaign", campaign.as_deref()),
         );
-        if matches!(status, AckStatus::Clicked | AckStatus::Dismissed) {
-            let requires = self
-                .lock_active()
-                .by_id
-                .get(id)
-                .is_some_and(|p| p.envelope.require_ack);
-            if requires {
-                self.acked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(id.to_owned())
-                    .or_default()
-                    .insert(user.clone());
-            }
-        }
         campaign
     }
 }
@@ -582,39 +571,21 @@ pub fn msg_frame(
     identity: Option<&Identity>,
     reason: Reason,
 ) -> String {
-    msg_frame_at(e, locale, identity, reason, None)
-}
-
-pub fn msg_frame_at(
-    e: &Envelope,
-    locale: Option<&str>,
-    identity: Option<&Identity>,
-    reason: Reason,
-    pos: Option<&str>,
-) -> String {
-    let plain = e.locales.is_none() && identity.is_none();
-    let (title, body, actions) = if plain {
-        (None, None, Vec::new())
-    } else {
-        crate::render::content(e, locale, identity)
+    let rendered = (e.locales.is_some() || identity.is_some())
+        .then(|| crate::render::content(e, locale, identity));
+    let (title, body, actions) = match &rendered {
+        Some((title, body, actions)) => (title.as_deref(), body.as_deref(), &actions[..]),
+        None => (e.title.as_deref(), e.body.as_deref(), &e.actions[..]),
     };
     let frame = MsgFrame {
         t: "msg",
         id: e.id.as_deref().unwrap_or_default(),
         kind: e.kind,
         priority: e.priority,
-        title: if plain {
-            e.title.as_deref()
-        } else {
-            title.as_deref()
-        },
-        body: if plain {
-            e.body.as_deref()
-        } else {
-            body.as_deref()
-        },
+        title,
+        body,
         image_url: e.image_url.as_deref(),
-        actions: if plain { &e.actions } else { &actions },
+        actions,
         position: e.position,
         anchor: e.anchor.as_deref(),
         theme: e.theme.as_ref(),
@@ -624,7 +595,7 @@ pub fn msg_frame_at(
         collapse_key: e.collapse_key.as_deref(),
         require_ack: e.require_ack,
         campaign: e.campaign.as_deref(),
-        pos: pos.or(e.pos.as_deref()),
+        pos: e.pos.as_deref(),
         reason: reason.as_str(),
     };
     serde_json::to_string(&frame).unwrap_or_default()

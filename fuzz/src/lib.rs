@@ -10,7 +10,7 @@
 
 use herald::auth::Identity;
 use herald::campaigns::{Campaign, Compiled, Occurrence, Registry};
-use herald::dispatch::{Reason, msg_frame, msg_frame_at};
+use herald::dispatch::{Reason, msg_frame};
 use herald::envelope::{self, Action, Command, Envelope, LocaleVariant};
 use herald::protocol::ClientFrame;
 use std::collections::{BTreeMap, HashMap};
@@ -179,13 +179,7 @@ pub fn envelope(data: &[u8]) {
             assert_eq!(v["t"], "msg", "{f}");
         };
         frame(msg_frame(e, None, None, Reason::Push));
-        frame(msg_frame_at(
-            e,
-            Some("fr"),
-            None,
-            Reason::Replay,
-            Some("7-0"),
-        ));
+        frame(msg_frame(e, Some("fr"), None, Reason::Replay));
         each_identity(|id| {
             let _ = p.audience.matches(id);
             frame(msg_frame(e, id.locale.as_deref(), Some(id), Reason::Sticky));

@@ -63,7 +63,10 @@ impl Bus {
             } => {
                 // Who is online is known before delivery, as with PUBLISH replies.
                 let reach = match cmd {
-                    Command::Publish(p) => reach(p, |u| hub.user_sessions(u) > 0),
+                    Command::Publish(p) => p
+                        .audience
+                        .users()
+                        .map(|users| Reach::split(users, |_, u| hub.user_sessions(u) > 0)),
                     _ => None,
                 };
                 // Recorded in the history first, so it goes out with its position.
@@ -161,10 +164,11 @@ impl Bus {
             Bus::Redis(bus) => bus.dispatcher(),
         };
         let campaign = dispatcher.on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
-        if let Bus::Redis(bus) = self
-            && matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed)
-        {
-            bus.ack(user, &ack.id).await?;
+        if matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed) {
+            match self {
+                Bus::Embedded { dispatcher, .. } => dispatcher.acknowledge(&ack.id, user),
+                Bus::Redis(bus) => bus.ack(user, &ack.id).await?,
+            }
         }
         Ok(campaign)
     }
@@ -252,15 +256,18 @@ impl Bus {
     }
 }
 
-fn reach(p: &Publish, online: impl Fn(&str) -> bool) -> Option<Reach> {
-    let users = p.audience.users()?;
-    let mut r = Reach::default();
-    for u in users {
-        if online(u) {
-            r.online.push(u.to_string());
-        } else {
-            r.offline.push(u.to_string());
+impl Reach {
+    /// Splits named users by `online(index, user)`.
+    pub(crate) fn split(users: &[Arc<str>], mut online: impl FnMut(usize, &str) -> bool) -> Self {
+        let mut r = Reach::default();
+        for (i, u) in users.iter().enumerate() {
+            if online(i, u) {
+                &mut r.online
+            } else {
+                &mut r.offline
+            }
+            .push(u.to_string());
         }
+        r
     }
-    Some(r)
 }

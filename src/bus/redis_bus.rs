@@ -219,19 +219,9 @@ impl Publishing<'_> {
         match cmd {
             Command::Publish(p) => {
                 let counts = self.publish(conn, p, true).await?;
-                let Some(users) = p.audience.users() else {
-                    return Ok(None);
-                };
-                let mut reach = Reach::default();
-                for (u, n) in users.iter().zip(counts) {
-                    if n > 0 {
-                        &mut reach.online
-                    } else {
-                        &mut reach.offline
-                    }
-                    .push(u.to_string());
-                }
-                Ok(Some(reach))
+                Ok(p.audience
+                    .users()
+                    .map(|users| Reach::split(users, |i, _| counts.get(i).is_some_and(|n| *n > 0))))
             }
             Command::Retract { id } => {
                 let env = serde_json::json!({"op": "retract", "id": id}).to_string();
@@ -240,10 +230,7 @@ impl Publishing<'_> {
                     .arg(id)
                     .arg(env)
                     .arg(TOMBSTONE_S)
-                    .arg(if self.history.is_some() { "1" } else { "0" })
-                    .arg(self.history.map_or(0, |(w, _)| w.as_millis() as u64))
-                    .arg(self.history.map_or(0, |(_, n)| n))
-                    .arg(format!("{:016x}", rand::random::<u64>()))
+                    .arg(self.history_args())
                     .invoke_async(conn)
                     .await
                     .map_err(unavailable)?;
@@ -271,6 +258,21 @@ impl Publishing<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// The history arguments both scripts take: on ("0"|"1"), window ms,
+    /// entries per stream, and an epoch to use if none exists yet.
+    fn history_args(&self) -> Vec<String> {
+        let (on, window, max) = match self.history {
+            Some((w, n)) => ("1", w.as_millis() as u64, n),
+            None => ("0", 0, 0),
+        };
+        vec![
+            on.into(),
+            window.to_string(),
+            max.to_string(),
+            format!("{:016x}", rand::random::<u64>()),
+        ]
     }
 
     /// `publish = false` only stores (a node keeping a sticky message that
@@ -306,10 +308,7 @@ impl Publishing<'_> {
             .arg(self.maxlen)
             .arg(e.campaign.as_deref().unwrap_or_default())
             .arg(self.node)
-            .arg(if self.history.is_some() { "1" } else { "0" })
-            .arg(self.history.map_or(0, |(w, _)| w.as_millis() as u64))
-            .arg(self.history.map_or(0, |(_, n)| n))
-            .arg(format!("{:016x}", rand::random::<u64>()));
+            .arg(self.history_args());
         for u in users.unwrap_or_default() {
             inv.arg(&**u);
         }

@@ -327,14 +327,15 @@ impl Hub {
         self.sessions.get(&sid).map(|s| s.value().clone())
     }
 
+    /// Visits the user's sessions under a read guard of the user's shard:
+    /// `visit` is synchronous and never touches the `users` map, so holding
+    /// it is safe and saves copying the sids for every message.
     fn for_user(&self, user: &str, visit: &mut impl FnMut(&Session)) {
-        // Copy the sids out so the users shard is not held while pushing.
-        let sids = match self.users.get(user) {
-            Some(s) => s.clone(),
-            None => return,
+        let Some(sids) = self.users.get(user) else {
+            return;
         };
-        for sid in sids {
-            if let Some(s) = self.sessions.get(&sid) {
+        for sid in sids.iter() {
+            if let Some(s) = self.sessions.get(sid) {
                 visit(s.value());
             }
         }
