@@ -63,14 +63,6 @@ async fn decisions(h: &Herald, verdict: &str) -> f64 {
     .await
 }
 
-/// Asserts the next frame is a control message published now: nothing the
-/// campaign engine decided earlier reached this client.
-async fn nothing_more(h: &Herald, c: &mut Client, user: &str) {
-    h.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}))
-        .await;
-    assert_eq!(c.recv_title().await, "control");
-}
-
 #[tokio::test]
 async fn event_trigger_with_audience_frequency_and_until() {
     let h = Herald::start(config()).await;
@@ -92,7 +84,7 @@ async fn event_trigger_with_audience_frequency_and_until() {
         .is_empty()
     );
     assert!(event_then_pong(&mut pro, EXPORT).await.is_empty());
-    nothing_more(&h, &mut pro, "pro1").await;
+    h.expect_control_next(&mut pro, "pro1").await;
 
     free.send(EXPORT).await;
     let f = free.recv().await;
@@ -117,7 +109,7 @@ async fn event_trigger_with_audience_frequency_and_until() {
         decisions(&h, "frequency").await == 1.0
     })
     .await;
-    nothing_more(&h, &mut free, "free1").await;
+    h.expect_control_next(&mut free, "free1").await;
     h.stop().await;
 }
 
@@ -150,7 +142,7 @@ async fn until_clicked_ends_the_campaign_for_that_user() {
         decisions(&h, "until").await == 1.0
     })
     .await;
-    nothing_more(&h, &mut u, "u").await;
+    h.expect_control_next(&mut u, "u").await;
     h.stop().await;
 }
 
@@ -178,7 +170,7 @@ async fn the_highest_priority_wins_and_the_global_cap_holds_except_urgent() {
         decisions(&h, "global_cap").await == 2.0
     })
     .await;
-    nothing_more(&h, &mut u, "buyer").await;
+    h.expect_control_next(&mut u, "buyer").await;
     // Urgent campaigns are exempt.
     u.send(r#"{"t":"event","name":"outage_seen"}"#).await;
     assert_eq!(u.recv_title().await, "urgent");
@@ -296,7 +288,7 @@ async fn campaigns_and_their_counters_are_shared_by_every_node() {
         decisions(&n1, "frequency").await == 1.0
     })
     .await;
-    nothing_more(&n1, &mut b, "alice").await;
+    n1.expect_control_next(&mut b, "alice").await;
     // A deactivation reaches every node.
     put(&n2, "once", json!({"trigger": {"event": "opened"}, "active": false, "message": {"kind": "toast", "title": "once"}})).await;
     eventually("node 1 sees it inactive", || async {

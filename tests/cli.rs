@@ -269,81 +269,34 @@ async fn publish_from_a_json_file_through_redis() {
 
 #[tokio::test]
 async fn serve_runs_embedded_and_token_uses_dev_mode() {
-    let public = free_port();
-    let admin = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{public}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .env_remove("HERALD_REDIS__URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let healthz = format!("http://127.0.0.1:{public}/healthz");
-    eventually("serve answers /healthz", || {
-        let url = healthz.clone();
-        async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await;
+    let node = NodeProcess::spawn(&[], &[], true).await;
     // No key configured: herald token asks the dev-mode node.
     let o = herald_async(vec![
         "token".into(),
         "--sub".into(),
         "dev-user".into(),
         "--url".into(),
-        format!("http://127.0.0.1:{public}"),
+        format!("http://{}", node.public),
     ])
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut c = Client::connect(&format!(
-        "ws://127.0.0.1:{public}/v1/ws?token={}",
-        stdout(&o)
-    ))
-    .await;
+    let mut c = Client::connect(&format!("ws://{}/v1/ws?token={}", node.public, stdout(&o))).await;
     assert_eq!(c.hello["user"], "dev-user");
     let o = herald_async(vec![
         "broadcast".into(),
         "--title".into(),
         "Payments degraded".into(),
         "--api".into(),
-        format!("http://127.0.0.1:{admin}"),
+        format!("http://{}", node.admin),
     ])
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(c.recv_title().await, "Payments degraded");
     // SIGTERM drains: the session gets 1012 and the process exits 0.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    let stop = tokio::spawn(node.terminate());
     assert_eq!(c.closed().await.0, 1012);
-    let status = tokio::task::spawn_blocking(move || {
-        let s = child.wait().expect("wait");
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut err)
-            .expect("read");
-        (s, err)
-    })
-    .await
-    .expect("join");
-    assert!(status.0.success(), "exit: {:?}", status.0);
-    assert!(
-        status.1.contains("DEV MODE"),
-        "dev mode is announced loudly"
-    );
-    assert!(!status.1.contains("eyJ"), "no token in the logs");
+    let (status, logs) = stop.await.expect("join");
+    assert!(status.success(), "exit: {status:?}");
+    assert!(logs.contains("DEV MODE"), "dev mode is announced loudly");
+    assert!(!logs.contains("eyJ"), "no token in the logs");
 }

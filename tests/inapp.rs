@@ -14,11 +14,6 @@ async fn stream(h: &Herald, name: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn control(h: &Herald, user: &str) {
-    h.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}))
-        .await;
-}
-
 #[tokio::test]
 async fn sticky_messages_reach_sessions_that_connect_later() {
     let h = Herald::start(config()).await;
@@ -42,8 +37,7 @@ async fn sticky_messages_reach_sessions_that_connect_later() {
         (Some(id.as_str()), Some("sticky"), Some(true))
     );
     // The admins-only sticky is not for this session: the next frame is the control.
-    control(&h, "late").await;
-    assert_eq!(late.recv_title().await, "control");
+    h.expect_control_next(&mut late, "late").await;
     let mut admin = h
         .connect_claims(claims_with("boss", &["admins"], json!({})))
         .await;
@@ -74,12 +68,8 @@ async fn retraction_reaches_holders_and_removes_from_the_sticky_set() {
         json!([])
     );
     let mut b = h.connect("b").await;
-    control(&h, "b").await;
-    assert_eq!(
-        b.recv_title().await,
-        "control",
-        "a retracted sticky is not replayed"
-    );
+    // a retracted sticky is not replayed
+    h.expect_control_next(&mut b, "b").await;
     // op: retract in an envelope works the same way.
     let id2 = h
         .publish(json!({"to": "all", "kind": "banner", "title": "second", "sticky": true}))
@@ -112,8 +102,7 @@ async fn collapse_key_replaces_the_active_message() {
         (f["title"].as_str(), f["collapse_key"].as_str()),
         (Some("v2"), Some("incident"))
     );
-    control(&h, "c").await;
-    assert_eq!(c.recv_title().await, "control");
+    h.expect_control_next(&mut c, "c").await;
     h.stop().await;
 }
 
@@ -135,8 +124,7 @@ async fn expired_sticky_is_not_replayed() {
     .await;
     let mut c = h.connect("c").await;
     assert_eq!(c.recv_title().await, "long");
-    control(&h, "c").await;
-    assert_eq!(c.recv_title().await, "control");
+    h.expect_control_next(&mut c, "c").await;
     h.stop().await;
 }
 
@@ -148,8 +136,7 @@ async fn a_repeated_id_is_delivered_once() {
     h.publish(env.clone()).await;
     h.publish(env).await;
     assert_eq!(c.recv_title().await, "Order shipped");
-    control(&h, "c").await;
-    assert_eq!(c.recv_title().await, "control");
+    h.expect_control_next(&mut c, "c").await;
     h.stop().await;
 }
 
@@ -308,12 +295,8 @@ async fn require_ack_is_resent_on_connect_until_acknowledged() {
     })
     .await;
     let mut c3 = h.connect("alice").await;
-    control(&h, "alice").await;
-    assert_eq!(
-        c3.recv_title().await,
-        "control",
-        "acknowledged: not sent again"
-    );
+    // acknowledged: not sent again
+    h.expect_control_next(&mut c3, "alice").await;
     h.stop().await;
 }
 

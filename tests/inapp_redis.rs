@@ -22,11 +22,6 @@ async fn xrange(redis: &Redis, key: &str) -> Vec<std::collections::HashMap<Strin
         .collect()
 }
 
-async fn control(h: &Herald, user: &str) {
-    h.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}))
-        .await;
-}
-
 #[tokio::test]
 async fn a_sticky_published_on_one_node_reaches_sessions_connecting_to_another() {
     let redis = Redis::start();
@@ -64,8 +59,7 @@ async fn a_sticky_published_on_one_node_reaches_sessions_connecting_to_another()
         .expect("HGETALL");
     assert!(stored.is_empty());
     let mut d = n1.connect("later").await;
-    control(&n1, "later").await;
-    assert_eq!(d.recv_title().await, "control");
+    n1.expect_control_next(&mut d, "later").await;
     n1.stop().await;
     n2.stop().await;
 }
@@ -120,12 +114,8 @@ async fn require_ack_for_an_offline_user_waits_and_holds_across_nodes() {
     })
     .await;
     let mut again = n1.connect("alice").await;
-    control(&n1, "alice").await;
-    assert_eq!(
-        again.recv_title().await,
-        "control",
-        "acknowledged on node 2: not resent by node 1"
-    );
+    // acknowledged on node 2: not resent by node 1
+    n1.expect_control_next(&mut again, "alice").await;
     n1.stop().await;
     n2.stop().await;
 }
@@ -149,8 +139,7 @@ async fn global_require_ack_is_tracked_per_user() {
     })
     .await;
     let mut a2 = h.connect("a").await;
-    control(&h, "a").await;
-    assert_eq!(a2.recv_title().await, "control");
+    h.expect_control_next(&mut a2, "a").await;
     let mut b = h.connect("b").await;
     assert_eq!(b.recv().await["id"], "tos", "b has not acknowledged");
     h.stop().await;
@@ -231,7 +220,6 @@ async fn a_repeated_id_on_a_user_channel_is_delivered_once() {
     redis.publish("herald:user:alice", &env).await;
     redis.publish("herald:user:alice", &env).await;
     assert_eq!(c.recv_title().await, "once");
-    control(&h, "alice").await;
-    assert_eq!(c.recv_title().await, "control");
+    h.expect_control_next(&mut c, "alice").await;
     h.stop().await;
 }

@@ -150,9 +150,7 @@ async fn a_dead_nodes_pending_entries_are_claimed_and_delivered_once() {
             == 0
     })
     .await;
-    h.publish(json!({"to": {"users": ["alice"]}, "kind": "toast", "title": "control"}))
-        .await;
-    assert_eq!(c.recv_title().await, "control");
+    h.expect_control_next(&mut c, "alice").await;
     h.stop().await;
 }
 

@@ -4,7 +4,6 @@
 mod support;
 
 use serde_json::json;
-use std::process::{Command, Stdio};
 use support::*;
 
 const ODD_IDS: &[&str] = &[
@@ -80,35 +79,21 @@ async fn odd_user_ids_never_cross() {
 
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
-    let public = free_port();
-    let admin = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{public}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .env("HERALD_AUTH__HS256_SECRET", SECRET)
-        .env("HERALD_LOG__LEVEL", "trace")
-        .env("HERALD_LOG__FORMAT", "json")
-        .env_remove("HERALD_REDIS__URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    eventually("serving", || async move {
-        reqwest::get(format!("http://127.0.0.1:{public}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    let node = NodeProcess::spawn(
+        &[],
+        &[
+            ("HERALD_AUTH__HS256_SECRET", SECRET),
+            ("HERALD_LOG__LEVEL", "trace"),
+            ("HERALD_LOG__FORMAT", "json"),
+        ],
+        true,
+    )
     .await;
     let good = token(&claims("alice"));
     let mut expired = claims("bob");
     expired.exp = herald::auth::unix_now() - 3600;
     let bad = token(&expired);
-    let url = format!("ws://127.0.0.1:{public}/v1/ws");
+    let url = format!("ws://{}/v1/ws", node.public);
     let mut c = Client::connect(&format!("{url}?token={good}")).await;
     c.send(r#"{"t":"ack","id":"m1","status":"displayed"}"#)
         .await;
@@ -117,27 +102,7 @@ async fn tokens_never_reach_the_logs() {
     let refused = tokio_tungstenite::connect_async(format!("{url}?token={bad}")).await;
     assert!(refused.is_err(), "the expired token is refused");
     drop(c);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let logs = tokio::task::spawn_blocking(move || {
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut err)
-            .expect("read");
-        child.wait().expect("wait");
-        err
-    })
-    .await
-    .expect("join");
+    let (_, logs) = node.terminate().await;
     assert!(
         logs.contains("session open") && logs.contains("handshake refused"),
         "trace logs were written: {logs}"
@@ -213,8 +178,6 @@ async fn events_beyond_the_campaign_rate_trigger_nothing() {
             == 3.0
     })
     .await;
-    h.publish(json!({"to": {"users": ["u"]}, "kind": "toast", "title": "control"}))
-        .await;
-    assert_eq!(c.recv_title().await, "control");
+    h.expect_control_next(&mut c, "u").await;
     h.stop().await;
 }

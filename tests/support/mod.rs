@@ -248,6 +248,21 @@ impl Herald {
         body
     }
 
+    /// Publishes a control message to `user` and asserts it is the next
+    /// frame `c` receives: nothing that reached `c`'s node earlier for it is
+    /// still on its way. The positive half of every "nothing arrives" check.
+    pub async fn expect_control_next(&self, c: &mut Client, user: &str) {
+        self.publish(
+            serde_json::json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}),
+        )
+        .await;
+        let f = c.recv().await;
+        assert_eq!(
+            f["title"], "control",
+            "expected the control message next, got {f}"
+        );
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         let req = self.http.delete(format!("http://{}{path}", self.admin));
         let res = self.with_key(req).send().await.expect("admin request");
@@ -320,7 +335,10 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    pub async fn start(redis: &Redis) -> Self {
+    /// `herald serve` on free loopback ports, with extra arguments and
+    /// environment, once it answers `/healthz`. With `logs`, its stderr is
+    /// kept for [`NodeProcess::terminate`] to return.
+    pub async fn spawn(args: &[&str], env: &[(&str, &str)], logs: bool) -> Self {
         let (public, admin) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .args([
@@ -330,11 +348,11 @@ impl NodeProcess {
                 "--admin-listen",
                 &format!("127.0.0.1:{admin}"),
             ])
-            .args(["--redis", &redis.url()])
-            .env("HERALD_AUTH__HS256_SECRET", SECRET)
-            .env("HERALD_REDIS__HEARTBEAT", "100ms")
+            .args(args)
+            .env_remove("HERALD_REDIS__URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if logs { Stdio::piped() } else { Stdio::null() })
             .spawn()
             .expect("spawn herald");
         let node = Self {
@@ -342,6 +360,27 @@ impl NodeProcess {
             admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
             child: Some(child),
         };
+        let healthz = format!("http://{}/healthz", node.public);
+        eventually("the node process answers /healthz", || {
+            let url = healthz.clone();
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        node
+    }
+
+    /// A node on `redis` with the test secret and a fast heartbeat, ready.
+    pub async fn start(redis: &Redis) -> Self {
+        let url = redis.url();
+        let node = Self::spawn(
+            &["--redis", &url],
+            &[
+                ("HERALD_AUTH__HS256_SECRET", SECRET),
+                ("HERALD_REDIS__HEARTBEAT", "100ms"),
+            ],
+            false,
+        )
+        .await;
         let ready = format!("http://{}/readyz", node.admin);
         eventually("the node process is ready", || {
             let url = ready.clone();
@@ -349,6 +388,29 @@ impl NodeProcess {
         })
         .await;
         node
+    }
+
+    /// SIGTERM, as an orchestrator stops a node; returns how it exited and
+    /// what it logged (with `logs`).
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut logs = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                use std::io::Read;
+                err.read_to_string(&mut logs).expect("read logs");
+            }
+            (child.wait().expect("wait"), logs)
+        })
+        .await
+        .expect("join")
     }
 
     pub async fn connect(&self, user: &str) -> Client {
