@@ -5,37 +5,25 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Herald, launchBrowser, openDemo, screenshot, uniqueUser, until } from './support.mjs';
+import { openDemo, perFile, screenshot, sel, uniqueUser, until } from './support.mjs';
 
-let herald;
-let browser;
+const env = perFile({ before, after });
 
-before(async () => {
-  herald = await new Herald().start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
-
-const sel = (id) => `[data-herald-id="${id}"]`;
 const onlyUser = (user) => ({ where: `user == "${user}"` });
-const decisions = (reason) => herald.metric('herald_campaign_decisions_total', { reason });
+const decisions = (reason) => env.herald.metric('herald_campaign_decisions_total', { reason });
 const campaignMsgs = (wire, campaign) => wire.received.filter((f) => f.t === 'msg' && f.campaign === campaign);
 
 test('a campaign on page_view /pricing fires once in the demo; with frequency max 1 a second visit shows nothing', async () => {
   const user = uniqueUser('pricing');
   const campaign = `pricing-${user}`;
-  const stored = await herald.putCampaign(campaign, {
+  const stored = await env.herald.putCampaign(campaign, {
     trigger: { event: 'page_view', where: 'props.path == "/pricing"' },
     audience: onlyUser(user),
     message: { kind: 'card', title: 'Questions about plans?', body: 'Talk to us.', actions: [{ id: 'chat', label: 'Chat with sales' }] },
     frequency: { max: 1 },
   });
   assert.equal(stored.id, campaign);
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const pricingViews = () => wire.sent.filter((f) => f.t === 'event' && f.name === 'page_view' && f.props.path === '/pricing').length;
     await page.click('nav a[data-route="/pricing"]');
@@ -43,11 +31,11 @@ test('a campaign on page_view /pricing fires once in the demo; with frequency ma
     assert.equal(frame.reason, 'trigger');
     const card = await page.waitForSelector(sel(frame.id), { state: 'visible' });
     assert.equal(await card.$eval('.herald-title', (t) => t.textContent), 'Questions about plans?');
-    await herald.waitEvent('the campaign delivery', (r) => r.type === 'delivered' && r.msg === frame.id && r.campaign === campaign && r.user === user);
+    await env.herald.waitEvent('the campaign delivery', (r) => r.type === 'delivered' && r.msg === frame.id && r.campaign === campaign && r.user === user);
     await screenshot(page, 'campaign-pricing');
     await card.$eval('.herald-close', (b) => b.click());
     await page.waitForSelector(sel(frame.id), { state: 'detached' });
-    await herald.waitEvent('the dismissal with its campaign', (r) => r.type === 'dismissed' && r.msg === frame.id && r.campaign === campaign);
+    await env.herald.waitEvent('the dismissal with its campaign', (r) => r.type === 'dismissed' && r.msg === frame.id && r.campaign === campaign);
     assert.equal(pricingViews(), 1);
 
     // Second visit: the page reports it and the server decides against it.
@@ -57,27 +45,27 @@ test('a campaign on page_view /pricing fires once in the demo; with frequency ma
     await until('the second page_view for /pricing', () => pricingViews() === 2);
     await until('the server to hold the campaign back (frequency)', async () => (await decisions('frequency')) > heldBefore);
     // Positive control: a message published after that decision is drawn.
-    const control = await herald.publish({ to: { users: [user] }, kind: 'card', title: 'Control card', actions: [{ id: 'ok', label: 'OK' }] });
+    const control = await env.herald.publish({ to: { users: [user] }, kind: 'card', title: 'Control card', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(control), { state: 'visible' });
     await wire.waitReceived('the control', (f) => f.id === control);
     assert.equal(campaignMsgs(wire, campaign).length, 1, 'the campaign message came once');
     assert.equal(await page.$$eval('[data-herald-kind="card"]', (n) => n.length), 1, 'only the control card is on screen');
   } finally {
     await page.close();
-    await herald.deleteCampaign(campaign);
+    await env.herald.deleteCampaign(campaign);
   }
 });
 
 test('a connect campaign with until clicked shows on every page load until its button is clicked', async () => {
   const user = uniqueUser('welcome');
   const campaign = `welcome-${user}`;
-  await herald.putCampaign(campaign, {
+  await env.herald.putCampaign(campaign, {
     trigger: { connect: true },
     audience: onlyUser(user),
     message: { kind: 'modal', title: 'What is new', actions: [{ id: 'tour', label: 'Take the tour' }] },
     frequency: { max: 5, until: 'clicked' },
   });
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const first = await wire.waitReceived('the connect campaign', (f) => f.t === 'msg' && f.campaign === campaign);
     assert.equal(first.reason, 'trigger');
@@ -88,33 +76,33 @@ test('a connect campaign with until clicked shows on every page load until its b
     assert.notEqual(again.id, first.id, 'each display is a message of its own');
     await page.waitForSelector(sel(again.id), { state: 'visible' });
     await page.click(`${sel(again.id)} [data-herald-action="tour"]`);
-    await herald.waitEvent('the click with its campaign', (r) => r.type === 'clicked' && r.msg === again.id && r.campaign === campaign && r.action === 'tour');
+    await env.herald.waitEvent('the click with its campaign', (r) => r.type === 'clicked' && r.msg === again.id && r.campaign === campaign && r.action === 'tour');
 
     const stoppedBefore = await decisions('until');
     await page.reload();
     const third = (await wire.waitSocket(3)).received;
     await until('the server to stop the campaign (until)', async () => (await decisions('until')) > stoppedBefore);
-    const control = await herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
+    const control = await env.herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(control), { state: 'visible' });
     await until('the control on the third socket', () => third.some((f) => f.id === control));
     assert.deepEqual(third.filter((f) => f.campaign === campaign), [], 'not shown again once clicked');
     assert.equal(campaignMsgs(wire, campaign).length, 2);
   } finally {
     await page.close();
-    await herald.deleteCampaign(campaign);
+    await env.herald.deleteCampaign(campaign);
   }
 });
 
 test('an idle_s campaign fires after the page has been quiet that long', async () => {
   const user = uniqueUser('idle');
   const campaign = `idle-${user}`;
-  await herald.putCampaign(campaign, {
+  await env.herald.putCampaign(campaign, {
     trigger: { idle_s: 1 },
     audience: onlyUser(user),
     message: { kind: 'toast', title: 'Still there? Your cart is saved.', actions: [{ id: 'cart', label: 'View cart' }] },
     frequency: { max: 1 },
   });
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const frame = await wire.waitReceived('the idle campaign', (f) => f.t === 'msg' && f.campaign === campaign);
     assert.equal(frame.reason, 'trigger');
@@ -122,6 +110,6 @@ test('an idle_s campaign fires after the page has been quiet that long', async (
     await wire.waitAck(frame.id, 'displayed');
   } finally {
     await page.close();
-    await herald.deleteCampaign(campaign);
+    await env.herald.deleteCampaign(campaign);
   }
 });

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Herald, launchBrowser, openDemo, screenshot, uniqueUser, until } from './support.mjs';
+import { Herald, launchBrowser, openDemo, screenshot, uniqueUser, until, sel } from './support.mjs';
 
 let herald;
 let browser;
@@ -19,7 +19,6 @@ after(async () => {
   await herald?.stop();
 });
 
-const sel = (id) => `[data-herald-id="${id}"]`;
 const tokenOf = (url) => new URL(url).searchParams.get('token');
 
 /** Collects the SDK's state changes in the page. */

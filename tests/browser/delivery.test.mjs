@@ -5,39 +5,27 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Herald, launchBrowser, openDemo, screenshot, uniqueUser, until } from './support.mjs';
+import { openDemo, perFile, screenshot, sel, uniqueUser, until } from './support.mjs';
 
-let herald;
-let browser;
+const env = perFile({ before, after });
 
-before(async () => {
-  herald = await new Herald().start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
-
-const sel = (id) => `[data-herald-id="${id}"]`;
 
 test('a sticky banner published before the page loads shows on page load', async () => {
   const user = uniqueUser('sticky');
   const segment = uniqueUser('seg');
   const to = { users: [user] };
   // Nobody is online yet: the publisher is told so.
-  const sticky = await herald.publishReach({ to, kind: 'banner', title: 'Payments degraded', theme: { severity: 'warning' }, sticky: true });
+  const sticky = await env.herald.publishReach({ to, kind: 'banner', title: 'Payments degraded', theme: { severity: 'warning' }, sticky: true });
   assert.deepEqual(sticky.offline, [user]);
   // A sticky message to a segment lives in the shared sticky set rather than the user's own.
-  const forSegment = await herald.publish({ to: { segments: [segment] }, kind: 'card', title: 'Beta: new dashboard', sticky: true });
+  const forSegment = await env.herald.publish({ to: { segments: [segment] }, kind: 'card', title: 'Beta: new dashboard', sticky: true });
   // Neither sticky nor required: gone for someone who was not there.
-  const plain = await herald.publish({ to, kind: 'toast', title: 'You missed me', actions: [{ id: 'ok', label: 'OK' }] });
+  const plain = await env.herald.publish({ to, kind: 'toast', title: 'You missed me', actions: [{ id: 'ok', label: 'OK' }] });
   // Sticky, then retracted: sessions connecting later never get it.
-  const retracted = await herald.publish({ to, kind: 'modal', title: 'Retracted before you came', sticky: true });
-  await herald.retract(retracted);
+  const retracted = await env.herald.publish({ to, kind: 'modal', title: 'Retracted before you came', sticky: true });
+  await env.herald.retract(retracted);
 
-  const { page, wire, errors } = await openDemo(browser.context, herald, user, '/', { segments: segment });
+  const { page, wire, errors } = await openDemo(env.browser.context, env.herald, user, '/', { segments: segment });
   try {
     const banner = await page.waitForSelector(sel(sticky.id), { state: 'visible' });
     assert.equal(await banner.$eval('.herald-title', (t) => t.textContent), 'Payments degraded');
@@ -48,7 +36,7 @@ test('a sticky banner published before the page loads shows on page load', async
     await screenshot(page, 'sticky-on-load');
 
     // Positive control for what must not appear: a message published now is drawn...
-    const live = await herald.publish({ to, kind: 'toast', title: 'Published after load', actions: [{ id: 'ok', label: 'OK' }] });
+    const live = await env.herald.publish({ to, kind: 'toast', title: 'Published after load', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(live), { state: 'visible' });
     assert.equal((await wire.waitReceived('the live toast', (f) => f.id === live)).reason, 'push');
     // ...and what was neither sticky nor still active never came (replays come before anything live).
@@ -64,9 +52,9 @@ test('a sticky banner published before the page loads shows on page load', async
 
 test('acks land in the events stream: displayed when the overlay is shown, clicked with the action id', async () => {
   const user = uniqueUser('events');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({
+    const id = await env.herald.publish({
       to: { users: [user] },
       kind: 'modal',
       title: 'Export more with Pro',
@@ -78,21 +66,21 @@ test('acks land in the events stream: displayed when the overlay is shown, click
     const modal = await page.waitForSelector(sel(id), { state: 'visible' });
     const sid = await page.evaluate(() => window.heraldClient.sid);
     const mine = (type) => (r) => r.type === type && r.msg === id && r.user === user;
-    const delivered = await herald.waitEvent(`delivered ${id}`, mine('delivered'));
+    const delivered = await env.herald.waitEvent(`delivered ${id}`, mine('delivered'));
     assert.equal(delivered.sid, sid);
-    const displayed = await herald.waitEvent(`displayed ${id}`, mine('displayed'));
+    const displayed = await env.herald.waitEvent(`displayed ${id}`, mine('displayed'));
     assert.equal(displayed.sid, sid);
     assert.equal(displayed.action, undefined);
 
     await (await modal.$('[data-herald-action="upgrade"]')).click();
     await page.waitForSelector(sel(id), { state: 'detached' });
-    const clicked = await herald.waitEvent(`clicked ${id}`, mine('clicked'));
+    const clicked = await env.herald.waitEvent(`clicked ${id}`, mine('clicked'));
     assert.equal(clicked.action, 'upgrade');
     assert.equal(clicked.sid, sid);
     assert.equal(clicked.campaign, undefined, 'published directly: no campaign');
 
     // The clicked record (positive control) came after everything the page sent before it.
-    const records = await herald.events((r) => r.msg === id);
+    const records = await env.herald.events((r) => r.msg === id);
     assert.deepEqual(
       records.map((r) => r.type),
       ['delivered', 'displayed', 'clicked'],
@@ -108,9 +96,9 @@ test('acks land in the events stream: displayed when the overlay is shown, click
 test('a require_ack modal comes back after a reload until its button is clicked', async () => {
   const user = uniqueUser('reqack');
   const to = { users: [user] };
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({
+    const id = await env.herald.publish({
       to,
       kind: 'modal',
       title: 'Updated terms',
@@ -132,13 +120,13 @@ test('a require_ack modal comes back after a reload until its button is clicked'
     }
     await page.click(`${sel(id)} [data-herald-action="accept"]`);
     await page.waitForSelector(sel(id), { state: 'detached' });
-    await herald.waitEvent(`clicked ${id}`, (r) => r.type === 'clicked' && r.msg === id && r.user === user && r.action === 'accept');
+    await env.herald.waitEvent(`clicked ${id}`, (r) => r.type === 'clicked' && r.msg === id && r.user === user && r.action === 'accept');
 
     await page.reload();
     await page.waitForSelector('#conn-state[data-state="open"]');
     const sock = await wire.waitSocket(4);
     // Positive control: this page does draw what it is sent after the reload.
-    const control = await herald.publish({ to, kind: 'card', title: 'After accepting', actions: [{ id: 'ok', label: 'OK' }] });
+    const control = await env.herald.publish({ to, kind: 'card', title: 'After accepting', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(control), { state: 'visible' });
     await until('the control on the new socket', () => sock.received.some((f) => f.id === control));
     assert.equal(sock.received.filter((f) => f.t === 'msg' && f.id === id).length, 0, 'not sent again once clicked');
@@ -151,9 +139,9 @@ test('a require_ack modal comes back after a reload until its button is clicked'
 test('a require_ack notice dismissed with its OK button is not sent again either', async () => {
   const user = uniqueUser('reqok');
   const to = { users: [user] };
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({ to, kind: 'banner', title: 'Maintenance window on Sunday', require_ack: true });
+    const id = await env.herald.publish({ to, kind: 'banner', title: 'Maintenance window on Sunday', require_ack: true });
     const banner = await page.waitForSelector(sel(id), { state: 'visible' });
     await page.reload();
     await page.waitForSelector(sel(id), { state: 'visible' });
@@ -162,12 +150,12 @@ test('a require_ack notice dismissed with its OK button is not sent again either
     await banner.dispose();
     await page.click(`${sel(id)} .herald-action`); // the OK button the SDK adds
     await page.waitForSelector(sel(id), { state: 'detached' });
-    await herald.waitEvent(`dismissed ${id}`, (r) => r.type === 'dismissed' && r.msg === id && r.user === user);
+    await env.herald.waitEvent(`dismissed ${id}`, (r) => r.type === 'dismissed' && r.msg === id && r.user === user);
 
     await page.reload();
     await page.waitForSelector('#conn-state[data-state="open"]');
     const sock = await wire.waitSocket(3);
-    const control = await herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
+    const control = await env.herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(control), { state: 'visible' });
     await until('the control on the new socket', () => sock.received.some((f) => f.id === control));
     assert.equal(sock.received.filter((f) => f.id === id).length, 0, 'not sent again once dismissed');
@@ -180,13 +168,13 @@ test('locales: ?locale= picks the variant (fr-CA falls back to fr), else attrs.l
   const user = uniqueUser('locale');
   const pages = [];
   try {
-    const fr = await openDemo(browser.context, herald, user, '/', { locale: 'fr-CA' });
+    const fr = await openDemo(env.browser.context, env.herald, user, '/', { locale: 'fr-CA' });
     pages.push(fr.page);
-    const de = await openDemo(browser.context, herald, user, '/', { attrs: 'locale=de' });
+    const de = await openDemo(env.browser.context, env.herald, user, '/', { attrs: 'locale=de' });
     pages.push(de.page);
-    const base = await openDemo(browser.context, herald, user, '/', { locale: 'ja' });
+    const base = await openDemo(env.browser.context, env.herald, user, '/', { locale: 'ja' });
     pages.push(base.page);
-    const id = await herald.publish({
+    const id = await env.herald.publish({
       to: { users: [user] },
       kind: 'card',
       title: 'Your order shipped',

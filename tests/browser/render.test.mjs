@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { HERALD_BIN, Herald, imageServer, launchBrowser, openDemo, screenshot, uniqueUser, until } from './support.mjs';
+import { HERALD_BIN, Herald, imageServer, launchBrowser, openDemo, screenshot, uniqueUser, until, sel } from './support.mjs';
 
 let herald;
 let browser;
@@ -24,7 +24,6 @@ after(async () => {
   images?.close();
 });
 
-const sel = (id) => `[data-herald-id="${id}"]`;
 
 /** What each kind looks like when it is drawn. */
 const KINDS = {

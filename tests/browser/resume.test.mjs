@@ -6,22 +6,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Herald, launchBrowser, openDemo, screenshot, tokenGate, uniqueUser, until } from './support.mjs';
+import { openDemo, perFile, screenshot, sel, tokenGate, uniqueUser, until } from './support.mjs';
 
-let herald;
-let browser;
+const env = perFile({ before, after });
 
-before(async () => {
-  herald = await new Herald().start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
-
-const sel = (id) => `[data-herald-id="${id}"]`;
 const sinceOf = (sock) => new URL(sock.url).searchParams.get('since');
 const posOf = (pos) => {
   const [epoch, id] = pos.split('.');
@@ -36,7 +24,7 @@ const posOf = (pos) => {
  */
 async function dropAndHold(page, gate, user) {
   gate.close();
-  await herald.disconnect(user);
+  await env.herald.disconnect(user);
   await page.waitForSelector('#conn-state:not([data-state="open"])');
   await gate.waitHeld();
 }
@@ -44,10 +32,10 @@ async function dropAndHold(page, gate, user) {
 test('a message published while the socket is down is replayed after the reconnect (since = the last pos)', async () => {
   const user = uniqueUser('resume');
   const to = { users: [user] };
-  const { page, wire, errors } = await openDemo(browser.context, herald, user);
+  const { page, wire, errors } = await openDemo(env.browser.context, env.herald, user);
   const gate = await tokenGate(page);
   try {
-    const first = await herald.publish({ to, kind: 'toast', title: 'Before the drop', actions: [{ id: 'ok', label: 'OK' }] });
+    const first = await env.herald.publish({ to, kind: 'toast', title: 'Before the drop', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(first), { state: 'visible' });
     const firstFrame = await wire.waitReceived('the first message', (f) => f.id === first);
     assert.equal(firstFrame.reason, 'push');
@@ -56,7 +44,7 @@ test('a message published while the socket is down is replayed after the reconne
     assert.equal(sinceOf(wire.sockets[0]), null, 'the first connection has no since');
 
     await dropAndHold(page, gate, user);
-    const missed = await herald.publishReach({ to, kind: 'card', title: 'Published while you were away', actions: [{ id: 'see', label: 'See' }] });
+    const missed = await env.herald.publishReach({ to, kind: 'card', title: 'Published while you were away', actions: [{ id: 'see', label: 'See' }] });
     assert.deepEqual(missed.offline, [user], 'the user had no session when it was published');
     assert.equal(wire.sockets.length, 1, 'no socket while the token is held');
     await gate.open();
@@ -74,7 +62,7 @@ test('a message published while the socket is down is replayed after the reconne
 
     // What the page had before the drop is not replayed (it is before since),
     // and stays on screen exactly once.
-    const live = await herald.publish({ to, kind: 'banner', title: 'Live again' });
+    const live = await env.herald.publish({ to, kind: 'banner', title: 'Live again' });
     await page.waitForSelector(sel(live), { state: 'visible' });
     await until('the live banner on the new socket', () => second.received.some((f) => f.id === live));
     assert.equal(second.received.filter((f) => f.id === first).length, 0);
@@ -89,19 +77,19 @@ test('a message published while the socket is down is replayed after the reconne
 test('the resume position never goes back to an older sticky message sent again on connect', async () => {
   const user = uniqueUser('resume-pos');
   const to = { users: [user] };
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   const gate = await tokenGate(page);
   try {
     // An old sticky banner (the oldest position), then a newer card.
-    const sticky = await herald.publish({ to, kind: 'banner', title: 'Incident ongoing', sticky: true });
+    const sticky = await env.herald.publish({ to, kind: 'banner', title: 'Incident ongoing', sticky: true });
     await page.waitForSelector(sel(sticky), { state: 'visible' });
-    const card = await herald.publish({ to, kind: 'card', title: 'Newer card', actions: [{ id: 'ok', label: 'OK' }] });
+    const card = await env.herald.publish({ to, kind: 'card', title: 'Newer card', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(card), { state: 'visible' });
     const cardPos = (await wire.waitReceived('the card', (f) => f.id === card)).pos;
 
     // First drop: one missed message; the sticky banner comes again after the replay.
     await dropAndHold(page, gate, user);
-    const missed = await herald.publish({ to, kind: 'toast', title: 'Missed once', actions: [{ id: 'ok', label: 'OK' }] });
+    const missed = await env.herald.publish({ to, kind: 'toast', title: 'Missed once', actions: [{ id: 'ok', label: 'OK' }] });
     await gate.open();
     const second = await wire.waitSocket(2);
     assert.equal(sinceOf(second), cardPos);
@@ -121,7 +109,7 @@ test('the resume position never goes back to an older sticky message sent again 
     // the second hello carried; never the sticky banner's older one.
     assert.ok(posOf(sinceOf(third)).seq >= posOf(replayed.pos).seq, 'the position did not go back');
     await until('the hello', () => third.received.find((f) => f.t === 'hello'));
-    const control = await herald.publish({ to, kind: 'card', title: 'Control' });
+    const control = await env.herald.publish({ to, kind: 'card', title: 'Control' });
     await until('the control', () => third.received.some((f) => f.id === control));
     assert.deepEqual(
       third.received.filter((f) => f.reason === 'replay').map((f) => f.id),
@@ -137,9 +125,9 @@ test('a sticky message does not give a fresh page a resume position from before 
   const user = uniqueUser('resume-fresh');
   const to = { users: [user] };
   // Before the page exists: a sticky banner, then a plain message nobody saw.
-  const sticky = await herald.publish({ to, kind: 'banner', title: 'Incident ongoing', sticky: true });
-  const before = await herald.publish({ to, kind: 'card', title: 'Published before the page loaded' });
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const sticky = await env.herald.publish({ to, kind: 'banner', title: 'Incident ongoing', sticky: true });
+  const before = await env.herald.publish({ to, kind: 'card', title: 'Published before the page loaded' });
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   const gate = await tokenGate(page);
   try {
     await page.waitForSelector(sel(sticky), { state: 'visible' });
@@ -150,7 +138,7 @@ test('a sticky message does not give a fresh page a resume position from before 
     const second = await wire.waitSocket(2);
     await until('the hello', () => second.received.find((f) => f.t === 'hello'));
     // Positive control: the reconnected page draws what is published now.
-    const control = await herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
+    const control = await env.herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(control), { state: 'visible' });
     await until('the control on the new socket', () => second.received.some((f) => f.id === control));
     assert.deepEqual(wire.msgs(before), [], 'what was published before the page connected is never replayed to it');
@@ -166,15 +154,15 @@ test('a sticky message does not give a fresh page a resume position from before 
 test('a message published and retracted while the page was away is not replayed', async () => {
   const user = uniqueUser('resume-retract');
   const to = { users: [user] };
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   const gate = await tokenGate(page);
   try {
-    const first = await herald.publish({ to, kind: 'banner', title: 'Gives the page a position' });
+    const first = await env.herald.publish({ to, kind: 'banner', title: 'Gives the page a position' });
     await page.waitForSelector(sel(first), { state: 'visible' });
     await dropAndHold(page, gate, user);
-    const gone = await herald.publish({ to, kind: 'card', title: 'Published and retracted while away' });
-    await herald.retract(gone);
-    const kept = await herald.publish({ to, kind: 'toast', title: 'Published while away, kept', actions: [{ id: 'ok', label: 'OK' }] });
+    const gone = await env.herald.publish({ to, kind: 'card', title: 'Published and retracted while away' });
+    await env.herald.retract(gone);
+    const kept = await env.herald.publish({ to, kind: 'toast', title: 'Published while away, kept', actions: [{ id: 'ok', label: 'OK' }] });
     await gate.open();
     const second = await wire.waitSocket(2);
     // Positive control: the message still active is replayed and drawn.
@@ -191,20 +179,20 @@ test('a message published and retracted while the page was away is not replayed'
 test('a message the page showed and that was retracted while it was away is taken down on resume', async () => {
   const user = uniqueUser('resume-retract-shown');
   const to = { users: [user] };
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   const gate = await tokenGate(page);
   try {
-    const shown = await herald.publish({ to, kind: 'banner', title: 'Shown, then retracted while away' });
+    const shown = await env.herald.publish({ to, kind: 'banner', title: 'Shown, then retracted while away' });
     await page.waitForSelector(sel(shown), { state: 'visible' });
     await dropAndHold(page, gate, user);
-    await herald.retract(shown);
+    await env.herald.retract(shown);
     await gate.open();
     const second = await wire.waitSocket(2);
     await until('the hello', () => second.received.find((f) => f.t === 'hello' && f.recovered === true));
     // Positive control: a retract sent on the new socket takes a message down.
-    const control = await herald.publish({ to, kind: 'card', title: 'Retracted live' });
+    const control = await env.herald.publish({ to, kind: 'card', title: 'Retracted live' });
     await page.waitForSelector(sel(control), { state: 'visible' });
-    await herald.retract(control);
+    await env.herald.retract(control);
     await page.waitForSelector(sel(control), { state: 'detached' });
     assert.ok(second.received.some((f) => f.t === 'retract' && f.id === shown), 'the resume carries the retraction');
     assert.equal(await page.$(sel(shown)), null, 'the retracted banner is off screen');

@@ -335,6 +335,27 @@ export async function screenshot(page, name) {
 
 let counter = 0;
 /** A user id no other test uses, so each test sees only its own messages. */
+/** The selector of a message's overlay. */
+export const sel = (id) => `[data-herald-id="${id}"]`;
+
+/**
+ * One node and one browser for a whole test file: registers the file's
+ * `before` and `after` hooks and returns an object whose `herald` and
+ * `browser` are set once `before` ran.
+ */
+export function perFile(hooks) {
+  const env = { herald: null, browser: null };
+  hooks.before(async () => {
+    env.herald = await new Herald().start();
+    env.browser = await launchBrowser();
+  });
+  hooks.after(async () => {
+    await env.browser?.close();
+    await env.herald?.stop();
+  });
+  return env;
+}
+
 export function uniqueUser(prefix = 'e2e') {
   return `${prefix}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
