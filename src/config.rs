@@ -59,7 +59,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// Absent: embedded mode, one node, state in memory.
+    /// One server's URL; with `cluster`, one or more seed nodes of a Redis
+    /// Cluster separated by commas.
     pub url: Option<String>,
+    /// A Redis Cluster (Redis >= 7): sharded pub/sub for user channels,
+    /// Herald's own keys under the hash tag `{prefix}`.
+    pub cluster: bool,
     pub prefix: String,
     /// Node heartbeat in Redis and liveness check of the pub/sub connection;
     /// presence ignores nodes silent for three heartbeats.
@@ -245,6 +250,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: None,
+            cluster: false,
             prefix: "herald".into(),
             heartbeat: Duration::from_secs(5),
         }

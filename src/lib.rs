@@ -231,6 +231,7 @@ pub async fn run(
             let redis = RedisBus::new(
                 RedisTarget {
                     url,
+                    cluster: config.redis.cluster,
                     prefix: &config.redis.prefix,
                     maxlen: config.messages.stream_maxlen,
                     heartbeat: config.redis.heartbeat,

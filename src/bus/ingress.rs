@@ -9,9 +9,9 @@
 //! deliver it once.
 
 use super::BusError;
+use super::conn::Conn;
 use super::redis_bus::{RedisBus, unavailable};
 use crate::envelope::{self, Envelope};
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use std::future::Future;
 use std::sync::Arc;
@@ -50,12 +50,9 @@ impl RedisBus {
     /// A dedicated connection: the blocking read must not hold up the
     /// node's shared command connection.
     async fn ingress_session(&self, claim_after: Duration) -> Result<(), BusError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_millis(BLOCK_MS + 2000)));
         let mut conn = self
-            .client()
-            .get_multiplexed_async_connection_with_config(&config)
+            .backend()
+            .dedicated(Duration::from_millis(BLOCK_MS + 2000))
             .await
             .map_err(unavailable)?;
         let key = self.keys().ingress();
@@ -118,7 +115,7 @@ impl RedisBus {
 
     async fn ingest_all(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         key: &str,
         entries: Vec<StreamId>,
     ) -> Result<(), BusError> {

@@ -2,6 +2,7 @@
 //! this node's dispatcher. Redis: pub/sub channels shared by every node.
 //! `redis` is imported in this module tree and nowhere else.
 
+mod conn;
 mod ingress;
 mod redis_bus;
 

@@ -10,6 +10,7 @@
 //! After losing Redis it reconnects with backoff and restores everything from
 //! the hub, which stays the source of truth.
 
+use super::conn::{Backend, Conn, Subscriber};
 use super::{BusError, Presence, Reach};
 use crate::auth::Identity;
 use crate::campaigns::{Campaign, Compiled, Limits, Registry, Verdict};
@@ -21,8 +22,7 @@ use crate::hub::{Hub, UserChanges};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -34,16 +34,30 @@ const SUBSCRIBE_CHUNK: usize = 1000;
 const USER_READY_WAIT: Duration = Duration::from_secs(5);
 
 /// Redis key and channel names under the configured prefix.
+///
+/// Channels and the public streams (`ingress`, `events`, `undelivered`,
+/// `dead`) are named `{prefix}:…` as the contract says. Herald's own keys
+/// (history, the sticky set, pending messages, campaigns, counters,
+/// presence) are too on one server; in a Redis Cluster they carry the hash
+/// tag `{prefix}` (`{herald}:active`), so that every script and pipeline
+/// touching several of them stays on one slot.
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// The prefix of Herald's own keys: `prefix`, or `{prefix}` in a cluster.
+    data: String,
     user_channel_prefix: String,
 }
 
 impl Keys {
-    pub fn new(prefix: &str) -> Self {
+    pub fn new(prefix: &str, cluster: bool) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            data: if cluster {
+                format!("{{{prefix}}}")
+            } else {
+                prefix.to_owned()
+            },
             user_channel_prefix: format!("{prefix}:user:"),
         }
     }
@@ -53,44 +67,52 @@ impl Keys {
     pub fn user(&self, user: &str) -> String {
         format!("{}{user}", self.user_channel_prefix)
     }
-    pub fn presence(&self, user: &str) -> String {
-        format!("{}:presence:{user}", self.prefix)
-    }
-    pub fn nodes(&self) -> String {
-        format!("{}:nodes", self.prefix)
-    }
-    pub fn node_stats(&self) -> String {
-        format!("{}:nodestats", self.prefix)
-    }
-    pub fn active(&self) -> String {
-        format!("{}:active", self.prefix)
-    }
-    pub fn pending(&self, user: &str) -> String {
-        format!("{}:pending:{user}", self.prefix)
-    }
-    pub fn acked(&self, msg: &str) -> String {
-        format!("{}:acked:{msg}", self.prefix)
-    }
-    pub fn campaigns(&self) -> String {
-        format!("{}:campaigns", self.prefix)
-    }
-    pub fn freq_done(&self, campaign: &str, user: &str) -> String {
-        format!("{}:freqdone:{campaign}:{user}", self.prefix)
-    }
-    pub fn epoch(&self) -> String {
-        format!("{}:epoch", self.prefix)
-    }
-    pub fn history(&self) -> String {
-        format!("{}:history", self.prefix)
-    }
-    pub fn user_history(&self, user: &str) -> String {
-        format!("{}:history:user:{user}", self.prefix)
-    }
     pub fn ingress(&self) -> String {
         format!("{}:ingress", self.prefix)
     }
     pub fn stream(&self, stream: Stream) -> String {
         format!("{}:{}", self.prefix, stream.name())
+    }
+    /// What the scripts build Herald's keys from (their `KEYS[1]`, which
+    /// also routes them to the right slot in a cluster).
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+    pub fn presence(&self, user: &str) -> String {
+        format!("{}:presence:{user}", self.data)
+    }
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.data)
+    }
+    pub fn node_stats(&self) -> String {
+        format!("{}:nodestats", self.data)
+    }
+    pub fn active(&self) -> String {
+        format!("{}:active", self.data)
+    }
+    pub fn pending(&self, user: &str) -> String {
+        format!("{}:pending:{user}", self.data)
+    }
+    pub fn acked(&self, msg: &str) -> String {
+        format!("{}:acked:{msg}", self.data)
+    }
+    pub fn campaigns(&self) -> String {
+        format!("{}:campaigns", self.data)
+    }
+    pub fn freq_done(&self, campaign: &str, user: &str) -> String {
+        format!("{}:freqdone:{campaign}:{user}", self.data)
+    }
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.data)
+    }
+    pub fn history(&self) -> String {
+        format!("{}:history", self.data)
+    }
+    pub fn user_history(&self, user: &str) -> String {
+        format!("{}:history:user:{user}", self.data)
+    }
+    fn dead_seen(&self, digest: &str) -> String {
+        format!("{}:dead:seen:{digest}", self.data)
     }
     fn user_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel.strip_prefix(&self.user_channel_prefix)
@@ -109,7 +131,10 @@ pub struct BusParts {
 
 /// Where and how a node uses Redis.
 pub struct RedisTarget<'a> {
+    /// One server; or with `cluster`, seed nodes separated by commas.
     pub url: &'a str,
+    /// A Redis Cluster: sharded pub/sub for user channels, hash-tagged keys.
+    pub cluster: bool,
     pub prefix: &'a str,
     /// Approximate MAXLEN of the streams.
     pub maxlen: usize,
@@ -120,8 +145,8 @@ pub struct RedisTarget<'a> {
 }
 
 pub struct RedisBus {
-    client: redis::Client,
-    conn: ConnectionManager,
+    backend: Backend,
+    conn: Conn,
     keys: Keys,
     node: String,
     hub: Arc<Hub>,
@@ -143,15 +168,16 @@ pub struct RedisBus {
 /// its own, routed and stored exactly as a node does it.
 pub async fn publish_direct(
     url: &str,
+    cluster: bool,
     prefix: &str,
     cmd: &Command,
 ) -> Result<Option<Reach>, BusError> {
-    let client = redis::Client::open(url).map_err(unavailable)?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    let backend = Backend::open(url, cluster).map_err(unavailable)?;
+    let mut conn = backend
+        .dedicated(Duration::from_secs(5))
         .await
         .map_err(unavailable)?;
-    let keys = Keys::new(prefix);
+    let keys = Keys::new(prefix, cluster);
     // The CLI publishes with the default history settings, like a node.
     let h = crate::config::HistoryConfig::default();
     let history = h.enabled.then_some((h.window, h.max_per_stream));
@@ -160,6 +186,7 @@ pub async fn publish_direct(
         node: "cli",
         maxlen: 100_000,
         history,
+        cluster,
     };
     how.run(&mut conn, cmd).await
 }
@@ -186,8 +213,6 @@ static ACK: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/ack.lua")));
 static CAMPAIGN: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/campaign.lua")));
-static DEAD: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/dead.lua")));
 
 /// The epoch, the last history time and sequence, and Redis's clock.
 type HeadReads = (Option<String>, Option<u64>, Option<u64>, (u64, u64));
@@ -203,19 +228,18 @@ const TOMBSTONE_S: u64 = 60;
 /// message is never published without being stored or the other way round.
 /// Users audiences go on their users' channels (the replies count the nodes
 /// holding each user); everything else on the broadcast channel.
+/// In a Redis Cluster, per-user messages go out by SPUBLISH after the
+/// script (each user channel lives on its own slot).
 struct Publishing<'a> {
     keys: &'a Keys,
     node: &'a str,
     maxlen: usize,
     history: Option<(Duration, usize)>,
+    cluster: bool,
 }
 
 impl Publishing<'_> {
-    async fn run(
-        &self,
-        conn: &mut impl redis::aio::ConnectionLike,
-        cmd: &Command,
-    ) -> Result<Option<Reach>, BusError> {
+    async fn run(&self, conn: &mut Conn, cmd: &Command) -> Result<Option<Reach>, BusError> {
         match cmd {
             Command::Publish(p) => {
                 let counts = self.publish(conn, p, true).await?;
@@ -226,6 +250,7 @@ impl Publishing<'_> {
             Command::Retract { id } => {
                 let env = serde_json::json!({"op": "retract", "id": id}).to_string();
                 let _: i64 = RETRACT
+                    .key(self.keys.data())
                     .arg(&self.keys.prefix)
                     .arg(id)
                     .arg(env)
@@ -247,14 +272,12 @@ impl Publishing<'_> {
                 Ok(None)
             }
             Command::Disconnect { users } => {
-                let mut pipe = redis::pipe();
-                for u in users {
-                    let json =
-                        serde_json::json!({"op": "disconnect", "to": {"users": [u.as_ref()]}})
-                            .to_string();
-                    pipe.publish(self.keys.user(u), json).ignore();
-                }
-                let () = pipe.query_async(conn).await.map_err(unavailable)?;
+                let envs = users.iter().map(|u| {
+                    let env =
+                        serde_json::json!({"op": "disconnect", "to": {"users": [u.as_ref()]}});
+                    (u.as_ref(), env.to_string())
+                });
+                self.publish_users(conn, envs).await.map_err(unavailable)?;
                 Ok(None)
             }
         }
@@ -275,11 +298,46 @@ impl Publishing<'_> {
         ]
     }
 
+    /// Publishes on user channels (`PUBLISH`, or `SPUBLISH` in a cluster)
+    /// and returns how many nodes each reached.
+    async fn publish_users<'u>(
+        &self,
+        conn: &mut Conn,
+        envs: impl Iterator<Item = (&'u str, String)>,
+    ) -> redis::RedisResult<Vec<i64>> {
+        let command = if self.cluster { "SPUBLISH" } else { "PUBLISH" };
+        let cmds: Vec<redis::Cmd> = envs
+            .map(|(user, env)| {
+                let mut c = redis::cmd(command);
+                c.arg(self.keys.user(user)).arg(env);
+                c
+            })
+            .collect();
+        if !self.cluster {
+            let mut pipe = redis::pipe();
+            for c in cmds {
+                pipe.add_command(c);
+            }
+            return pipe.query_async(conn).await;
+        }
+        // One slot per channel: a pipeline may not span slots.
+        futures::stream::iter(cmds)
+            .map(|c| {
+                let mut conn = conn.clone();
+                async move { c.query_async::<i64>(&mut conn).await }
+            })
+            .buffered(64)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// `publish = false` only stores (a node keeping a sticky message that
     /// arrived by plain PUBLISH), and then respects a recent retraction.
     async fn publish(
         &self,
-        conn: &mut impl redis::aio::ConnectionLike,
+        conn: &mut Conn,
         p: &Publish,
         publish: bool,
     ) -> Result<Vec<i64>, BusError> {
@@ -293,10 +351,12 @@ impl Publishing<'_> {
         let route = match (publish, users.is_some()) {
             (false, _) => "none",
             (true, false) => "broadcast",
+            (true, true) if self.cluster => "stored",
             (true, true) => "users",
         };
         let mut inv = PUBLISH.prepare_invoke();
-        inv.arg(&self.keys.prefix)
+        inv.key(self.keys.data())
+            .arg(&self.keys.prefix)
             .arg(p.id())
             .arg(p.to_json())
             .arg(store)
@@ -312,7 +372,60 @@ impl Publishing<'_> {
         for u in users.unwrap_or_default() {
             inv.arg(&**u);
         }
-        inv.invoke_async(conn).await.map_err(unavailable)
+        if route != "stored" {
+            return inv.invoke_async(conn).await.map_err(unavailable);
+        }
+        let (code, env): (i64, Option<String>) =
+            inv.invoke_async(conn).await.map_err(unavailable)?;
+        let (Some(env), Some(users)) = (env, users) else {
+            return Ok(vec![code]);
+        };
+        let counts = self
+            .publish_users(conn, users.iter().map(|u| (&**u, env.clone())))
+            .await
+            .map_err(unavailable)?;
+        if e.fallback {
+            self.record_undelivered(conn, p, users, &counts)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(counts)
+    }
+
+    /// Users of a `fallback` message whom no node holds, in the undelivered
+    /// stream (publish.lua does this itself on one server).
+    async fn record_undelivered(
+        &self,
+        conn: &mut Conn,
+        p: &Publish,
+        users: &[Arc<str>],
+        counts: &[i64],
+    ) -> redis::RedisResult<()> {
+        let ts = crate::auth::unix_now_ms();
+        let mut pipe = redis::pipe();
+        for (user, _) in users.iter().zip(counts).filter(|(_, n)| **n == 0) {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(self.keys.stream(Stream::Undelivered))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.maxlen)
+                .arg("*")
+                .arg("type")
+                .arg("undelivered")
+                .arg("msg")
+                .arg(p.id())
+                .arg("user")
+                .arg(&**user)
+                .arg("node")
+                .arg(self.node)
+                .arg("ts")
+                .arg(ts);
+            if let Some(c) = &p.envelope.campaign {
+                cmd.arg("campaign").arg(c);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        pipe.query_async(conn).await
     }
 }
 
@@ -353,23 +466,19 @@ impl RedisBus {
         } = parts;
         let RedisTarget {
             url,
+            cluster,
             prefix,
             maxlen,
             heartbeat,
             history,
         } = target;
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let backend = Backend::open(url, cluster).map_err(unavailable)?;
+        let conn = backend.shared().map_err(unavailable)?;
         metrics.bus_up.set(0);
         Ok(Arc::new(Self {
-            client,
+            backend,
             conn,
-            keys: Keys::new(prefix),
+            keys: Keys::new(prefix, cluster),
             node,
             hub,
             dispatcher,
@@ -385,8 +494,8 @@ impl RedisBus {
         }))
     }
 
-    pub(super) fn client(&self) -> &redis::Client {
-        &self.client
+    pub(super) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     pub(super) fn keys(&self) -> &Keys {
@@ -421,6 +530,7 @@ impl RedisBus {
             node: &self.node,
             maxlen: self.maxlen,
             history: self.history,
+            cluster: self.backend.is_cluster(),
         }
     }
 
@@ -432,8 +542,8 @@ impl RedisBus {
             Err(e) if self.is_up() => {
                 tracing::debug!(error = %e, "publish failed; retrying on a fresh connection");
                 let mut fresh = self
-                    .client
-                    .get_multiplexed_async_connection()
+                    .backend
+                    .dedicated(Duration::from_secs(2))
                     .await
                     .map_err(unavailable)?;
                 self.publishing().run(&mut fresh, cmd).await
@@ -527,7 +637,7 @@ impl RedisBus {
         let f = l.frequency;
         let mut conn = self.conn.clone();
         let code: i64 = CAMPAIGN
-            .arg(&self.keys.prefix)
+            .key(self.keys.data())
             .arg(l.campaign)
             .arg(l.user)
             .arg(l.msg_id)
@@ -565,24 +675,42 @@ impl RedisBus {
         envelope: &str,
     ) {
         let mut conn = self.conn.clone();
-        let r: Result<i64, _> = DEAD
-            .arg(&self.keys.prefix)
-            .arg(digest)
-            .arg(self.maxlen)
-            .arg("type")
-            .arg("dead")
-            .arg("reason")
-            .arg(reason)
-            .arg("channel")
-            .arg(source)
-            .arg("envelope")
-            .arg(&envelope[..envelope.len().min(64 * 1024)])
-            .arg("node")
-            .arg(&self.node)
-            .arg("ts")
-            .arg(crate::auth::unix_now_ms())
-            .invoke_async(&mut conn)
-            .await;
+        let r: redis::RedisResult<()> = async {
+            // The first node to claim the digest records it.
+            let first: Option<String> = redis::cmd("SET")
+                .arg(self.keys.dead_seen(digest))
+                .arg("1")
+                .arg("NX")
+                .arg("EX")
+                .arg(60)
+                .query_async(&mut conn)
+                .await?;
+            if first.is_none() {
+                return Ok(());
+            }
+            redis::cmd("XADD")
+                .arg(self.keys.stream(Stream::Dead))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.maxlen)
+                .arg("*")
+                .arg("type")
+                .arg("dead")
+                .arg("reason")
+                .arg(reason)
+                .arg("channel")
+                .arg(source)
+                .arg("envelope")
+                .arg(&envelope[..envelope.len().min(64 * 1024)])
+                .arg("node")
+                .arg(&self.node)
+                .arg("ts")
+                .arg(crate::auth::unix_now_ms())
+                .query_async::<String>(&mut conn)
+                .await
+                .map(drop)
+        }
+        .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not record a refused envelope");
         }
@@ -719,7 +847,7 @@ impl RedisBus {
     pub async fn ack(&self, user: &str, msg: &str) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
         let _: i64 = ACK
-            .arg(&self.keys.prefix)
+            .key(self.keys.data())
             .arg(msg)
             .arg(user)
             .invoke_async(&mut conn)
@@ -769,8 +897,11 @@ impl RedisBus {
                 if batch.is_empty() {
                     break;
                 }
-                let mut pipe = redis::pipe();
+                // One pipeline per stream: in a cluster, each lives on its
+                // own slot.
+                let mut pipes: HashMap<Stream, (redis::Pipeline, u64)> = HashMap::new();
                 for r in &batch {
+                    let (pipe, n) = pipes.entry(r.stream).or_insert_with(|| (redis::pipe(), 0));
                     let mut cmd = redis::cmd("XADD");
                     cmd.arg(self.keys.stream(r.stream))
                         .arg("MAXLEN")
@@ -781,11 +912,21 @@ impl RedisBus {
                         cmd.arg(*k).arg(v);
                     }
                     pipe.add_command(cmd).ignore();
+                    *n += 1;
                 }
                 let mut conn = self.conn.clone();
-                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                    self.metrics.events_dropped.inc_by(batch.len() as u64);
-                    tracing::warn!(error = %e, lost = batch.len(), "stream records not written");
+                let (mut lost, mut failure) = (0, None);
+                for (pipe, n) in pipes.values() {
+                    if failure.is_some() {
+                        lost += n;
+                    } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                        lost += n;
+                        failure = Some(e);
+                    }
+                }
+                if let Some(e) = failure {
+                    self.metrics.events_dropped.inc_by(lost);
+                    tracing::warn!(error = %e, lost, "stream records not written");
                     if !stopping {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
@@ -889,16 +1030,15 @@ impl RedisBus {
 
     /// One connected stretch of the subscriber. Returns when Redis is lost.
     async fn session(self: &Arc<Self>) -> Result<(), redis::RedisError> {
-        let pubsub = self.client.get_async_pubsub().await?;
-        let (mut sink, mut stream) = pubsub.split();
-        sink.subscribe(self.keys.broadcast()).await?;
+        let (mut sink, mut stream) = self.backend.subscriber().await?;
+        sink.subscribe(&self.keys.broadcast()).await?;
         // Users who changed while disconnected: those who left need their
         // presence removed; the rest are covered by the full restore below.
         let changed_meanwhile = self.changes.take();
         let users = self.hub.users();
         for chunk in users.chunks(SUBSCRIBE_CHUNK) {
             let channels: Vec<String> = chunk.iter().map(|u| self.keys.user(u)).collect();
-            sink.subscribe(&channels).await?;
+            sink.subscribe_users(channels).await?;
         }
         self.heartbeat().await?;
         let stored: Vec<(String, String)> = self.conn.clone().hgetall(self.keys.active()).await?;
@@ -927,11 +1067,12 @@ impl RedisBus {
                     let Some(msg) = msg else {
                         return Err(redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connection closed")));
                     };
+                    let msg = msg?;
                     self.receive(msg.get_channel_name(), msg.get_payload_bytes());
                 }
                 () = self.changes.notify.notified() => self.mirror(&mut sink).await?,
                 _ = tick.tick() => {
-                    tokio::time::timeout(Duration::from_secs(2), sink.ping::<redis::Value>())
+                    tokio::time::timeout(Duration::from_secs(2), sink.ping())
                         .await
                         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub ping timed out")))??;
                     self.heartbeat().await?;
@@ -991,7 +1132,7 @@ impl RedisBus {
     }
 
     /// Applies pending user changes: subscriptions and presence.
-    async fn mirror(&self, sink: &mut PubSubSink) -> Result<(), redis::RedisError> {
+    async fn mirror(&self, sink: &mut Subscriber) -> Result<(), redis::RedisError> {
         let changed = self.changes.take();
         if changed.is_empty() {
             return Ok(());
@@ -1011,12 +1152,12 @@ impl RedisBus {
         self.write_presence(changed.into_iter()).await?;
         for chunk in subscribe.chunks(SUBSCRIBE_CHUNK) {
             let channels: Vec<String> = chunk.iter().map(|u| self.keys.user(u)).collect();
-            sink.subscribe(&channels).await?;
+            sink.subscribe_users(channels).await?;
             self.lock_subscribed().extend(chunk.iter().cloned());
         }
         for chunk in unsubscribe.chunks(SUBSCRIBE_CHUNK) {
             let channels: Vec<String> = chunk.iter().map(|u| self.keys.user(u)).collect();
-            sink.unsubscribe(&channels).await?;
+            sink.unsubscribe_users(channels).await?;
             let mut subscribed = self.lock_subscribed();
             for u in chunk {
                 subscribed.remove(u);

@@ -11,6 +11,9 @@ pub struct Transport {
     /// Publish through this Redis (e.g. redis://127.0.0.1:6379).
     #[arg(long, value_name = "URL", env = "HERALD_REDIS__URL")]
     redis: Option<String>,
+    /// The Redis URL names seed nodes of a Redis Cluster (comma-separated).
+    #[arg(long, env = "HERALD_REDIS__CLUSTER")]
+    redis_cluster: bool,
     /// Key prefix of the Redis deployment.
     #[arg(
         long,
@@ -43,7 +46,7 @@ impl Transport {
     ) -> anyhow::Result<(Option<String>, Option<Reach>)> {
         // An explicit --api wins over a Redis URL that came from the environment.
         if let (Some(url), None) = (&self.redis, &self.api) {
-            let reach = crate::bus::publish_direct(url, &self.prefix, cmd)
+            let reach = crate::bus::publish_direct(url, self.redis_cluster, &self.prefix, cmd)
                 .await
                 .with_context(|| format!("publishing through {}", redact(url)))?;
             return Ok((None, reach));

@@ -53,8 +53,13 @@ impl Redis {
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             // Tests slow Redis down with DEBUG SLEEP.
             .args(["--enable-debug-command", "local"])
             .stdout(Stdio::null())
@@ -127,6 +132,96 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free ports, made with
+/// `redis-cli --cluster create` as an operator would; killed on drop.
+pub struct RedisCluster {
+    pub masters: Vec<Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("herald-cluster-{}", free_port()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let masters: Vec<Redis> = (0..3)
+            .map(|_| {
+                let port = free_port();
+                Redis::start_with(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-port",
+                        &free_port().to_string(),
+                        "--cluster-config-file",
+                        &dir.join(format!("nodes-{port}.conf")).to_string_lossy(),
+                        "--cluster-node-timeout",
+                        "2000",
+                    ],
+                )
+            })
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(masters.iter().map(|m| format!("127.0.0.1:{}", m.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}); install redis-server (it ships redis-cli)")
+            });
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let cluster = Self { masters, dir };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !cluster.masters.iter().all(|m| {
+            redis::Client::open(m.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Redis Cluster did not become ok"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The seed URL nodes are given: one master is enough to find the rest.
+    pub fn seed(&self) -> String {
+        self.masters[0].url()
+    }
+
+    /// The master owning `key`'s slot (the others answer MOVED).
+    pub async fn owner(&self, key: &str) -> &Redis {
+        for m in &self.masters {
+            let read: redis::RedisResult<i64> = redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut m.conn().await)
+                .await;
+            if read.is_ok() {
+                return m;
+            }
+        }
+        panic!("no master owns {key}")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for m in &mut self.masters {
+            m.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,7 +1,7 @@
 -- A user clicked or dismissed a message: a must-acknowledge message stops
 -- being sent on their next connects.
--- ARGV: prefix, id, user.
-local p, id, user = ARGV[1], ARGV[2], ARGV[3]
+-- KEYS[1]: the prefix of Herald's own keys. ARGV: id, user.
+local p, id, user = KEYS[1], ARGV[1], ARGV[2]
 local pending = p .. ':pending:' .. user
 local stored = redis.call('HGET', pending, id)
 if stored then

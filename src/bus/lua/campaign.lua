@@ -1,10 +1,11 @@
 -- Checks and counts one campaign display for one user, atomically, so that
 -- limits hold across devices and nodes.
--- ARGV: prefix, campaign, user, msg id, now_ms, max (0: no limit),
+-- KEYS[1]: the prefix of Herald's own keys.
+-- ARGV: campaign, user, msg id, now_ms, max (0: no limit),
 --       per_s (0: for ever), until ("0"|"1"), global cap per hour (0: exempt).
 -- Returns 1 allowed, 0 frequency, -1 global cap, -2 until reached.
-local p, c, u, msg, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local max, per, until_set, cap = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local p, c, u, msg, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local max, per, until_set, cap = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
 local fkey = p .. ':freq:' .. c .. ':' .. u
 if until_set == '1' and redis.call('EXISTS', p .. ':freqdone:' .. c .. ':' .. u) == 1 then return -2 end
 if max > 0 then

@@ -2,18 +2,24 @@
 -- publish (sticky or require_ack), all in one atomic step.
 -- Users of a `fallback` message whom no node holds go to the undelivered
 -- stream here, so every publishing path (API, CLI, ingress) records them.
--- ARGV: prefix, id, envelope, store ("none"|"active"|"pending"),
---       collapse_key or "", expires_at_ms or "0", respect_tombstone ("0"|"1"),
---       route ("broadcast"|"users"|"none"), fallback ("0"|"1"), stream maxlen,
+-- KEYS[1]: the prefix of Herald's own keys (hash-tagged in a cluster).
+-- ARGV: prefix of channels and public streams, id, envelope,
+--       store ("none"|"active"|"pending"), collapse_key or "", expires_at_ms
+--       or "0", respect_tombstone ("0"|"1"), route ("broadcast"|"users"|
+--       "stored"|"none"), fallback ("0"|"1"), stream maxlen,
 --       campaign or "", publisher node, history ("0"|"1"), history window
 --       ms, history maxlen, an epoch to use if none exists, then the users.
 -- With history, the envelope is first appended to the history stream
 -- (`{p}:history` for broadcast audiences, `{p}:history:user:{u}` per named
 -- user) under one id for all of them, and published with
 -- `"pos":"{epoch}.{id}"` added, so a client can resume after it.
+-- Route "stored" is "users" in a Redis Cluster: everything but the
+-- publishing, which the caller does with SPUBLISH (a user channel lives on
+-- its own slot); the script then returns {0, envelope as published}.
 -- Returns the PUBLISH reply per channel (one for broadcast), or {-1} when
 -- the id was retracted moments ago and respect_tombstone is set.
-local p, id, env, store, collapse = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, c = KEYS[1], ARGV[1]
+local id, env, store, collapse = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local expires, respect, route = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local fallback, maxlen, campaign, node = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local history, window, hmax, epoch_candidate = ARGV[13], tonumber(ARGV[14]), ARGV[15], ARGV[16]
@@ -66,18 +72,19 @@ elseif store == 'pending' then
 end
 
 if route == 'none' then return {} end
+if route == 'stored' then return {0, env} end
 
 local replies = {}
 if route == 'broadcast' then
-  replies[1] = redis.call('PUBLISH', p .. ':broadcast', env)
+  replies[1] = redis.call('PUBLISH', c .. ':broadcast', env)
 else
   local now = redis.call('TIME')
   local ts = tostring(now[1] * 1000 + math.floor(now[2] / 1000))
   for i = FIRST_USER, #ARGV do
-    local n = redis.call('PUBLISH', p .. ':user:' .. ARGV[i], env)
+    local n = redis.call('PUBLISH', c .. ':user:' .. ARGV[i], env)
     replies[#replies + 1] = n
     if n == 0 and fallback == '1' then
-      local fields = {p .. ':undelivered', 'MAXLEN', '~', maxlen, '*',
+      local fields = {c .. ':undelivered', 'MAXLEN', '~', maxlen, '*',
         'type', 'undelivered', 'msg', id, 'user', ARGV[i], 'node', node, 'ts', ts}
       if campaign ~= '' then fields[#fields + 1] = 'campaign'; fields[#fields + 1] = campaign end
       redis.call('XADD', unpack(fields))

@@ -4,9 +4,11 @@
 -- With history, the retraction is appended to the broadcast history too,
 -- so a client resuming past it neither gets the message replayed nor keeps
 -- it on screen.
--- ARGV: prefix, id, retract frame envelope, tombstone seconds, history
+-- KEYS[1]: the prefix of Herald's own keys (hash-tagged in a cluster).
+-- ARGV: prefix of channels, id, retract frame envelope, tombstone seconds, history
 --       ("0"|"1"), history window ms, history maxlen, an epoch candidate.
-local p, id, env, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, c = KEYS[1], ARGV[1]
+local id, env, ttl = ARGV[2], ARGV[3], ARGV[4]
 if ARGV[5] == '1' then
   local _, hid, ms = history_id(p, ARGV[8])
   history_append(p .. ':history', hid, env, ms, tonumber(ARGV[6]), ARGV[7])
@@ -27,4 +29,4 @@ for _, u in ipairs(redis.call('SMEMBERS', users_key)) do
 end
 redis.call('DEL', users_key, p .. ':acked:' .. id)
 redis.call('SET', p .. ':retracted:' .. id, '1', 'EX', ttl)
-return redis.call('PUBLISH', p .. ':broadcast', env)
+return redis.call('PUBLISH', c .. ':broadcast', env)

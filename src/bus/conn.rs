@@ -1,0 +1,274 @@
+//! One Redis server, or a Redis Cluster: the connections the bus uses, the
+//! same way for both.
+//!
+//! Commands go through [`Conn`], which routes by key in a cluster (every
+//! Herald key shares one hash tag, see [`super::Keys`], so scripts and
+//! pipelines stay on one slot). Receiving goes through [`Subscriber`]: on one
+//! server a pub/sub connection; in a cluster one RESP3 connection per Redis
+//! node, carrying the classic `SUBSCRIBE` of the broadcast channel and the
+//! sharded `SSUBSCRIBE`s of the user channels each node owns.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Cmd, Msg, Pipeline, PushKind, RedisError, RedisFuture, RedisResult, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Concurrent SSUBSCRIBE commands (one per slot) in a cluster.
+const SLOT_COMMANDS_IN_FLIGHT: usize = 64;
+
+/// Where Herald's Redis is.
+pub enum Backend {
+    Single(redis::Client),
+    Cluster(Box<ClusterClients>),
+}
+
+pub struct ClusterClients {
+    /// RESP2, for commands.
+    commands: ClusterClient,
+    /// RESP3: sharded pub/sub arrives as push messages.
+    pushes: ClusterClient,
+}
+
+impl Backend {
+    /// `url` is one server's URL; in a cluster, one or more seed nodes
+    /// separated by commas (the rest of the cluster is discovered).
+    pub fn open(url: &str, cluster: bool) -> RedisResult<Self> {
+        if !cluster {
+            return Ok(Self::Single(redis::Client::open(url)?));
+        }
+        let seeds: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        Ok(Self::Cluster(Box::new(ClusterClients {
+            commands: ClusterClientBuilder::new(seeds.clone()).build()?,
+            pushes: ClusterClientBuilder::new(seeds)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .build()?,
+        })))
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The node's shared command connection. It connects on first use, so a
+    /// node starts while Redis is down, and reconnects after failures.
+    pub fn shared(&self) -> RedisResult<Conn> {
+        let (connect, response) = (Duration::from_secs(1), Duration::from_secs(2));
+        match self {
+            Self::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(1)
+                    .set_connection_timeout(Some(connect))
+                    .set_response_timeout(Some(response));
+                Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    config,
+                )?))
+            }
+            Self::Cluster(c) => Ok(Conn::Cluster(
+                c.commands.get_pending_async_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(connect)
+                        .set_response_timeout(response),
+                ),
+            )),
+        }
+    }
+
+    /// A connection of its own (a blocking read, the CLI), connected now.
+    pub async fn dedicated(&self, response_timeout: Duration) -> RedisResult<Conn> {
+        let connect = Duration::from_secs(1);
+        match self {
+            Self::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect))
+                    .set_response_timeout(Some(response_timeout));
+                Ok(Conn::Plain(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            Self::Cluster(c) => Ok(Conn::Cluster(
+                c.commands
+                    .get_async_connection_with_config(
+                        ClusterConfig::new()
+                            .set_connection_timeout(connect)
+                            .set_response_timeout(response_timeout),
+                    )
+                    .await?,
+            )),
+        }
+    }
+
+    /// Connects the receiving side: the subscriber, and the stream of what
+    /// it receives. The stream ends, or yields an error, when the
+    /// connection (or, in a cluster, one Redis node's connection) is lost.
+    pub async fn subscriber(
+        &self,
+    ) -> RedisResult<(Subscriber, BoxStream<'static, RedisResult<Msg>>)> {
+        match self {
+            Self::Single(client) => {
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                Ok((Subscriber::Single(sink), stream.map(Ok).boxed()))
+            }
+            Self::Cluster(c) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let conn = c
+                    .pushes
+                    .get_async_connection_with_config(
+                        ClusterConfig::new()
+                            .set_connection_timeout(Duration::from_secs(1))
+                            .set_response_timeout(Duration::from_secs(2))
+                            .set_push_sender(tx),
+                    )
+                    .await?;
+                let stream = tokio_stream_from(rx).filter_map(|push: redis::PushInfo| {
+                    futures::future::ready(match push.kind {
+                        // Redis-rs would resubscribe by itself, but what was
+                        // published meanwhile is gone: the bus starts over
+                        // and restores, as after losing a single server.
+                        PushKind::Disconnection => Some(Err(RedisError::from((
+                            redis::ErrorKind::Io,
+                            "a cluster node's pub/sub connection was lost",
+                        )))),
+                        PushKind::Message | PushKind::SMessage => Msg::from_push_info(push).map(Ok),
+                        // Confirmations; and when a slot moves, redis-rs
+                        // subscribes again where the slot lives now.
+                        _ => None,
+                    })
+                });
+                Ok((Subscriber::Cluster(conn), stream.boxed()))
+            }
+        }
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> BoxStream<'static, T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// A command connection to a server or a cluster.
+#[derive(Clone)]
+pub enum Conn {
+    /// Reconnects by itself (the node's shared connection).
+    Single(ConnectionManager),
+    /// One connection, for its owner's lifetime.
+    Plain(redis::aio::MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Plain(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Plain(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Plain(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The subscribing half of the receiving side.
+pub enum Subscriber {
+    Single(PubSubSink),
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    /// A classic channel (the broadcast one): in a cluster, classic
+    /// publishes reach every Redis node, so one subscription anywhere hears
+    /// them all.
+    pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
+        match self {
+            Self::Single(sink) => sink.subscribe(channel).await,
+            Self::Cluster(conn) => conn.subscribe(channel).await,
+        }
+    }
+
+    /// User channels: one SUBSCRIBE on a server; in a cluster, sharded
+    /// subscriptions, one SSUBSCRIBE per slot (a command may not span
+    /// slots), sent to the Redis node owning it.
+    pub async fn subscribe_users(&mut self, channels: Vec<String>) -> RedisResult<()> {
+        match self {
+            Self::Single(sink) => sink.subscribe(channels).await,
+            Self::Cluster(conn) => per_slot(conn, channels, true).await,
+        }
+    }
+
+    pub async fn unsubscribe_users(&mut self, channels: Vec<String>) -> RedisResult<()> {
+        match self {
+            Self::Single(sink) => sink.unsubscribe(channels).await,
+            Self::Cluster(conn) => per_slot(conn, channels, false).await,
+        }
+    }
+
+    /// A round trip on the receiving connection (on one server; in a
+    /// cluster, a lost node connection is reported on the stream instead).
+    pub async fn ping(&mut self) -> RedisResult<()> {
+        match self {
+            Self::Single(sink) => sink.ping::<Value>().await.map(drop),
+            Self::Cluster(conn) => redis::cmd("PING")
+                .query_async::<Value>(conn)
+                .await
+                .map(drop),
+        }
+    }
+}
+
+async fn per_slot(
+    conn: &ClusterConnection,
+    channels: Vec<String>,
+    subscribe: bool,
+) -> RedisResult<()> {
+    let mut slots: HashMap<Slot, Vec<String>> = HashMap::new();
+    for c in channels {
+        slots.entry(Slot::for_key(&c)).or_default().push(c);
+    }
+    futures::stream::iter(slots.into_values())
+        .map(|group| {
+            let mut conn = conn.clone();
+            async move {
+                if subscribe {
+                    conn.ssubscribe(group).await
+                } else {
+                    conn.sunsubscribe(group).await
+                }
+            }
+        })
+        .buffer_unordered(SLOT_COMMANDS_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}

@@ -1,0 +1,316 @@
+//! Herald on a real Redis Cluster (three masters started by the test with
+//! `redis-server --cluster-enabled yes` and `redis-cli --cluster create`):
+//! user channels are sharded (`SSUBSCRIBE`/`SPUBLISH`) and grouped on one
+//! connection per Redis node, broadcasts still work by plain `PUBLISH`, and
+//! Herald's own keys share one hash tag so its atomic steps stay on one slot.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+async fn node(cluster: &RedisCluster) -> Herald {
+    let mut cfg = config();
+    cfg.redis.url = Some(cluster.seed());
+    cfg.redis.cluster = true;
+    cfg.redis.heartbeat = std::time::Duration::from_millis(100);
+    Herald::start(cfg).await
+}
+
+/// `per` users for each master (`u{i}`, whose channel `herald:user:u{i}`
+/// lives there), round-robin: the first `masters` entries cover each master
+/// once, the next ones again, and so on.
+async fn users_per_master(cluster: &RedisCluster, per: usize) -> Vec<(String, u16)> {
+    let ports: Vec<u16> = cluster.masters.iter().map(|m| m.port).collect();
+    let mut by_master: Vec<Vec<String>> = vec![Vec::new(); ports.len()];
+    for i in 0.. {
+        if by_master.iter().all(|u| u.len() >= per) {
+            break;
+        }
+        let user = format!("u{i}");
+        let port = cluster.owner(&format!("herald:user:{user}")).await.port;
+        let m = ports.iter().position(|p| *p == port).expect("a master");
+        if by_master[m].len() < per {
+            by_master[m].push(user);
+        }
+    }
+    (0..per)
+        .flat_map(|round| {
+            by_master
+                .iter()
+                .zip(&ports)
+                .map(move |(users, port)| (users[round].clone(), *port))
+        })
+        .collect()
+}
+
+async fn messages_in(h: &Herald) -> f64 {
+    h.metric("herald_messages_total{source=\"redis\"}").await
+}
+
+async fn cmd<T: redis::FromRedisValue>(r: &Redis, c: &mut redis::Cmd) -> T {
+    c.query_async(&mut r.conn().await)
+        .await
+        .expect("redis command")
+}
+
+/// Clients of one master holding sharded subscriptions, and how many.
+async fn shard_subscribers(r: &Redis) -> Vec<u64> {
+    let list: String = cmd(r, redis::cmd("CLIENT").arg("LIST")).await;
+    list.lines()
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("ssub="))
+                .and_then(|n| n.parse().ok())
+        })
+        .filter(|n| *n > 0)
+        .collect()
+}
+
+#[tokio::test]
+async fn nodes_on_a_redis_cluster_share_messages_over_sharded_pubsub() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    // Two users per master on node B; the first three get the messages.
+    let all = users_per_master(&cluster, 2).await;
+    let mut on_b = Vec::new();
+    for (u, _) in &all {
+        on_b.push(b.connect(u).await);
+    }
+    let users = &all[..cluster.masters.len()];
+    let mut al = a.connect("al").await;
+
+    // Published to node A's API: each user on B gets theirs, whichever
+    // master their channel lives on; A's reply knows they are online.
+    for ((u, _), c) in users.iter().zip(&mut on_b) {
+        let r = a
+            .publish(json!({"to": {"users": [u]}, "kind": "toast", "title": format!("for {u}")}))
+            .await;
+        assert_eq!(r["online"], json!([u]));
+        assert_eq!(c.recv_title().await, format!("for {u}"));
+    }
+    // redis-cli: SPUBLISH on the master owning the channel, and a plain
+    // PUBLISH on the broadcast channel on any master.
+    for ((u, port), c) in users.iter().zip(&mut on_b) {
+        let owner = cluster
+            .masters
+            .iter()
+            .find(|m| m.port == *port)
+            .expect("owner");
+        let env = json!({"to": {"users": [u]}, "kind": "toast", "title": "by SPUBLISH"});
+        let n: i64 = cmd(
+            owner,
+            redis::cmd("SPUBLISH")
+                .arg(format!("herald:user:{u}"))
+                .arg(env.to_string()),
+        )
+        .await;
+        assert_eq!(n, 1, "one node holds {u}");
+        assert_eq!(c.recv_title().await, "by SPUBLISH");
+    }
+    let env = json!({"to": "all", "kind": "banner", "title": "by PUBLISH"});
+    cluster.masters[2]
+        .publish("herald:broadcast", &env.to_string())
+        .await;
+    for c in on_b.iter_mut().chain([&mut al]) {
+        assert_eq!(c.recv_title().await, "by PUBLISH");
+    }
+
+    // Grouped: on each master, a node holds all its sharded subscriptions
+    // on one connection: B's two channels there share one, and no more
+    // connections subscribe than there are Herald nodes.
+    for m in &cluster.masters {
+        let channels: Vec<String> = cmd(
+            m,
+            redis::cmd("PUBSUB")
+                .arg("SHARDCHANNELS")
+                .arg("herald:user:*"),
+        )
+        .await;
+        for (u, _) in all.iter().filter(|(_, p)| *p == m.port) {
+            assert!(
+                channels.contains(&format!("herald:user:{u}")),
+                "{channels:?}"
+            );
+        }
+        let subscribers = shard_subscribers(m).await;
+        assert!(subscribers.len() <= 2, "{subscribers:?} on :{}", m.port);
+        assert!(
+            subscribers.iter().any(|n| *n >= 2),
+            "{subscribers:?} on :{}",
+            m.port
+        );
+        assert_eq!(subscribers.iter().sum::<u64>(), channels.len() as u64);
+    }
+
+    // A per-user publish reaches only the node holding the user.
+    let (before_a, before_b) = (messages_in(&a).await, messages_in(&b).await);
+    let (u0, _) = &users[0];
+    a.publish(json!({"to": {"users": [u0]}, "kind": "toast", "title": "only B"}))
+        .await;
+    assert_eq!(on_b[0].recv_title().await, "only B");
+    eventually("node B counted it", || async {
+        messages_in(&b).await == before_b + 1.0
+    })
+    .await;
+    assert_eq!(messages_in(&a).await, before_a, "node A never saw it");
+
+    // Presence is cluster-wide; the disconnect endpoint reaches the user's node.
+    assert_eq!(
+        a.get_json(&format!("/v1/presence/{u0}")).await,
+        json!({"user": u0, "online": true, "sessions": 1})
+    );
+    let (u1, _) = &users[1];
+    let (status, _) = a.post(&format!("/v1/users/{u1}/disconnect"), "").await;
+    assert_eq!(status, 202);
+    assert_eq!(on_b[1].closed().await.0, 1008);
+
+    // Sticky: stored in the cluster, replayed to a session that connects later.
+    a.publish(json!({"id": "incident-1", "to": "all", "kind": "banner", "title": "sticky", "sticky": true}))
+        .await;
+    assert_eq!(al.recv_title().await, "sticky");
+    let mut late = b.connect("late").await;
+    assert_eq!(late.recv_title().await, "sticky");
+
+    // Herald's own keys share the hash tag {herald}: all on one master, so
+    // its scripts stay on one slot; other masters hold only public streams.
+    let tagged_owner = cluster.owner("{herald}").await.port;
+    for m in &cluster.masters {
+        let keys: Vec<String> = cmd(m, redis::cmd("KEYS").arg("*")).await;
+        for k in &keys {
+            let public = [
+                "herald:events",
+                "herald:undelivered",
+                "herald:dead",
+                "herald:ingress",
+            ];
+            assert!(
+                public.contains(&k.as_str())
+                    || (k.starts_with("{herald}:") && m.port == tagged_owner),
+                "key {k} on :{}",
+                m.port
+            );
+        }
+    }
+    let tagged: Vec<String> = cmd(
+        cluster.owner("{herald}").await,
+        redis::cmd("KEYS").arg("{herald}:*"),
+    )
+    .await;
+    assert!(tagged.contains(&"{herald}:active".to_owned()), "{tagged:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn put_campaign(h: &Herald, id: &str, c: Value) {
+    let res = reqwest::Client::new()
+        .put(format!("http://{}/v1/campaigns/{id}", h.admin))
+        .body(c.to_string())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn campaigns_resume_fallback_ingress_and_the_cli_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+
+    // A campaign stored through A fires on B; its counter is shared.
+    put_campaign(&a, "once", json!({"trigger": {"event": "opened"}, "message": {"kind": "toast", "title": "once"}, "frequency": {"max": 1}})).await;
+    eventually("node B applies the campaign", || async {
+        b.get_json("/v1/campaigns").await["campaigns"]
+            .as_array()
+            .is_some_and(|c| c.len() == 1)
+    })
+    .await;
+    let mut c = b.connect("cora").await;
+    c.send(r#"{"t":"event","name":"opened"}"#).await;
+    assert_eq!(c.recv_title().await, "once");
+    let mut again = a.connect("cora").await;
+    again.send(r#"{"t":"event","name":"opened"}"#).await;
+    eventually("refused by the shared counter", || async {
+        a.metric("herald_campaign_decisions_total{reason=\"frequency\"}")
+            .await
+            == 1.0
+    })
+    .await;
+    drop(again);
+
+    // Resume: per-user and broadcast messages missed while away come back.
+    a.publish(json!({"to": {"users": ["cora"]}, "kind": "toast", "title": "seen"}))
+        .await;
+    let seen = c.recv().await;
+    assert_eq!(seen["title"], "seen");
+    let pos = seen["pos"].as_str().expect("pos").to_owned();
+    drop(c);
+    eventually("cora is gone", || async {
+        a.get_json("/v1/presence/cora").await["sessions"] == 0
+    })
+    .await;
+    a.publish(json!({"to": {"users": ["cora"]}, "kind": "toast", "title": "missed 1"}))
+        .await;
+    a.publish(json!({"to": "all", "kind": "toast", "title": "missed 2"}))
+        .await;
+    let mut back = Client::connect(&format!(
+        "{}?since={pos}&token={}",
+        b.ws_url(),
+        token(&claims("cora"))
+    ))
+    .await;
+    assert_eq!(back.hello["recovered"], true);
+    assert_eq!(back.recv_title().await, "missed 1");
+    assert_eq!(back.recv_title().await, "missed 2");
+
+    // Fallback: an offline user is recorded in the undelivered stream.
+    let r = a
+        .publish(json!({"id": "pay-1", "to": {"users": ["ghost", "cora"]}, "kind": "toast", "title": "paid", "fallback": true}))
+        .await;
+    assert_eq!(r["offline"], json!(["ghost"]));
+    assert_eq!(back.recv_title().await, "paid");
+    eventually("ghost is in the undelivered stream", || async {
+        let s = a.get_json("/v1/streams/undelivered").await;
+        s["records"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e["user"] == "ghost" && e["msg"] == "pay-1")
+        })
+    })
+    .await;
+
+    // Durable ingress: XADD on the master owning herald:ingress.
+    let env = json!({"to": {"users": ["cora"]}, "kind": "toast", "title": "via ingress"});
+    let _: String = cmd(
+        cluster.owner("herald:ingress").await,
+        redis::cmd("XADD")
+            .arg("herald:ingress")
+            .arg("*")
+            .arg("e")
+            .arg(env.to_string()),
+    )
+    .await;
+    assert_eq!(back.recv_title().await, "via ingress");
+
+    // The CLI publishes straight to the cluster.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["publish", "--redis", &cluster.seed(), "--redis-cluster"])
+        .args([
+            "--to",
+            "user:cora",
+            "--kind",
+            "toast",
+            "--title",
+            "from the CLI",
+        ])
+        .env_remove("HERALD_REDIS__URL")
+        .output()
+        .expect("run herald publish");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(back.recv_title().await, "from the CLI");
+    a.stop().await;
+    b.stop().await;
+}
