@@ -314,3 +314,48 @@ async fn campaigns_resume_fallback_ingress_and_the_cli_on_a_redis_cluster() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_cluster_master_serves_its_users_again() {
+    let mut cluster = RedisCluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    let users = users_per_master(&cluster, 1).await;
+    let (user, port) = &users[0];
+    let i = cluster
+        .masters
+        .iter()
+        .position(|m| m.port == *port)
+        .expect("owner");
+    let mut c = b.connect(user).await;
+    let to_user = json!({"to": {"users": [user]}, "kind": "toast", "title": "before"});
+    a.publish(to_user).await;
+    assert_eq!(c.recv_title().await, "before");
+
+    cluster.restart(i);
+    // Node B notices, subscribes again where the user's channel lives, and
+    // is ready; then a publish through A reaches the user again.
+    eventually("node B is ready again with the user subscribed", || async {
+        b.get("/readyz").await.0 == 200
+            && cmd::<(String, i64)>(
+                &cluster.masters[i],
+                redis::cmd("PUBSUB")
+                    .arg("SHARDNUMSUB")
+                    .arg(format!("herald:user:{user}")),
+            )
+            .await
+            .1 == 1
+    })
+    .await;
+    eventually("node A publishes again", || async {
+        a.post(
+            "/v1/messages",
+            &json!({"to": {"users": [user]}, "kind": "toast", "title": "after"}).to_string(),
+        )
+        .await
+        .0 == 202
+    })
+    .await;
+    assert_eq!(c.recv_title().await, "after");
+    a.stop().await;
+    b.stop().await;
+}

@@ -139,6 +139,8 @@ impl Drop for Redis {
 /// `redis-cli --cluster create` as an operator would; killed on drop.
 pub struct RedisCluster {
     pub masters: Vec<Redis>,
+    /// Each master's `redis-server` arguments beyond the port, to restart it.
+    args: Vec<Vec<String>>,
     dir: std::path::PathBuf,
 }
 
@@ -146,22 +148,29 @@ impl RedisCluster {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("herald-cluster-{}", free_port()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let masters: Vec<Redis> = (0..3)
-            .map(|_| {
-                let port = free_port();
-                Redis::start_with(
-                    port,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-port",
-                        &free_port().to_string(),
-                        "--cluster-config-file",
-                        &dir.join(format!("nodes-{port}.conf")).to_string_lossy(),
-                        "--cluster-node-timeout",
-                        "2000",
-                    ],
-                )
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let args: Vec<Vec<String>> = ports
+            .iter()
+            .map(|port| {
+                vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-port".into(),
+                    free_port().to_string(),
+                    "--cluster-config-file".into(),
+                    dir.join(format!("nodes-{port}.conf"))
+                        .to_string_lossy()
+                        .into_owned(),
+                    "--cluster-node-timeout".into(),
+                    "2000".into(),
+                ]
+            })
+            .collect();
+        let masters: Vec<Redis> = ports
+            .iter()
+            .zip(&args)
+            .map(|(port, a)| {
+                Redis::start_with(*port, &a.iter().map(String::as_str).collect::<Vec<_>>())
             })
             .collect();
         let created = Command::new("redis-cli")
@@ -179,9 +188,14 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&created.stderr)
         );
-        let cluster = Self { masters, dir };
+        let cluster = Self { masters, args, dir };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn wait_ok(&self) {
         let deadline = std::time::Instant::now() + PATIENCE;
-        while !cluster.masters.iter().all(|m| {
+        while !self.masters.iter().all(|m| {
             redis::Client::open(m.url())
                 .and_then(|c| c.get_connection())
                 .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
@@ -193,7 +207,16 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        cluster
+    }
+
+    /// Kills master `i` (SIGKILL) and starts it again on the same port and
+    /// cluster config, so it rejoins with its slots (its data is gone).
+    pub fn restart(&mut self, i: usize) {
+        let port = self.masters[i].port;
+        self.masters[i].kill();
+        let args: Vec<&str> = self.args[i].iter().map(String::as_str).collect();
+        self.masters[i] = Redis::start_with(port, &args);
+        self.wait_ok();
     }
 
     /// The seed URL nodes are given: one master is enough to find the rest.
