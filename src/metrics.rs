@@ -1,11 +1,15 @@
 //! Prometheus metrics, served as text at `GET /metrics` on the admin listener.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
@@ -37,7 +41,7 @@ pub struct Metrics {
     pub invalid_envelopes: Family<Source, Counter>,
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
-    pub latency: Histogram,
+    pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
 }
@@ -58,7 +62,7 @@ impl Default for Metrics {
             invalid_envelopes: Family::default(),
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
-            latency: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
             registry: Registry::default(),
@@ -160,5 +164,136 @@ impl Metrics {
 
     pub fn counter_value(family: &Family<Reason, Counter>, reason: &'static str) -> u64 {
         family.get_or_create(&Reason { reason }).get()
+    }
+}
+
+const LATENCY_BUCKETS: usize = 16;
+
+/// `publish_to_socket_seconds`: a histogram of lock-free counters, recorded
+/// once per written batch. prometheus-client's `Histogram` takes a write
+/// lock per observation, which every session writing on every core contends
+/// for during a broadcast; here a batch adds its counts with one atomic add
+/// per bucket it touched, reading the clock once.
+#[derive(Clone, Debug, Default)]
+pub struct FrameLatency(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Non-cumulative, per upper bound; the last slot is above every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS + 1],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// Upper bounds: 0.25 ms doubling to ~8.2 s.
+fn latency_bounds() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_25, 2.0, LATENCY_BUCKETS as u16)
+}
+
+impl FrameLatency {
+    /// Records the frames of one batch written now, each from its birth.
+    pub fn observe_written(&self, born: impl Iterator<Item = Instant>) {
+        let now = Instant::now();
+        let mut counts = [0u64; LATENCY_BUCKETS + 1];
+        let (mut n, mut sum_ns) = (0u64, 0u64);
+        for b in born {
+            let d = now.saturating_duration_since(b);
+            counts[bucket_of(d)] += 1;
+            n += 1;
+            sum_ns += d.as_nanos() as u64;
+        }
+        if n == 0 {
+            return;
+        }
+        let c = &self.0;
+        for (slot, k) in c.buckets.iter().zip(counts) {
+            if k > 0 {
+                slot.fetch_add(k, Ordering::Relaxed);
+            }
+        }
+        c.count.fetch_add(n, Ordering::Relaxed);
+        c.sum_ns.fetch_add(sum_ns, Ordering::Relaxed);
+    }
+}
+
+/// The first bucket whose upper bound holds `d`: bound i is 0.25 ms << i.
+fn bucket_of(d: Duration) -> usize {
+    let quarters = d.as_micros().div_ceil(250) as u64;
+    if quarters <= 1 {
+        return 0;
+    }
+    // The smallest i with 2^i >= quarters.
+    ((64 - (quarters - 1).leading_zeros()) as usize).min(LATENCY_BUCKETS)
+}
+
+impl TypedMetric for FrameLatency {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for FrameLatency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        // f64::MAX is how prometheus-client spells the +Inf bucket.
+        let buckets: Vec<(f64, u64)> = latency_bounds()
+            .chain(std::iter::once(f64::MAX))
+            .zip(&c.buckets)
+            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
+            .collect();
+        let sum = c.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, c.count.load(Ordering::Relaxed), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_land_in_the_first_bucket_that_holds_them() {
+        let bounds: Vec<f64> = latency_bounds().collect();
+        for micros in [
+            0u64, 1, 249, 250, 251, 499, 500, 501, 1000, 1001, 8_191_999, 8_192_000, 8_192_001,
+            60_000_000,
+        ] {
+            let d = Duration::from_micros(micros);
+            let expected = bounds
+                .iter()
+                .position(|b| *b >= d.as_secs_f64() - 1e-12)
+                .unwrap_or(LATENCY_BUCKETS);
+            assert_eq!(bucket_of(d), expected, "{micros} µs");
+        }
+    }
+
+    #[test]
+    fn the_histogram_encodes_cumulative_buckets_count_and_sum() {
+        let m = Metrics::default();
+        let now = Instant::now();
+        let born = [
+            now,
+            now - Duration::from_millis(3),
+            now - Duration::from_secs(30),
+        ];
+        m.latency.observe_written(born.into_iter());
+        let text = m.render();
+        assert!(
+            text.contains("herald_publish_to_socket_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_publish_to_socket_seconds_bucket{le=\"0.00025\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_publish_to_socket_seconds_bucket{le=\"0.004\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_publish_to_socket_seconds_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
     }
 }

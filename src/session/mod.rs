@@ -264,9 +264,9 @@ where
     }
     io.flush().await?;
     // Each frame is timed at the write that sent it.
-    for f in &frames {
-        metrics.latency.observe(f.born.elapsed().as_secs_f64());
-    }
+    metrics
+        .latency
+        .observe_written(frames.iter().map(|f| f.born));
     Ok(())
 }
 
