@@ -269,6 +269,12 @@ async fn campaigns_resume_fallback_ingress_and_the_cli_on_a_redis_cluster() {
         .await;
     assert_eq!(r["offline"], json!(["ghost"]));
     assert_eq!(back.recv_title().await, "paid");
+    // With every user online there is nothing to record, and no error.
+    let r = a
+        .publish(json!({"to": {"users": ["cora"]}, "kind": "toast", "title": "paid again", "fallback": true}))
+        .await;
+    assert_eq!(r["online"], json!(["cora"]));
+    assert_eq!(back.recv_title().await, "paid again");
     eventually("ghost is in the undelivered stream", || async {
         let s = a.get_json("/v1/streams/undelivered").await;
         s["records"].as_array().is_some_and(|e| {
@@ -355,6 +361,49 @@ async fn a_restarted_cluster_master_serves_its_users_again() {
         .0 == 202
     })
     .await;
+    assert_eq!(c.recv_title().await, "after");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_channel_whose_slot_moves_is_subscribed_where_it_lives_now() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    let users = users_per_master(&cluster, 1).await;
+    let (user, port) = &users[0];
+    let channel = format!("herald:user:{user}");
+    let mut c = b.connect(user).await;
+    a.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "before"}))
+        .await;
+    assert_eq!(c.recv_title().await, "before");
+
+    // Reshard: the channel's slot goes to another master, which drops the
+    // sharded subscription on the old one (Redis sends SUNSUBSCRIBE).
+    let to = cluster
+        .masters
+        .iter()
+        .position(|m| m.port != *port)
+        .expect("another master");
+    cluster.move_slot(&channel, to).await;
+    eventually(
+        "node B subscribes the channel on its new master",
+        || async {
+            cmd::<(String, i64)>(
+                &cluster.masters[to],
+                redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channel),
+            )
+            .await
+            .1 == 1
+        },
+    )
+    .await;
+    eventually("node B is ready again", || async {
+        b.get("/readyz").await.0 == 200
+    })
+    .await;
+    a.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "after"}))
+        .await;
     assert_eq!(c.recv_title().await, "after");
     a.stop().await;
     b.stop().await;

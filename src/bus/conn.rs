@@ -28,6 +28,7 @@ pub enum Backend {
 }
 
 pub struct ClusterClients {
+    seeds: Vec<String>,
     /// RESP2, for commands.
     commands: ClusterClient,
     /// RESP3: sharded pub/sub arrives as push messages.
@@ -41,16 +42,17 @@ impl Backend {
         if !cluster {
             return Ok(Self::Single(redis::Client::open(url)?));
         }
-        let seeds: Vec<&str> = url
+        let seeds: Vec<String> = url
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
+            .map(str::to_owned)
             .collect();
+        let response = Duration::from_secs(2);
         Ok(Self::Cluster(Box::new(ClusterClients {
-            commands: ClusterClientBuilder::new(seeds.clone()).build()?,
-            pushes: ClusterClientBuilder::new(seeds)
-                .use_protocol(redis::ProtocolVersion::RESP3)
-                .build()?,
+            commands: cluster_client(&seeds, false, response)?,
+            pushes: cluster_client(&seeds, true, response)?,
+            seeds,
         })))
     }
 
@@ -98,12 +100,8 @@ impl Backend {
                 ))
             }
             Self::Cluster(c) => Ok(Conn::Cluster(
-                c.commands
-                    .get_async_connection_with_config(
-                        ClusterConfig::new()
-                            .set_connection_timeout(connect)
-                            .set_response_timeout(response_timeout),
-                    )
+                cluster_client(&c.seeds, false, response_timeout)?
+                    .get_async_connection()
                     .await?,
             )),
         }
@@ -114,11 +112,12 @@ impl Backend {
     /// connection (or, in a cluster, one Redis node's connection) is lost.
     pub async fn subscriber(
         &self,
-    ) -> RedisResult<(Subscriber, BoxStream<'static, RedisResult<Msg>>)> {
+    ) -> RedisResult<(Subscriber, BoxStream<'static, RedisResult<Incoming>>)> {
         match self {
             Self::Single(client) => {
                 let (sink, stream) = client.get_async_pubsub().await?.split();
-                Ok((Subscriber::Single(sink), stream.map(Ok).boxed()))
+                let stream = stream.map(|m| Ok(Incoming::Message(m)));
+                Ok((Subscriber::Single(sink), stream.boxed()))
             }
             Self::Cluster(c) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -140,9 +139,18 @@ impl Backend {
                             redis::ErrorKind::Io,
                             "a cluster node's pub/sub connection was lost",
                         )))),
-                        PushKind::Message | PushKind::SMessage => Msg::from_push_info(push).map(Ok),
-                        // Confirmations; and when a slot moves, redis-rs
-                        // subscribes again where the slot lives now.
+                        PushKind::Message | PushKind::SMessage => {
+                            Msg::from_push_info(push).map(|m| Ok(Incoming::Message(m)))
+                        }
+                        // Ours, or the server's when the channel's slot
+                        // moved to another Redis node: redis-rs then
+                        // forgets the channel, so the bus must tell.
+                        PushKind::SUnsubscribe => match push.data.first() {
+                            Some(Value::BulkString(c)) => Some(Ok(Incoming::Unsubscribed(
+                                String::from_utf8_lossy(c).into_owned(),
+                            ))),
+                            _ => None,
+                        },
                         _ => None,
                     })
                 });
@@ -152,10 +160,33 @@ impl Backend {
     }
 }
 
+/// A cluster client that fails like the single-server one: a short connect,
+/// `response` per attempt, two retries, and a bound on the whole request
+/// (redis-rs would otherwise retry a down Redis node for minutes).
+fn cluster_client(seeds: &[String], resp3: bool, response: Duration) -> RedisResult<ClusterClient> {
+    let mut builder = ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(Duration::from_secs(1))
+        .response_timeout(response)
+        .overall_response_timeout(Some(response * 2))
+        .retries(2);
+    if resp3 {
+        builder = builder.use_protocol(redis::ProtocolVersion::RESP3);
+    }
+    builder.build()
+}
+
 fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> BoxStream<'static, T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// What the receiving side hears.
+pub enum Incoming {
+    Message(Msg),
+    /// A sharded subscription ended: after our own `SUNSUBSCRIBE`, or when
+    /// the channel's slot moved away from the Redis node holding it.
+    Unsubscribed(String),
 }
 
 /// A command connection to a server or a cluster.

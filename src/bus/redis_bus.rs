@@ -10,7 +10,7 @@
 //! After losing Redis it reconnects with backoff and restores everything from
 //! the hub, which stays the source of truth.
 
-use super::conn::{Backend, Conn, Subscriber};
+use super::conn::{Backend, Conn, Incoming, Subscriber};
 use super::{BusError, Presence, Reach};
 use crate::auth::Identity;
 use crate::campaigns::{Campaign, Compiled, Limits, Registry, Verdict};
@@ -384,7 +384,7 @@ impl Publishing<'_> {
             .publish_users(conn, users.iter().map(|u| (&**u, env.clone())))
             .await
             .map_err(unavailable)?;
-        if e.fallback {
+        if e.fallback && counts.contains(&0) {
             self.record_undelivered(conn, p, users, &counts)
                 .await
                 .map_err(unavailable)?;
@@ -688,7 +688,7 @@ impl RedisBus {
             if first.is_none() {
                 return Ok(());
             }
-            redis::cmd("XADD")
+            let written = redis::cmd("XADD")
                 .arg(self.keys.stream(Stream::Dead))
                 .arg("MAXLEN")
                 .arg("~")
@@ -708,7 +708,12 @@ impl RedisBus {
                 .arg(crate::auth::unix_now_ms())
                 .query_async::<String>(&mut conn)
                 .await
-                .map(drop)
+                .map(drop);
+            if written.is_err() {
+                // Unclaimed, so that another node's try can record it.
+                let _: Result<i64, _> = conn.del(self.keys.dead_seen(digest)).await;
+            }
+            written
         }
         .await;
         if let Err(e) = r {
@@ -1067,8 +1072,16 @@ impl RedisBus {
                     let Some(msg) = msg else {
                         return Err(redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connection closed")));
                     };
-                    let msg = msg?;
-                    self.receive(msg.get_channel_name(), msg.get_payload_bytes());
+                    match msg? {
+                        Incoming::Message(msg) => self.receive(msg.get_channel_name(), msg.get_payload_bytes()),
+                        // Not ours (the user is still held here): the slot
+                        // moved, so start over and subscribe where it is now.
+                        Incoming::Unsubscribed(channel) => {
+                            if self.keys.user_of(&channel).is_some_and(|u| self.lock_subscribed().contains(u)) {
+                                return Err(redis::RedisError::from((redis::ErrorKind::Io, "a sharded subscription moved with its slot")));
+                            }
+                        }
+                    }
                 }
                 () = self.changes.notify.notified() => self.mirror(&mut sink).await?,
                 _ = tick.tick() => {

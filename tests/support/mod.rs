@@ -102,7 +102,11 @@ impl Redis {
     }
 
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
+        Self::conn_to(&self.url()).await
+    }
+
+    async fn conn_to(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url)
             .expect("redis url")
             .get_multiplexed_async_connection()
             .await
@@ -217,6 +221,58 @@ impl RedisCluster {
         let args: Vec<&str> = self.args[i].iter().map(String::as_str).collect();
         self.masters[i] = Redis::start_with(port, &args);
         self.wait_ok();
+    }
+
+    /// Moves `key`'s slot (which must hold no keys) to master `to`, as
+    /// `redis-cli --cluster reshard` does: IMPORTING, MIGRATING, then the
+    /// new owner announced to every master.
+    pub async fn move_slot(&self, key: &str, to: usize) {
+        let from = self.owner(key).await;
+        let id = |r: &Redis| {
+            let url = r.url();
+            async move {
+                let id: String = redis::cmd("CLUSTER")
+                    .arg("MYID")
+                    .query_async(&mut Redis::conn_to(&url).await)
+                    .await
+                    .expect("CLUSTER MYID");
+                id
+            }
+        };
+        let (from_id, to_id) = (id(from).await, id(&self.masters[to]).await);
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut from.conn().await)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        let setslot = |r: &Redis, how: &'static str, node: String| {
+            let url = r.url();
+            async move {
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("SETSLOT").arg(slot).arg(how).arg(node);
+                let () = cmd
+                    .query_async(&mut Redis::conn_to(&url).await)
+                    .await
+                    .expect("CLUSTER SETSLOT");
+            }
+        };
+        setslot(&self.masters[to], "IMPORTING", from_id.clone()).await;
+        setslot(from, "MIGRATING", to_id.clone()).await;
+        setslot(from, "NODE", to_id.clone()).await;
+        for m in &self.masters {
+            if m.port != from.port {
+                setslot(m, "NODE", to_id.clone()).await;
+            }
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while self.owner(key).await.port != self.masters[to].port {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slot {slot} did not move"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The seed URL nodes are given: one master is enough to find the rest.
