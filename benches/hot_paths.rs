@@ -238,16 +238,9 @@ fn bench_deliver(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let born = Instant::now();
+                    let this = Outgoing::new(frame.bytes().clone(), born, 0);
                     let t = Instant::now();
-                    let n = fx.hub.deliver(
-                        target,
-                        audience,
-                        |_| Outgoing {
-                            born,
-                            ..frame.clone()
-                        },
-                        |_| {},
-                    );
+                    let n = fx.hub.deliver(target, audience, |_| this.clone(), |_| {});
                     total += t.elapsed();
                     black_box(n);
                     black_box(fx.drain());
@@ -265,14 +258,12 @@ fn bench_deliver(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let born = Instant::now();
+                let this = Outgoing::new(frame.bytes().clone(), born, 0);
                 let t = Instant::now();
                 let n = fx.hub.deliver(
                     Target::Users(&users),
                     &users_audience,
-                    |_| Outgoing {
-                        born,
-                        ..frame.clone()
-                    },
+                    |_| this.clone(),
                     |_| {},
                 );
                 total += t.elapsed();
@@ -293,15 +284,9 @@ fn bench_deliver(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let born = Instant::now();
-                fx.hub.deliver(
-                    Target::Everyone,
-                    &all,
-                    |_| Outgoing {
-                        born,
-                        ..frame.clone()
-                    },
-                    |_| {},
-                );
+                let this = Outgoing::new(frame.bytes().clone(), born, 0);
+                fx.hub
+                    .deliver(Target::Everyone, &all, |_| this.clone(), |_| {});
                 let t = Instant::now();
                 black_box(fx.drain());
                 total += t.elapsed();

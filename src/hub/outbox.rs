@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Notify;
 
@@ -14,25 +14,42 @@ use crate::protocol::CloseCode;
 
 /// A frame ready for the socket: the whole WebSocket frame (header and
 /// payload) encoded once per message and shared by every recipient, since
-/// server frames are unmasked and so the same bytes for everyone. `born` is
-/// when this node received the message.
+/// server frames are unmasked and so the same bytes for everyone. A queue
+/// entry is one pointer: a broadcast touches 8 bytes of each outbox's
+/// queue, and a burst leaves small queues behind.
 #[derive(Clone, Debug)]
-pub struct Outgoing {
-    pub frame: Bytes,
-    pub born: Instant,
-    /// The message's history sequence (0: none), to drop live duplicates of
-    /// what a resume already replayed.
-    pub seq: u64,
+pub struct Outgoing(Arc<Frame>);
+
+#[derive(Debug)]
+struct Frame {
+    bytes: Bytes,
+    born: Instant,
+    seq: u64,
 }
 
 impl Outgoing {
+    /// `born`: when this node received the message; `seq`: its history
+    /// sequence (0: none), to drop live duplicates of what a resume already
+    /// replayed.
+    pub fn new(bytes: Bytes, born: Instant, seq: u64) -> Self {
+        Self(Arc::new(Frame { bytes, born, seq }))
+    }
+
     /// Encodes a text frame around `json`.
     pub fn text(json: &str, born: Instant, seq: u64) -> Self {
-        Self {
-            frame: encode_text_frame(json.as_bytes()),
-            born,
-            seq,
-        }
+        Self::new(encode_text_frame(json.as_bytes()), born, seq)
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.0.bytes
+    }
+
+    pub fn born(&self) -> Instant {
+        self.0.born
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.0.seq
     }
 }
 

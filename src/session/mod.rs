@@ -86,7 +86,7 @@ pub async fn run<S>(
                 let (mut frames, close) = session.outbox.drain();
                 if replayed_upto > 0 {
                     // Live copies of what the resume already replayed.
-                    frames.retain(|f| f.seq == 0 || f.seq > replayed_upto);
+                    frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
                 }
                 if !frames.is_empty() {
                     // Boxed: its state exists only while writing, not in every idle session.
@@ -252,7 +252,7 @@ where
     let io = ws.get_mut();
     let mut slices: Vec<std::io::IoSlice<'_>> = frames
         .iter()
-        .map(|f| std::io::IoSlice::new(&f.frame))
+        .map(|f| std::io::IoSlice::new(f.bytes()))
         .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
@@ -266,7 +266,7 @@ where
     // Each frame is timed at the write that sent it.
     metrics
         .latency
-        .observe_written(frames.iter().map(|f| f.born));
+        .observe_written(frames.iter().map(Outgoing::born));
     Ok(())
 }
 
