@@ -405,7 +405,6 @@ mod worker {
                 attrs: None,
             })
             .map_err(|e| anyhow!("mint: {e}"))?;
-        let _permit = shared.handshakes.acquire().await?;
         let socket = TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(source_ip(g, shared.nodes.len()).into(), 0))?;
         let stream = socket.connect(node).await?;
@@ -423,7 +422,12 @@ mod worker {
     /// One session: open it, report, then read until stopped or closed.
     async fn session(shared: Arc<Shared>, i: usize, done: Option<mpsc::UnboundedSender<bool>>) {
         let c = &shared.counters;
+        // The timeout covers the handshake, not the wait for its turn.
+        let Ok(permit) = shared.handshakes.acquire().await else {
+            return failed(&shared, done, "handshake semaphore closed");
+        };
         let opened = tokio::time::timeout(Duration::from_secs(15), open(&shared, i)).await;
+        drop(permit);
         let mut ws = match opened {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => return failed(&shared, done, &e.to_string()),
