@@ -270,24 +270,7 @@ async fn campaigns_and_their_counters_are_shared_by_every_node() {
     let redis = Redis::start();
     let n1 = Herald::start(redis_config(&redis)).await;
     let n2 = Herald::start(redis_config(&redis)).await;
-    put(&n1, "once", json!({"trigger": {"event": "opened"}, "message": {"kind": "toast", "title": "once"}, "frequency": {"max": 1}})).await;
-    eventually("node 2 applies the new campaign", || async {
-        n2.get_json("/v1/campaigns").await["campaigns"]
-            .as_array()
-            .is_some_and(|c| c.len() == 1)
-    })
-    .await;
-    let mut a = n2.connect("alice").await;
-    a.send(r#"{"t":"event","name":"opened"}"#).await;
-    assert_eq!(a.recv_title().await, "once");
-    drop(a);
-    // Another device, another node: the frequency counter is in Redis.
-    let mut b = n1.connect("alice").await;
-    b.send(r#"{"t":"event","name":"opened"}"#).await;
-    eventually("refused by the shared counter", || async {
-        decisions(&n1, "frequency").await == 1.0
-    })
-    .await;
+    let mut b = n1.campaign_counter_shared_with(&n2, "alice").await;
     n1.expect_control_next(&mut b, "alice").await;
     // A deactivation reaches every node.
     put(&n2, "once", json!({"trigger": {"event": "opened"}, "active": false, "message": {"kind": "toast", "title": "once"}})).await;

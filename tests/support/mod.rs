@@ -5,7 +5,7 @@
 use futures::{SinkExt, StreamExt};
 use herald::auth::{Claims, Signer};
 use herald::config::Config;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -414,6 +414,48 @@ impl Herald {
         let res = self.with_key(req).send().await.expect("admin request");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: &str) -> (u16, Value) {
+        let req = self
+            .http
+            .put(format!("http://{}{path}", self.admin))
+            .body(body.to_owned());
+        let res = self.with_key(req).send().await.expect("admin request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A campaign `once` (at most one display per user) stored through
+    /// this node fires on `other`; then the same user's next event, on this
+    /// node, is refused by the counter they share. Returns that session,
+    /// its control frame still to come.
+    pub async fn campaign_counter_shared_with(&self, other: &Herald, user: &str) -> Client {
+        let once = json!({"trigger": {"event": "opened"}, "message": {"kind": "toast", "title": "once"}, "frequency": {"max": 1}});
+        assert_eq!(
+            self.put("/v1/campaigns/once", &once.to_string()).await.0,
+            200
+        );
+        eventually("the other node applies the campaign", || async {
+            other.get_json("/v1/campaigns").await["campaigns"]
+                .as_array()
+                .is_some_and(|c| c.len() == 1)
+        })
+        .await;
+        let mut first = other.connect(user).await;
+        first.send(r#"{"t":"event","name":"opened"}"#).await;
+        assert_eq!(first.recv_title().await, "once");
+        drop(first);
+        // Another device, another node: the frequency counter is in Redis.
+        let mut second = self.connect(user).await;
+        second.send(r#"{"t":"event","name":"opened"}"#).await;
+        eventually("refused by the shared counter", || async {
+            self.metric("herald_campaign_decisions_total{reason=\"frequency\"}")
+                .await
+                == 1.0
+        })
+        .await;
+        second
     }
 
     pub async fn publish(&self, envelope: Value) -> Value {
