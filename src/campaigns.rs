@@ -515,7 +515,9 @@ impl Verdict {
 }
 
 /// Embedded counters: display times per (campaign, user), the hourly cap
-/// per user, and who reached `until`.
+/// per user, and who reached `until`. Like the Redis keys, which expire with
+/// their window, entries whose window has passed are swept once a minute;
+/// displays of a campaign without `frequency` are not kept at all.
 #[derive(Default)]
 pub struct MemoryCounters {
     inner: std::sync::Mutex<MemoryInner>,
@@ -523,23 +525,33 @@ pub struct MemoryCounters {
 
 #[derive(Default)]
 struct MemoryInner {
-    displays: HashMap<(String, String), Vec<u64>>,
+    /// The campaign's window (ms; `None`: for ever) and the display times.
+    displays: HashMap<(String, String), (Option<u64>, Vec<u64>)>,
     cap: HashMap<String, Vec<u64>>,
     done: std::collections::HashSet<(String, String)>,
+    next_sweep_ms: u64,
 }
+
+const HOUR_MS: u64 = 3_600_000;
+const SWEEP_EVERY_MS: u64 = 60_000;
 
 impl MemoryCounters {
     /// Checks and, when allowed, counts one display, atomically.
     pub fn check(&self, l: &Limits<'_>, now_ms: u64) -> Verdict {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if now_ms >= m.next_sweep_ms {
+            m.sweep(now_ms);
+        }
         let key = (l.campaign.to_owned(), l.user.to_owned());
         if l.frequency.is_some_and(|f| f.until.is_some()) && m.done.contains(&key) {
             return Verdict::Until;
         }
         if let Some(f) = l.frequency {
-            let shown = m.displays.entry(key.clone()).or_default();
-            if let Some(per) = f.per_s {
-                shown.retain(|t| *t + per * 1000 > now_ms);
+            let window = f.per_s.map(|s| s * 1000);
+            let (w, shown) = m.displays.entry(key.clone()).or_default();
+            *w = window;
+            if let Some(per) = window {
+                shown.retain(|t| *t + per > now_ms);
             }
             if shown.len() >= f.max as usize {
                 return Verdict::Frequency;
@@ -547,13 +559,15 @@ impl MemoryCounters {
         }
         if l.global_cap_per_hour > 0 {
             let cap = m.cap.entry(l.user.to_owned()).or_default();
-            cap.retain(|t| *t + 3_600_000 > now_ms);
+            cap.retain(|t| *t + HOUR_MS > now_ms);
             if cap.len() >= l.global_cap_per_hour as usize {
                 return Verdict::GlobalCap;
             }
             cap.push(now_ms);
         }
-        m.displays.entry(key).or_default().push(now_ms);
+        if l.frequency.is_some() {
+            m.displays.entry(key).or_default().1.push(now_ms);
+        }
         Verdict::Allowed
     }
 
@@ -563,6 +577,27 @@ impl MemoryCounters {
             .unwrap_or_else(|e| e.into_inner())
             .done
             .insert((campaign.to_owned(), user.to_owned()));
+    }
+
+    /// Entries kept: (campaign, user) display lists and per-user caps.
+    #[cfg(test)]
+    fn kept(&self) -> (usize, usize) {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (m.displays.len(), m.cap.len())
+    }
+}
+
+impl MemoryInner {
+    /// Drops what no check can count any more: displays older than their
+    /// campaign's window, caps older than an hour.
+    fn sweep(&mut self, now_ms: u64) {
+        self.displays.retain(|_, (window, shown)| match window {
+            Some(per) => shown.iter().any(|t| *t + *per > now_ms),
+            None => !shown.is_empty(),
+        });
+        self.cap
+            .retain(|_, times| times.iter().any(|t| *t + HOUR_MS > now_ms));
+        self.next_sweep_ms = now_ms + SWEEP_EVERY_MS;
     }
 }
 
@@ -665,5 +700,57 @@ mod tests {
         );
         m.done("c", "u");
         assert_eq!(m.check(&l, 200_000), Verdict::Until);
+    }
+
+    #[test]
+    fn memory_counters_forget_what_no_window_holds_any_more() {
+        let m = MemoryCounters::default();
+        let f = Frequency {
+            max: 5,
+            per_s: Some(60),
+            until: None,
+        };
+        let windowed = Limits {
+            campaign: "c",
+            user: "u",
+            msg_id: "m",
+            frequency: Some(&f),
+            global_cap_per_hour: 5,
+        };
+        let unlimited = Limits {
+            campaign: "d",
+            user: "v",
+            frequency: None,
+            global_cap_per_hour: 0,
+            ..windowed.clone()
+        };
+        assert_eq!(m.check(&windowed, 1_000), Verdict::Allowed);
+        for t in 0..100 {
+            assert_eq!(m.check(&unlimited, 1_000 + t), Verdict::Allowed);
+        }
+        assert_eq!(
+            m.kept(),
+            (1, 1),
+            "nothing kept for a campaign without frequency"
+        );
+        // A minute later the window has passed, the hour has not.
+        assert_eq!(m.check(&unlimited, 62_000), Verdict::Allowed);
+        assert_eq!(m.kept(), (0, 1));
+        // An hour later the cap is swept too.
+        assert_eq!(m.check(&unlimited, 3_700_000), Verdict::Allowed);
+        assert_eq!(m.kept(), (0, 0));
+        // A lifetime cap (no window) is kept, as in Redis.
+        let lifetime = Frequency {
+            max: 1,
+            per_s: None,
+            until: None,
+        };
+        let once = Limits {
+            frequency: Some(&lifetime),
+            ..unlimited.clone()
+        };
+        assert_eq!(m.check(&once, 3_700_001), Verdict::Allowed);
+        assert_eq!(m.check(&once, 9_000_000), Verdict::Frequency);
+        assert_eq!(m.kept(), (1, 0));
     }
 }
