@@ -2,6 +2,7 @@
 //! admin listener (the API of SPEC §6, metrics, readiness).
 
 pub mod admin;
+mod coalesce;
 pub mod public;
 
 use axum::http::StatusCode;
@@ -91,7 +92,10 @@ pub async fn serve(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(
+                TokioIo::new(coalesce::CoalesceUpgrade::new(stream)),
+                service,
+            )
             .with_upgrades();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
