@@ -358,33 +358,14 @@ mod tests {
         assert_eq!(err(json!({"where": "account.plan == 'x'"})), "to.where");
         assert_eq!(err(json!({"users": ["x".repeat(257)]})), "to.users");
     }
-}
-
-#[cfg(test)]
-mod macro_tests {
-    use super::*;
 
     #[test]
     fn comprehension_variables_are_not_unknown_variables() {
-        let a = Audience::compile(
-            &serde_json::json!({"where": "segments.exists(s, s.startsWith('be'))"}),
-        )
-        .expect("compiles");
-        let id = |segs: &[&str]| Identity {
-            user: Arc::from("u"),
-            segments: segs.iter().map(|s| Box::from(*s)).collect(),
-            attrs: cel::Value::Map(cel::objects::Map {
-                map: Arc::new(Default::default()),
-            }),
-            exp: u64::MAX,
-            locale: None,
-        };
-        assert!(a.matches(&id(&["beta"])));
-        assert!(!a.matches(&id(&["alpha"])));
+        let a = Audience::compile(&json!({"where": "segments.exists(s, s.startsWith('be'))"}))
+            .expect("compiles");
+        assert!(a.matches(&identity("u", &["beta"], json!({}))));
+        assert!(!a.matches(&identity("u", &["alpha"], json!({}))));
         // A free variable is still refused.
-        assert!(
-            Audience::compile(&serde_json::json!({"where": "segments.exists(s, s == other)"}))
-                .is_err()
-        );
+        assert!(Audience::compile(&json!({"where": "segments.exists(s, s == other)"})).is_err());
     }
 }

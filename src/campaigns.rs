@@ -237,16 +237,30 @@ impl Compiled {
                                 "name",
                                 cel::Value::String(Arc::new(name.clone())),
                             );
-                            ctx.add_variable_from_value(
-                                "props",
-                                json_to_cel(&serde_json::Value::Object(props.clone())),
-                            );
+                            ctx.add_variable_from_value("props", props_to_cel(props));
                         })
                     })
             }
         };
         trigger && self.audience.matches(id)
     }
+}
+
+/// An event's `props` as the CEL map a trigger's `where` reads.
+pub fn props_to_cel(props: &serde_json::Map<String, serde_json::Value>) -> cel::Value {
+    cel::Value::Map(cel::objects::Map {
+        map: Arc::new(
+            props
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        cel::objects::Key::String(Arc::new(k.clone())),
+                        json_to_cel(v),
+                    )
+                })
+                .collect(),
+        ),
+    })
 }
 
 fn json_to_cel(v: &serde_json::Value) -> cel::Value {
@@ -260,18 +274,7 @@ fn json_to_cel(v: &serde_json::Value) -> cel::Value {
         },
         J::String(s) => cel::Value::String(Arc::new(s.clone())),
         J::Array(a) => cel::Value::List(Arc::new(a.iter().map(json_to_cel).collect())),
-        J::Object(o) => cel::Value::Map(cel::objects::Map {
-            map: Arc::new(
-                o.iter()
-                    .map(|(k, v)| {
-                        (
-                            cel::objects::Key::String(Arc::new(k.clone())),
-                            json_to_cel(v),
-                        )
-                    })
-                    .collect(),
-            ),
-        }),
+        J::Object(o) => props_to_cel(o),
     }
 }
 

@@ -249,34 +249,10 @@ pub fn audience(data: &[u8]) {
         for (name, props) in [("feature_used", props()), ("", serde_json::Map::new())] {
             let _ = f.eval(|ctx| {
                 ctx.add_variable_from_value("name", text(name));
-                ctx.add_variable_from_value("props", props_value(&props));
+                ctx.add_variable_from_value("props", herald::campaigns::props_to_cel(&props));
             });
         }
     }
-}
-
-fn props_value(props: &serde_json::Map<String, serde_json::Value>) -> cel::Value {
-    fn conv(v: &serde_json::Value) -> cel::Value {
-        use serde_json::Value as J;
-        match v {
-            J::Null => cel::Value::Null,
-            J::Bool(b) => cel::Value::Bool(*b),
-            J::Number(n) => match n.as_i64() {
-                Some(i) => cel::Value::Int(i),
-                None => cel::Value::Float(n.as_f64().unwrap_or_default()),
-            },
-            J::String(s) => text(s),
-            J::Array(a) => cel::Value::List(Arc::new(a.iter().map(conv).collect())),
-            J::Object(o) => cel::Value::Map(cel::objects::Map {
-                map: Arc::new(
-                    o.iter()
-                        .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), conv(v)))
-                        .collect(),
-                ),
-            }),
-        }
-    }
-    conv(&serde_json::Value::Object(props.clone()))
 }
 
 /// `template`: the input's lines are a title, a body, an action label and a

@@ -18,6 +18,11 @@ use redis::{Cmd, Msg, Pipeline, PushKind, RedisError, RedisFuture, RedisResult, 
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// How long a connection attempt, and a reply on the shared connections,
+/// may take.
+const CONNECT: Duration = Duration::from_secs(1);
+const RESPONSE: Duration = Duration::from_secs(2);
+
 /// Concurrent SSUBSCRIBE commands (one per slot) in a cluster.
 const SLOT_COMMANDS_IN_FLIGHT: usize = 64;
 
@@ -48,10 +53,9 @@ impl Backend {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        let response = Duration::from_secs(2);
         Ok(Self::Cluster(Box::new(ClusterClients {
-            commands: cluster_client(&seeds, false, response)?,
-            pushes: cluster_client(&seeds, true, response)?,
+            commands: cluster_client(&seeds, false, RESPONSE)?,
+            pushes: cluster_client(&seeds, true, RESPONSE)?,
             seeds,
         })))
     }
@@ -63,13 +67,12 @@ impl Backend {
     /// The node's shared command connection. It connects on first use, so a
     /// node starts while Redis is down, and reconnects after failures.
     pub fn shared(&self) -> RedisResult<Conn> {
-        let (connect, response) = (Duration::from_secs(1), Duration::from_secs(2));
         match self {
             Self::Single(client) => {
                 let config = ConnectionManagerConfig::new()
                     .set_number_of_retries(1)
-                    .set_connection_timeout(Some(connect))
-                    .set_response_timeout(Some(response));
+                    .set_connection_timeout(Some(CONNECT))
+                    .set_response_timeout(Some(RESPONSE));
                 Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
                     client.clone(),
                     config,
@@ -78,8 +81,8 @@ impl Backend {
             Self::Cluster(c) => Ok(Conn::Cluster(
                 c.commands.get_pending_async_connection_with_config(
                     ClusterConfig::new()
-                        .set_connection_timeout(connect)
-                        .set_response_timeout(response),
+                        .set_connection_timeout(CONNECT)
+                        .set_response_timeout(RESPONSE),
                 ),
             )),
         }
@@ -87,11 +90,10 @@ impl Backend {
 
     /// A connection of its own (a blocking read, the CLI), connected now.
     pub async fn dedicated(&self, response_timeout: Duration) -> RedisResult<Conn> {
-        let connect = Duration::from_secs(1);
         match self {
             Self::Single(client) => {
                 let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect))
+                    .set_connection_timeout(Some(CONNECT))
                     .set_response_timeout(Some(response_timeout));
                 Ok(Conn::Plain(
                     client
@@ -125,8 +127,8 @@ impl Backend {
                     .pushes
                     .get_async_connection_with_config(
                         ClusterConfig::new()
-                            .set_connection_timeout(Duration::from_secs(1))
-                            .set_response_timeout(Duration::from_secs(2))
+                            .set_connection_timeout(CONNECT)
+                            .set_response_timeout(RESPONSE)
                             .set_push_sender(tx),
                     )
                     .await?;
@@ -165,7 +167,7 @@ impl Backend {
 /// (redis-rs would otherwise retry a down Redis node for minutes).
 fn cluster_client(seeds: &[String], resp3: bool, response: Duration) -> RedisResult<ClusterClient> {
     let mut builder = ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout(Duration::from_secs(1))
+        .connection_timeout(CONNECT)
         .response_timeout(response)
         .overall_response_timeout(Some(response * 2))
         .retries(2);

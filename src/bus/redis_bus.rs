@@ -215,7 +215,7 @@ static CAMPAIGN: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/campaign.lua")));
 
 /// The epoch, the last history time and sequence, and Redis's clock.
-type HeadReads = (Option<String>, Option<u64>, Option<u64>, (u64, u64));
+type HeadReads = ((Option<String>, Option<u64>, Option<u64>), (u64, u64));
 
 /// A user's pending messages, and whether they acknowledged each global one.
 type ReplayReads = (Vec<(String, String)>, Vec<bool>);
@@ -272,12 +272,18 @@ impl Publishing<'_> {
                 Ok(None)
             }
             Command::Disconnect { users } => {
-                let envs = users.iter().map(|u| {
-                    let env =
-                        serde_json::json!({"op": "disconnect", "to": {"users": [u.as_ref()]}});
-                    (u.as_ref(), env.to_string())
-                });
-                self.publish_users(conn, envs).await.map_err(unavailable)?;
+                let envs: Vec<String> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({"op": "disconnect", "to": {"users": [u.as_ref()]}})
+                            .to_string()
+                    })
+                    .collect();
+                let each = users
+                    .iter()
+                    .map(|u| &**u)
+                    .zip(envs.iter().map(String::as_str));
+                self.publish_users(conn, each).await.map_err(unavailable)?;
                 Ok(None)
             }
         }
@@ -303,7 +309,7 @@ impl Publishing<'_> {
     async fn publish_users<'u>(
         &self,
         conn: &mut Conn,
-        envs: impl Iterator<Item = (&'u str, String)>,
+        envs: impl Iterator<Item = (&'u str, &'u str)>,
     ) -> redis::RedisResult<Vec<i64>> {
         let command = if self.cluster { "SPUBLISH" } else { "PUBLISH" };
         let cmds: Vec<redis::Cmd> = envs
@@ -381,7 +387,7 @@ impl Publishing<'_> {
             return Ok(vec![code]);
         };
         let counts = self
-            .publish_users(conn, users.iter().map(|u| (&**u, env.clone())))
+            .publish_users(conn, users.iter().map(|u| (&**u, env.as_str())))
             .await
             .map_err(unavailable)?;
         if e.fallback && counts.contains(&0) {
@@ -745,28 +751,26 @@ impl RedisBus {
         self.history?;
         let mut conn = self.conn.clone();
         let candidate = format!("{:016x}", rand::random::<u64>());
-        let read: redis::RedisResult<HeadReads> = async {
-            let _: Option<String> = redis::cmd("SET")
-                .arg(self.keys.epoch())
-                .arg(&candidate)
-                .arg("NX")
-                .query_async(&mut conn)
-                .await?;
-            let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) = redis::cmd("MGET")
-                .arg(self.keys.epoch())
-                .arg(format!("{}:lastms", self.keys.history()))
-                .arg(format!("{}:seq", self.keys.history()))
-                .query_async(&mut conn)
-                .await?;
-            // Redis's clock, as history ids use it.
-            let now: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
-            Ok((epoch, ms, seq, now))
-        }
-        .await;
+        // One round trip per connecting session: create the epoch if there
+        // is none, read it with the last id, and Redis's clock (which
+        // history ids use).
+        let read: redis::RedisResult<HeadReads> = redis::pipe()
+            .cmd("SET")
+            .arg(self.keys.epoch())
+            .arg(&candidate)
+            .arg("NX")
+            .ignore()
+            .cmd("MGET")
+            .arg(self.keys.epoch())
+            .arg(format!("{}:lastms", self.keys.history()))
+            .arg(format!("{}:seq", self.keys.history()))
+            .cmd("TIME")
+            .query_async(&mut conn)
+            .await;
         match read {
             // Never older than now: a fresh history's position must not look
             // older than the window.
-            Ok((Some(epoch), ms, seq, (s, us))) => {
+            Ok(((Some(epoch), ms, seq), (s, us))) => {
                 let now_ms = s * 1000 + us / 1000;
                 Some(format!(
                     "{epoch}.{}-{}",

@@ -407,19 +407,17 @@ impl Herald {
     }
 
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let req = self
-            .http
-            .post(format!("http://{}{path}", self.admin))
-            .body(body.to_owned());
-        let res = self.with_key(req).send().await.expect("admin request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     pub async fn put(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
         let req = self
             .http
-            .put(format!("http://{}{path}", self.admin))
+            .request(method, format!("http://{}{path}", self.admin))
             .body(body.to_owned());
         let res = self.with_key(req).send().await.expect("admin request");
         let status = res.status().as_u16();
@@ -480,10 +478,7 @@ impl Herald {
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        let req = self.http.delete(format!("http://{}{path}", self.admin));
-        let res = self.with_key(req).send().await.expect("admin request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.send_json(reqwest::Method::DELETE, path, "").await
     }
 
     /// GET on the admin listener: status and body text.
