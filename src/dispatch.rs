@@ -105,6 +105,10 @@ impl Recent {
 pub struct ActiveSet {
     by_id: HashMap<String, Arc<Publish>>,
     by_collapse: HashMap<String, String>,
+    /// Embedded mode: users who acknowledged each must-acknowledge message,
+    /// kept exactly as long as the message. (With Redis, acknowledgements
+    /// live in Redis, shared by every node.)
+    acked: HashMap<String, HashSet<Arc<str>>>,
 }
 
 impl ActiveSet {
@@ -117,6 +121,7 @@ impl ActiveSet {
             && old != id
         {
             self.by_id.remove(&old);
+            self.acked.remove(&old);
             replaced = Some(old);
         }
         self.by_id.insert(id, p);
@@ -124,6 +129,7 @@ impl ActiveSet {
     }
 
     fn remove(&mut self, id: &str) -> Option<Arc<Publish>> {
+        self.acked.remove(id);
         let p = self.by_id.remove(id)?;
         if let Some(key) = &p.envelope.collapse_key
             && self.by_collapse.get(key).is_some_and(|v| v == id)
@@ -144,6 +150,13 @@ impl ActiveSet {
             self.remove(&id);
         }
     }
+
+    /// The messages `keep` accepts, by id.
+    fn sorted(&self, keep: impl Fn(&Publish) -> bool) -> Vec<Arc<Publish>> {
+        let mut list: Vec<_> = self.by_id.values().filter(|p| keep(p)).cloned().collect();
+        list.sort_by(|a, b| a.id().cmp(b.id()));
+        list
+    }
 }
 
 pub struct Dispatcher {
@@ -154,10 +167,6 @@ pub struct Dispatcher {
     everyone: Audience,
     recent: Mutex<Recent>,
     active: Mutex<ActiveSet>,
-    /// Embedded mode: users who acknowledged each must-acknowledge message,
-    /// kept only while the message is active. (With Redis, acknowledgements
-    /// live in Redis, shared by every node.)
-    acked: Mutex<HashMap<String, HashSet<Arc<str>>>>,
 }
 
 /// What a received envelope turned out to be, for the bus to act on.
@@ -190,7 +199,6 @@ impl Dispatcher {
                 order: VecDeque::new(),
             }),
             active: Mutex::new(ActiveSet::default()),
-            acked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -350,10 +358,6 @@ impl Dispatcher {
             .lock_active()
             .remove(id)
             .or_else(|| self.lock_recent().messages.get(id).cloned());
-        self.acked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
         let retract = Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, 0);
         let frame = |_: &crate::hub::Session| retract.clone();
         match &known {
@@ -371,14 +375,7 @@ impl Dispatcher {
     pub fn active(&self) -> Vec<Arc<Publish>> {
         let mut active = self.lock_active();
         active.purge(crate::auth::unix_now_ms());
-        // Acknowledgements of messages no longer active are forgotten too.
-        self.acked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|id, _| active.by_id.contains_key(id));
-        let mut list: Vec<_> = active.by_id.values().cloned().collect();
-        list.sort_by(|a, b| a.id().cmp(b.id()));
-        list
+        active.sorted(|_| true)
     }
 
     /// Replaces the active set (after loading it from Redis).
@@ -395,17 +392,21 @@ impl Dispatcher {
     /// audience it matches, without the must-acknowledge ones its user
     /// acknowledged (as far as this node knows; Redis mode checks further).
     pub fn active_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
-        let active = self.active();
-        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
-        active
-            .into_iter()
-            .filter(|p| p.audience.matches(id))
-            .filter(|p| {
+        let unacked = {
+            let mut active = self.lock_active();
+            active.purge(crate::auth::unix_now_ms());
+            active.sorted(|p| {
                 !(p.envelope.require_ack
-                    && acked
+                    && active
+                        .acked
                         .get(p.id())
                         .is_some_and(|users| users.contains(&id.user)))
             })
+        };
+        // Audiences (CEL) are evaluated without holding the set.
+        unacked
+            .into_iter()
+            .filter(|p| p.audience.matches(id))
             .collect()
     }
 
@@ -471,15 +472,10 @@ impl Dispatcher {
     /// must-acknowledge one is not sent to them again. (With Redis this
     /// state lives in Redis, shared by every node.)
     pub fn acknowledge(&self, id: &str, user: &Arc<str>) {
-        if self
-            .lock_active()
-            .by_id
-            .get(id)
-            .is_some_and(|p| p.envelope.require_ack)
-        {
-            self.acked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+        let mut active = self.lock_active();
+        if active.by_id.get(id).is_some_and(|p| p.envelope.require_ack) {
+            active
+                .acked
                 .entry(id.to_owned())
                 .or_default()
                 .insert(user.clone());
