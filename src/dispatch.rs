@@ -240,7 +240,9 @@ impl Dispatcher {
     pub fn apply(&self, cmd: &Command, route: Route<'_>, born: Instant) -> usize {
         match cmd {
             Command::Publish(p) => self.publish(p, route, born),
-            Command::Retract { id } => self.retract(id, born),
+            Command::Retract { id, pos } => {
+                self.retract(id, crate::history::seq_of_pos(pos.as_deref()), born)
+            }
             // Reloading the campaign is the bus's job; nothing to deliver.
             Command::Campaign { .. } => 0,
             Command::Disconnect { users } => match route {
@@ -353,12 +355,13 @@ impl Dispatcher {
     /// Sends the `retract` frame to the sessions the message could have
     /// reached (every session when this node does not know the message) and
     /// forgets it, so that sessions connecting later do not get it.
-    fn retract(&self, id: &str, born: Instant) -> usize {
+    /// `seq`: the retraction's history sequence (0: none).
+    fn retract(&self, id: &str, seq: u64, born: Instant) -> usize {
         let known = self
             .lock_active()
             .remove(id)
             .or_else(|| self.lock_recent().messages.get(id).cloned());
-        let retract = Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, 0);
+        let retract = Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, seq);
         let frame = |_: &crate::hub::Session| retract.clone();
         match &known {
             Some(p) => {

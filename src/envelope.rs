@@ -197,9 +197,18 @@ fn is_publish(op: &Op) -> bool {
 #[derive(Debug)]
 pub enum Command {
     Publish(Arc<Publish>),
-    Retract { id: String },
-    Disconnect { users: Vec<Arc<str>> },
-    Campaign { id: String },
+    /// `pos`: where the retraction sits in the history (set by Herald), so
+    /// a resuming session drops the live copy of a retraction it replayed.
+    Retract {
+        id: String,
+        pos: Option<String>,
+    },
+    Disconnect {
+        users: Vec<Arc<str>>,
+    },
+    Campaign {
+        id: String,
+    },
 }
 
 /// A checked publish: `envelope.id` and `envelope.expires_at` are set (the
@@ -274,7 +283,7 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
     if e.op == Op::Retract {
         let id =
             e.id.ok_or_else(|| EnvelopeError::new("id", "required for op retract"))?;
-        return Ok(Command::Retract { id });
+        return Ok(Command::Retract { id, pos: e.pos });
     }
     if e.op == Op::Campaign {
         let id =
@@ -454,7 +463,7 @@ mod tests {
     #[test]
     fn retract_needs_only_an_id() {
         assert!(
-            matches!(parse(br#"{"op":"retract","id":"m1"}"#, 65536, 0), Ok(Command::Retract { id }) if id == "m1")
+            matches!(parse(br#"{"op":"retract","id":"m1"}"#, 65536, 0), Ok(Command::Retract { id, pos: None }) if id == "m1")
         );
         assert_eq!(refuse(r#"{"op":"retract"}"#).field, "id");
     }

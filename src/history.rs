@@ -53,11 +53,12 @@ pub fn parse_pos(pos: &str) -> Option<(&str, Id)> {
 
 /// The sequence number of a message's position (0 when it has none).
 pub fn seq_of(p: &Publish) -> u64 {
-    p.envelope
-        .pos
-        .as_deref()
-        .and_then(parse_pos)
-        .map_or(0, |(_, id)| id.seq)
+    seq_of_pos(p.envelope.pos.as_deref())
+}
+
+/// The sequence number of a position (0 when there is none).
+pub fn seq_of_pos(pos: Option<&str>) -> u64 {
+    pos.and_then(parse_pos).map_or(0, |(_, id)| id.seq)
 }
 
 /// What a resume found: every missed message for the session, in order, or
@@ -69,6 +70,9 @@ pub struct Resumed {
     /// Messages retracted after `since`: the client takes them off the
     /// screen (it may have shown them before it left).
     pub retracted: Vec<String>,
+    /// The highest sequence read (a message or a retraction): live frames
+    /// at or below it are duplicates of what the replay already covers.
+    upto: u64,
 }
 
 impl Resumed {
@@ -76,8 +80,9 @@ impl Resumed {
         Self::default()
     }
 
-    /// A complete resume: the messages minus those retracted since.
-    pub fn new(messages: Vec<Arc<Publish>>, retracted: Vec<String>) -> Self {
+    /// A complete resume: the messages minus those retracted since; `upto`
+    /// the highest sequence read.
+    pub fn new(messages: Vec<Arc<Publish>>, retracted: Vec<String>, upto: u64) -> Self {
         let gone: std::collections::HashSet<&str> = retracted.iter().map(String::as_str).collect();
         let messages = messages
             .into_iter()
@@ -87,13 +92,14 @@ impl Resumed {
             recovered: true,
             messages,
             retracted,
+            upto,
         }
     }
 
-    /// The highest sequence replayed: live frames at or below it are
-    /// duplicates of what the replay already sent.
+    /// The highest sequence the replay covers: live frames (messages and
+    /// retractions) at or below it are duplicates of what it already sent.
     pub fn upto(&self) -> u64 {
-        self.messages.iter().map(|p| seq_of(p)).max().unwrap_or(0)
+        self.upto
     }
 }
 
@@ -112,7 +118,7 @@ pub fn entry(envelope_json: &str, pos: &str) -> Option<Entry> {
     )
     .ok()?
     {
-        Command::Retract { id } => Some(Entry::Retract(id)),
+        Command::Retract { id, .. } => Some(Entry::Retract(id)),
         Command::Publish(_) => with_pos(envelope_json, pos).map(Entry::Publish),
         _ => None,
     }
@@ -242,8 +248,8 @@ impl MemoryHistory {
     }
 
     /// Records a retraction, so that a resume past it neither replays the
-    /// message nor leaves it on screen.
-    pub fn retract(&self, msg: &str) {
+    /// message nor leaves it on screen; returns its position.
+    pub fn retract(&self, msg: &str) -> String {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let id = inner.next_id();
         let oldest = id.ms.saturating_sub(self.window_ms());
@@ -252,6 +258,7 @@ impl MemoryHistory {
             .entries
             .push_back((id, Entry::Retract(msg.to_owned())));
         inner.global.trim(self.max, oldest);
+        format!("{}.{id}", self.epoch)
     }
 
     /// The current position: a resume from it recovers what comes next.
@@ -280,8 +287,10 @@ impl MemoryHistory {
         };
         let mut found: Vec<(Id, Arc<Publish>)> = Vec::new();
         let mut retracted = Vec::new();
+        let mut upto = 0;
         let mut take = |entries: &mut dyn Iterator<Item = &(Id, Entry)>| {
             for (id, e) in entries {
+                upto = upto.max(id.seq);
                 match e {
                     Entry::Retract(msg) => retracted.push(msg.clone()),
                     Entry::Publish(p) if p.audience.matches(identity) && !p.expired(now) => {
@@ -299,7 +308,7 @@ impl MemoryHistory {
             take(&mut mine);
         }
         found.sort_by_key(|(id, _)| *id);
-        Resumed::new(found.into_iter().map(|(_, p)| p).collect(), retracted)
+        Resumed::new(found.into_iter().map(|(_, p)| p).collect(), retracted, upto)
     }
 }
 

@@ -73,10 +73,10 @@ impl Bus {
                 // Recorded in the history first, so it goes out with its position.
                 let positioned = match (cmd, history) {
                     (Command::Publish(p), Some(h)) => h.append(p).map(Command::Publish),
-                    (Command::Retract { id }, Some(h)) => {
-                        h.retract(id);
-                        None
-                    }
+                    (Command::Retract { id, .. }, Some(h)) => Some(Command::Retract {
+                        id: id.clone(),
+                        pos: Some(h.retract(id)),
+                    }),
                     _ => None,
                 };
                 dispatcher.apply(

@@ -247,7 +247,7 @@ impl Publishing<'_> {
                     .users()
                     .map(|users| Reach::split(users, |i, _| counts.get(i).is_some_and(|n| *n > 0))))
             }
-            Command::Retract { id } => {
+            Command::Retract { id, .. } => {
                 let env = serde_json::json!({"op": "retract", "id": id}).to_string();
                 let _: i64 = RETRACT
                     .key(self.keys.data())
@@ -816,6 +816,7 @@ impl RedisBus {
         }
         let mut found: Vec<(history::Id, Arc<Publish>)> = Vec::new();
         let mut retracted = Vec::new();
+        let mut upto = 0;
         for key in [self.keys.history(), self.keys.user_history(&id.user)] {
             // A stream that dropped an entry after `since` cannot fill the gap.
             let trimmed: Option<String> = conn.get(format!("{key}:trimmed")).await?;
@@ -834,6 +835,7 @@ impl RedisBus {
                 else {
                     continue;
                 };
+                upto = upto.max(eid.seq);
                 match history::entry(&json, &format!("{epoch}.{eid}")) {
                     Some(history::Entry::Retract(msg)) => retracted.push(msg),
                     Some(history::Entry::Publish(p))
@@ -849,6 +851,7 @@ impl RedisBus {
         Ok(Resumed::new(
             found.into_iter().map(|(_, p)| p).collect(),
             retracted,
+            upto,
         ))
     }
 

@@ -15,7 +15,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     if a.id.is_empty() || a.id.len() > crate::envelope::MAX_ID {
         anyhow::bail!("id: must be 1 to {} bytes", crate::envelope::MAX_ID);
     }
-    let cmd = Command::Retract { id: a.id.clone() };
+    let cmd = Command::Retract {
+        id: a.id.clone(),
+        pos: None,
+    };
     a.transport.send(&cmd, "").await?;
     println!("{}", a.id);
     Ok(())

@@ -58,7 +58,9 @@ impl Transport {
             .trim_end_matches('/');
         let client = reqwest::Client::new();
         let req = match cmd {
-            Command::Retract { id } => client.delete(format!("{base}/v1/messages/{}", encode(id))),
+            Command::Retract { id, .. } => {
+                client.delete(format!("{base}/v1/messages/{}", encode(id)))
+            }
             _ => client
                 .post(format!("{base}/v1/messages"))
                 .header("content-type", "application/json")

@@ -37,7 +37,7 @@ pub fn check_text(text: &str) -> Result<String, String> {
             let kind = serde_json::to_value(p.envelope.kind).unwrap_or_default();
             Ok(format!("envelope, kind {}", kind.as_str().unwrap_or("?")))
         }
-        Command::Retract { id } => Ok(format!("retract {id:?}")),
+        Command::Retract { id, .. } => Ok(format!("retract {id:?}")),
         Command::Disconnect { .. } => Ok("disconnect".into()),
         Command::Campaign { id } => Ok(format!("campaign change {id:?}")),
     }

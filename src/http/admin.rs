@@ -80,9 +80,12 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
         )
     })?;
     let cmd = envelope::parse(&bytes, max, crate::auth::unix_now_ms())?;
-    if let Command::Publish(p) = &cmd
-        && p.envelope.pos.is_some()
-    {
+    let pos = match &cmd {
+        Command::Publish(p) => p.envelope.pos.as_ref(),
+        Command::Retract { pos, .. } => pos.as_ref(),
+        _ => None,
+    };
+    if pos.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "pos: set by Herald; leave it out",
@@ -95,7 +98,7 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
             out.insert("id".into(), p.id().into());
             tracing::info!(msg_id = p.id(), "published");
         }
-        Command::Retract { id } => {
+        Command::Retract { id, .. } => {
             out.insert("id".into(), id.as_str().into());
         }
         Command::Disconnect { .. } | Command::Campaign { .. } => {}
@@ -118,7 +121,10 @@ async fn retract(
         ));
     }
     node.bus
-        .publish(&Command::Retract { id: id.clone() })
+        .publish(&Command::Retract {
+            id: id.clone(),
+            pos: None,
+        })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
 }

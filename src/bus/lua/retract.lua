@@ -3,15 +3,17 @@
 -- writers, and the retract published to every node.
 -- With history, the retraction is appended to the broadcast history too,
 -- so a client resuming past it neither gets the message replayed nor keeps
--- it on screen.
+-- it on screen, and the published retraction carries its position
+-- (`"pos"`), so a resuming session drops the live copy of one it replayed.
 -- KEYS[1]: the prefix of Herald's own keys (hash-tagged in a cluster).
 -- ARGV: prefix of channels, id, retract frame envelope, tombstone seconds, history
 --       ("0"|"1"), history window ms, history maxlen, an epoch candidate.
 local p, c = KEYS[1], ARGV[1]
 local id, env, ttl = ARGV[2], ARGV[3], ARGV[4]
 if ARGV[5] == '1' then
-  local _, hid, ms = history_id(p, ARGV[8])
+  local epoch, hid, ms = history_id(p, ARGV[8])
   history_append(p .. ':history', hid, env, ms, tonumber(ARGV[6]), ARGV[7])
+  env = string.sub(env, 1, -2) .. ',"pos":"' .. epoch .. '.' .. hid .. '"}'
 end
 local stored = redis.call('HGET', p .. ':active', id)
 if stored then
