@@ -70,8 +70,9 @@ pub struct Resumed {
     /// Messages retracted after `since`: the client takes them off the
     /// screen (it may have shown them before it left).
     pub retracted: Vec<String>,
-    /// The highest sequence read (a message or a retraction): live frames
-    /// at or below it are duplicates of what the replay already covers.
+    /// The client's position or the highest sequence read (a message or a
+    /// retraction), whichever is higher: live frames at or below it are
+    /// duplicates of what the client has or the replay sends.
     upto: u64,
 }
 
@@ -287,7 +288,8 @@ impl MemoryHistory {
         };
         let mut found: Vec<(Id, Arc<Publish>)> = Vec::new();
         let mut retracted = Vec::new();
-        let mut upto = 0;
+        // The client has everything up to `since` already.
+        let mut upto = since.seq;
         let mut take = |entries: &mut dyn Iterator<Item = &(Id, Entry)>| {
             for (id, e) in entries {
                 upto = upto.max(id.seq);

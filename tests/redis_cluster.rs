@@ -142,6 +142,16 @@ async fn nodes_on_a_redis_cluster_share_messages_over_sharded_pubsub() {
         );
         assert_eq!(subscribers.iter().sum::<u64>(), channels.len() as u64);
     }
+    // Both nodes listen to the broadcast channel on the Redis node owning
+    // its slot, where API broadcasts are published: no cluster-bus hop puts
+    // a broadcast behind the per-user message published after it.
+    let owner = cluster.owner("herald:broadcast").await;
+    let (_, listeners): (String, u64) = cmd(
+        owner,
+        redis::cmd("PUBSUB").arg("NUMSUB").arg("herald:broadcast"),
+    )
+    .await;
+    assert_eq!(listeners, 2, "on :{}", owner.port);
 
     // A per-user publish reaches only the node holding the user.
     let (before_a, before_b) = (messages_in(&a).await, messages_in(&b).await);
@@ -226,12 +236,7 @@ async fn campaigns_resume_fallback_ingress_and_the_cli_on_a_redis_cluster() {
         .await;
     a.publish(json!({"to": "all", "kind": "toast", "title": "missed 2"}))
         .await;
-    let mut back = Client::connect(&format!(
-        "{}?since={pos}&token={}",
-        b.ws_url(),
-        token(&claims("cora"))
-    ))
-    .await;
+    let mut back = b.connect_since("cora", &pos).await;
     assert_eq!(back.hello["recovered"], true);
     assert_eq!(back.recv_title().await, "missed 1");
     assert_eq!(back.recv_title().await, "missed 2");
@@ -381,6 +386,15 @@ async fn a_user_channel_whose_slot_moves_is_subscribed_where_it_lives_now() {
     a.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "after"}))
         .await;
     assert_eq!(c.recv_title().await, "after");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn reconnects_during_a_publish_stream_on_a_redis_cluster_lose_and_repeat_nothing() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    reconnect_during_a_publish_stream([&a, &b]).await;
     a.stop().await;
     b.stop().await;
 }

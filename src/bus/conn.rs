@@ -156,7 +156,13 @@ impl Backend {
                         _ => None,
                     })
                 });
-                Ok((Subscriber::Cluster(conn), stream.boxed()))
+                Ok((
+                    Subscriber::Cluster {
+                        conn,
+                        unsubscribing: HashMap::new(),
+                    },
+                    stream.boxed(),
+                ))
             }
         }
     }
@@ -235,7 +241,12 @@ impl ConnectionLike for Conn {
 /// The subscribing half of the receiving side.
 pub enum Subscriber {
     Single(PubSubSink),
-    Cluster(ClusterConnection),
+    Cluster {
+        conn: ClusterConnection,
+        /// Sharded channels this subscriber asked to leave whose
+        /// confirmation has not been read yet, and how many times.
+        unsubscribing: HashMap<String, u32>,
+    },
 }
 
 impl Subscriber {
@@ -245,7 +256,7 @@ impl Subscriber {
     pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
         match self {
             Self::Single(sink) => sink.subscribe(channel).await,
-            Self::Cluster(conn) => conn.subscribe(channel).await,
+            Self::Cluster { conn, .. } => conn.subscribe(channel).await,
         }
     }
 
@@ -255,14 +266,39 @@ impl Subscriber {
     pub async fn subscribe_users(&mut self, channels: Vec<String>) -> RedisResult<()> {
         match self {
             Self::Single(sink) => sink.subscribe(channels).await,
-            Self::Cluster(conn) => per_slot(conn, channels, true).await,
+            Self::Cluster { conn, .. } => per_slot(conn, channels, true).await,
         }
     }
 
     pub async fn unsubscribe_users(&mut self, channels: Vec<String>) -> RedisResult<()> {
         match self {
             Self::Single(sink) => sink.unsubscribe(channels).await,
-            Self::Cluster(conn) => per_slot(conn, channels, false).await,
+            Self::Cluster {
+                conn,
+                unsubscribing,
+            } => {
+                for c in &channels {
+                    *unsubscribing.entry(c.clone()).or_default() += 1;
+                }
+                per_slot(conn, channels, false).await
+            }
+        }
+    }
+
+    /// Whether an [`Incoming::Unsubscribed`] confirms a `SUNSUBSCRIBE` this
+    /// subscriber sent (each confirms every channel once). Otherwise the
+    /// server dropped the channel: its slot moved.
+    pub fn asked_to_leave(&mut self, channel: &str) -> bool {
+        let Self::Cluster { unsubscribing, .. } = self else {
+            return false;
+        };
+        match unsubscribing.get_mut(channel) {
+            Some(1) => unsubscribing.remove(channel).is_some(),
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => false,
         }
     }
 
@@ -271,7 +307,7 @@ impl Subscriber {
     pub async fn ping(&mut self) -> RedisResult<()> {
         match self {
             Self::Single(sink) => sink.ping::<Value>().await.map(drop),
-            Self::Cluster(conn) => redis::cmd("PING")
+            Self::Cluster { conn, .. } => redis::cmd("PING")
                 .query_async::<Value>(conn)
                 .await
                 .map(drop),

@@ -209,6 +209,8 @@ static RETRACT: LazyLock<redis::Script> = LazyLock::new(|| {
         .concat(),
     )
 });
+static RESUME: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/resume.lua")));
 static ACK: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/ack.lua")));
 static CAMPAIGN: LazyLock<redis::Script> =
@@ -216,6 +218,16 @@ static CAMPAIGN: LazyLock<redis::Script> =
 
 /// The epoch, the last history time and sequence, and Redis's clock.
 type HeadReads = ((Option<String>, Option<u64>, Option<u64>), (u64, u64));
+
+/// The epoch, then for the broadcast history and the user's: the newest id
+/// trimmed away ("" for none) and the entries after `since` (id, envelope).
+type ResumeReads = (
+    String,
+    String,
+    Vec<(String, String)>,
+    String,
+    Vec<(String, String)>,
+);
 
 /// A user's pending messages, and whether they acknowledged each global one.
 type ReplayReads = (Vec<(String, String)>, Vec<bool>);
@@ -249,24 +261,27 @@ impl Publishing<'_> {
             }
             Command::Retract { id, .. } => {
                 let env = serde_json::json!({"op": "retract", "id": id}).to_string();
-                let _: i64 = RETRACT
-                    .key(self.keys.data())
+                let mut inv = RETRACT.prepare_invoke();
+                inv.key(self.keys.data())
                     .arg(&self.keys.prefix)
                     .arg(id)
                     .arg(env)
                     .arg(TOMBSTONE_S)
                     .arg(self.history_args())
-                    .invoke_async(conn)
+                    .arg(if self.cluster { "1" } else { "0" });
+                if !self.cluster {
+                    let _: i64 = inv.invoke_async(conn).await.map_err(unavailable)?;
+                    return Ok(None);
+                }
+                let env: String = inv.invoke_async(conn).await.map_err(unavailable)?;
+                self.publish_broadcast(conn, &env)
                     .await
                     .map_err(unavailable)?;
                 Ok(None)
             }
             Command::Campaign { id } => {
                 let env = serde_json::json!({"op": "campaign", "id": id}).to_string();
-                let _: i64 = redis::cmd("PUBLISH")
-                    .arg(self.keys.broadcast())
-                    .arg(env)
-                    .query_async(conn)
+                self.publish_broadcast(conn, &env)
                     .await
                     .map_err(unavailable)?;
                 Ok(None)
@@ -302,6 +317,17 @@ impl Publishing<'_> {
             max.to_string(),
             format!("{:016x}", rand::random::<u64>()),
         ]
+    }
+
+    /// Publishes on the broadcast channel (in a cluster, on the Redis node
+    /// owning its slot, where the Herald nodes subscribe to it); returns how
+    /// many subscribers it reached there.
+    async fn publish_broadcast(&self, conn: &mut Conn, env: &str) -> redis::RedisResult<i64> {
+        redis::cmd("PUBLISH")
+            .arg(self.keys.broadcast())
+            .arg(env)
+            .query_async(conn)
+            .await
     }
 
     /// Publishes on user channels (`PUBLISH`, or `SPUBLISH` in a cluster)
@@ -356,8 +382,9 @@ impl Publishing<'_> {
         };
         let route = match (publish, users.is_some()) {
             (false, _) => "none",
+            (true, false) if self.cluster => "broadcast_stored",
             (true, false) => "broadcast",
-            (true, true) if self.cluster => "stored",
+            (true, true) if self.cluster => "users_stored",
             (true, true) => "users",
         };
         let mut inv = PUBLISH.prepare_invoke();
@@ -378,13 +405,20 @@ impl Publishing<'_> {
         for u in users.unwrap_or_default() {
             inv.arg(&**u);
         }
-        if route != "stored" {
+        if !route.ends_with("_stored") {
             return inv.invoke_async(conn).await.map_err(unavailable);
         }
         let (code, env): (i64, Option<String>) =
             inv.invoke_async(conn).await.map_err(unavailable)?;
-        let (Some(env), Some(users)) = (env, users) else {
+        let Some(env) = env else {
             return Ok(vec![code]);
+        };
+        let Some(users) = users else {
+            let n = self
+                .publish_broadcast(conn, &env)
+                .await
+                .map_err(unavailable)?;
+            return Ok(vec![n]);
         };
         let counts = self
             .publish_users(conn, users.iter().map(|u| (&**u, env.as_str())))
@@ -809,42 +843,33 @@ impl RedisBus {
         if since.ms + window.as_millis() as u64 + 1000 < now {
             return Ok(Resumed::lost());
         }
-        let mut conn = self.conn.clone();
-        let current: Option<String> = conn.get(self.keys.epoch()).await?;
-        if current.as_deref() != Some(epoch) {
+        let (current, global_trimmed, global, user_trimmed, mine): ResumeReads = RESUME
+            .key(self.keys.data())
+            .arg(&*id.user)
+            .arg(since.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        // Another epoch, or a stream that dropped an entry after `since`:
+        // the gap cannot be filled.
+        let gap = |trimmed: &str| history::Id::parse(trimmed).is_some_and(|t| t > since);
+        if current != epoch || gap(&global_trimmed) || gap(&user_trimmed) {
             return Ok(Resumed::lost());
         }
         let mut found: Vec<(history::Id, Arc<Publish>)> = Vec::new();
         let mut retracted = Vec::new();
-        let mut upto = 0;
-        for key in [self.keys.history(), self.keys.user_history(&id.user)] {
-            // A stream that dropped an entry after `since` cannot fill the gap.
-            let trimmed: Option<String> = conn.get(format!("{key}:trimmed")).await?;
-            if trimmed
-                .as_deref()
-                .and_then(history::Id::parse)
-                .is_some_and(|t| t > since)
-            {
-                return Ok(Resumed::lost());
-            }
-            let entries: redis::streams::StreamRangeReply =
-                conn.xrange(&key, format!("({since}"), "+").await?;
-            for entry in entries.ids {
-                let (Some(eid), Some(json)) =
-                    (history::Id::parse(&entry.id), entry.get::<String>("e"))
-                else {
-                    continue;
-                };
-                upto = upto.max(eid.seq);
-                match history::entry(&json, &format!("{epoch}.{eid}")) {
-                    Some(history::Entry::Retract(msg)) => retracted.push(msg),
-                    Some(history::Entry::Publish(p))
-                        if p.audience.matches(id) && !p.expired(now) =>
-                    {
-                        found.push((eid, p))
-                    }
-                    _ => {}
+        // The client has everything up to `since` already.
+        let mut upto = since.seq;
+        for (entry_id, json) in global.into_iter().chain(mine) {
+            let Some(eid) = history::Id::parse(&entry_id) else {
+                continue;
+            };
+            upto = upto.max(eid.seq);
+            match history::entry(&json, &format!("{epoch}.{eid}")) {
+                Some(history::Entry::Retract(msg)) => retracted.push(msg),
+                Some(history::Entry::Publish(p)) if p.audience.matches(id) && !p.expired(now) => {
+                    found.push((eid, p))
                 }
+                _ => {}
             }
         }
         found.sort_by_key(|(eid, _)| *eid);
@@ -1083,8 +1108,12 @@ impl RedisBus {
                         Incoming::Message(msg) => self.receive(msg.get_channel_name(), msg.get_payload_bytes()),
                         // Not ours (the user is still held here): the slot
                         // moved, so start over and subscribe where it is now.
+                        // Ours may be read after the user came back and was
+                        // subscribed again, so they are counted, not guessed.
                         Incoming::Unsubscribed(channel) => {
-                            if self.keys.user_of(&channel).is_some_and(|u| self.lock_subscribed().contains(u)) {
+                            if !sink.asked_to_leave(&channel)
+                                && self.keys.user_of(&channel).is_some_and(|u| self.lock_subscribed().contains(u))
+                            {
                                 return Err(redis::RedisError::from((redis::ErrorKind::Io, "a sharded subscription moved with its slot")));
                             }
                         }
@@ -1175,13 +1204,18 @@ impl RedisBus {
             sink.subscribe_users(channels).await?;
             self.lock_subscribed().extend(chunk.iter().cloned());
         }
+        // A user leaves `subscribed` before the UNSUBSCRIBE goes out, and
+        // only if nobody came back meanwhile (checked under the lock that
+        // `user_ready` takes): a session connecting from here on waits for
+        // the next subscribe instead of trusting a channel about to go.
+        let unsubscribe: Vec<Arc<str>> = {
+            let mut subscribed = self.lock_subscribed();
+            unsubscribe.retain(|u| self.hub.user_sessions(u) == 0 && subscribed.remove(u));
+            unsubscribe
+        };
         for chunk in unsubscribe.chunks(SUBSCRIBE_CHUNK) {
             let channels: Vec<String> = chunk.iter().map(|u| self.keys.user(u)).collect();
             sink.unsubscribe_users(channels).await?;
-            let mut subscribed = self.lock_subscribed();
-            for u in chunk {
-                subscribed.remove(u);
-            }
         }
         self.generation.send_modify(|g| *g += 1);
         Ok(())

@@ -399,6 +399,16 @@ impl Herald {
         Client::connect(&url).await
     }
 
+    /// Connects resuming from `since` (SPEC §3).
+    pub async fn connect_since(&self, user: &str, since: &str) -> Client {
+        let url = format!(
+            "{}?since={since}&token={}",
+            self.ws_url(),
+            token(&claims(user))
+        );
+        Client::connect(&url).await
+    }
+
     fn with_key(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.api_key {
             Some(k) => req.bearer_auth(k),
@@ -754,4 +764,45 @@ impl Client {
             }
         }
     }
+}
+
+/// A client that keeps reconnecting, to one node then the other, while
+/// broadcasts and messages for it alone are published through the first
+/// one after another: every message arrives once, in publish order.
+pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2]) {
+    const N: usize = 600;
+    let first = nodes[0].connect("alice").await;
+    let publisher = async {
+        for i in 0..N {
+            let to = if i % 2 == 0 {
+                json!("all")
+            } else {
+                json!({"users": ["alice"]})
+            };
+            nodes[0]
+                .publish(json!({"to": to, "kind": "banner", "title": format!("m{i}")}))
+                .await;
+        }
+    };
+    let client = async {
+        let mut c = first;
+        let mut titles = Vec::with_capacity(N);
+        let mut on_this_connection = 0;
+        while titles.len() < N {
+            let f = c.recv().await;
+            assert_eq!(f["t"], "msg", "{f}");
+            titles.push(f["title"].as_str().expect("title").to_owned());
+            on_this_connection += 1;
+            if on_this_connection == 3 {
+                let pos = f["pos"].as_str().expect("pos").to_owned();
+                c = nodes[titles.len() % 2].connect_since("alice", &pos).await;
+                assert_eq!(c.hello["recovered"], true, "after {}", titles.len());
+                on_this_connection = 0;
+            }
+        }
+        titles
+    };
+    let ((), titles) = tokio::join!(publisher, client);
+    let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(titles, expected);
 }

@@ -6,16 +6,18 @@
 -- ARGV: prefix of channels and public streams, id, envelope,
 --       store ("none"|"active"|"pending"), collapse_key or "", expires_at_ms
 --       or "0", respect_tombstone ("0"|"1"), route ("broadcast"|"users"|
---       "stored"|"none"), fallback ("0"|"1"), stream maxlen,
+--       "broadcast_stored"|"users_stored"|"none"), fallback ("0"|"1"), stream maxlen,
 --       campaign or "", publisher node, history ("0"|"1"), history window
 --       ms, history maxlen, an epoch to use if none exists, then the users.
 -- With history, the envelope is first appended to the history stream
 -- (`{p}:history` for broadcast audiences, `{p}:history:user:{u}` per named
 -- user) under one id for all of them, and published with
 -- `"pos":"{epoch}.{id}"` added, so a client can resume after it.
--- Route "stored" is "users" in a Redis Cluster: everything but the
--- publishing, which the caller does with SPUBLISH (a user channel lives on
--- its own slot); the script then returns {0, envelope as published}.
+-- Routes "…_stored" are for a Redis Cluster: everything but the publishing,
+-- which the caller does (SPUBLISH on a user channel's own slot; PUBLISH on
+-- the broadcast channel's slot, the Redis node where Herald nodes listen to
+-- it, so that it does not trail the next per-user message through the
+-- cluster bus); the script then returns {0, envelope as published}.
 -- Returns the PUBLISH reply per channel (one for broadcast), or {-1} when
 -- the id was retracted moments ago and respect_tombstone is set.
 local p, c = KEYS[1], ARGV[1]
@@ -24,6 +26,9 @@ local expires, respect, route = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local fallback, maxlen, campaign, node = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local history, window, hmax, epoch_candidate = ARGV[13], tonumber(ARGV[14]), ARGV[15], ARGV[16]
 local FIRST_USER = 17
+local caller_publishes = false
+if route == 'broadcast_stored' then route, caller_publishes = 'broadcast', true end
+if route == 'users_stored' then route, caller_publishes = 'users', true end
 local tomb = p .. ':retracted:' .. id
 if redis.call('EXISTS', tomb) == 1 then
   if respect == '1' then return {-1} end
@@ -72,7 +77,7 @@ elseif store == 'pending' then
 end
 
 if route == 'none' then return {} end
-if route == 'stored' then return {0, env} end
+if caller_publishes then return {0, env} end
 
 local replies = {}
 if route == 'broadcast' then

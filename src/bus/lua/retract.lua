@@ -7,7 +7,10 @@
 -- (`"pos"`), so a resuming session drops the live copy of one it replayed.
 -- KEYS[1]: the prefix of Herald's own keys (hash-tagged in a cluster).
 -- ARGV: prefix of channels, id, retract frame envelope, tombstone seconds, history
---       ("0"|"1"), history window ms, history maxlen, an epoch candidate.
+--       ("0"|"1"), history window ms, history maxlen, an epoch candidate,
+--       caller publishes ("0"|"1": in a Redis Cluster the caller PUBLISHes
+--       the returned envelope on the broadcast channel's slot, as publish.lua's
+--       "broadcast_stored" route, so a retraction never overtakes its message).
 local p, c = KEYS[1], ARGV[1]
 local id, env, ttl = ARGV[2], ARGV[3], ARGV[4]
 if ARGV[5] == '1' then
@@ -31,4 +34,5 @@ for _, u in ipairs(redis.call('SMEMBERS', users_key)) do
 end
 redis.call('DEL', users_key, p .. ':acked:' .. id)
 redis.call('SET', p .. ':retracted:' .. id, '1', 'EX', ttl)
+if ARGV[9] == '1' then return env end
 return redis.call('PUBLISH', c .. ':broadcast', env)
