@@ -82,7 +82,7 @@ impl Resumed {
     }
 
     /// A complete resume: the messages minus those retracted since; `upto`
-    /// the highest sequence read.
+    /// as the field says.
     pub fn new(messages: Vec<Arc<Publish>>, retracted: Vec<String>, upto: u64) -> Self {
         let gone: std::collections::HashSet<&str> = retracted.iter().map(String::as_str).collect();
         let messages = messages
@@ -97,8 +97,8 @@ impl Resumed {
         }
     }
 
-    /// The highest sequence the replay covers: live frames (messages and
-    /// retractions) at or below it are duplicates of what it already sent.
+    /// Live frames (messages and retractions) at or below this sequence
+    /// are duplicates: the client had them before, or the replay sends them.
     pub fn upto(&self) -> u64 {
         self.upto
     }

@@ -23,8 +23,9 @@ use std::time::Duration;
 const CONNECT: Duration = Duration::from_secs(1);
 const RESPONSE: Duration = Duration::from_secs(2);
 
-/// Concurrent SSUBSCRIBE commands (one per slot) in a cluster.
-const SLOT_COMMANDS_IN_FLIGHT: usize = 64;
+/// Concurrent commands of one fan-out over slots in a cluster (SSUBSCRIBE
+/// per slot, SPUBLISH per user channel).
+pub(super) const SLOT_COMMANDS_IN_FLIGHT: usize = 64;
 
 /// Where Herald's Redis is.
 pub enum Backend {
@@ -250,9 +251,10 @@ pub enum Subscriber {
 }
 
 impl Subscriber {
-    /// A classic channel (the broadcast one): in a cluster, classic
-    /// publishes reach every Redis node, so one subscription anywhere hears
-    /// them all.
+    /// A classic channel (the broadcast one). In a cluster, redis-rs sends
+    /// the `SUBSCRIBE` to the Redis node owning the channel name's slot,
+    /// which is where Herald publishes its broadcasts; a plain `PUBLISH` on
+    /// any other Redis node reaches it over the cluster bus.
     pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
         match self {
             Self::Single(sink) => sink.subscribe(channel).await,
@@ -292,14 +294,14 @@ impl Subscriber {
         let Self::Cluster { unsubscribing, .. } = self else {
             return false;
         };
-        match unsubscribing.get_mut(channel) {
-            Some(1) => unsubscribing.remove(channel).is_some(),
-            Some(n) => {
-                *n -= 1;
-                true
-            }
-            None => false,
+        let Some(n) = unsubscribing.get_mut(channel) else {
+            return false;
+        };
+        *n -= 1;
+        if *n == 0 {
+            unsubscribing.remove(channel);
         }
+        true
     }
 
     /// A round trip on the receiving connection (on one server; in a

@@ -16,7 +16,7 @@ use crate::auth::Identity;
 use crate::campaigns::{Campaign, Compiled, Limits, Registry, Verdict};
 use crate::dispatch::{Dispatcher, Received, Route};
 use crate::envelope::{Command, Publish};
-use crate::events::Stream;
+use crate::events::{Record, Stream};
 use crate::history::{self, Resumed};
 use crate::hub::{Hub, UserChanges};
 use crate::metrics::Metrics;
@@ -108,8 +108,18 @@ impl Keys {
     pub fn history(&self) -> String {
         format!("{}:history", self.data)
     }
-    pub fn user_history(&self, user: &str) -> String {
-        format!("{}:history:user:{user}", self.data)
+    /// `XADD` of one record to its stream, trimmed to about `maxlen`.
+    fn xadd(&self, r: &Record, maxlen: usize) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.stream(r.stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(maxlen)
+            .arg("*");
+        for (k, v) in &r.fields {
+            cmd.arg(*k).arg(v);
+        }
+        cmd
     }
     fn dead_seen(&self, digest: &str) -> String {
         format!("{}:dead:seen:{digest}", self.data)
@@ -358,7 +368,7 @@ impl Publishing<'_> {
                 let mut conn = conn.clone();
                 async move { c.query_async::<i64>(&mut conn).await }
             })
-            .buffered(64)
+            .buffered(super::conn::SLOT_COMMANDS_IN_FLIGHT)
             .collect::<Vec<_>>()
             .await
             .into_iter()
@@ -441,29 +451,17 @@ impl Publishing<'_> {
         users: &[Arc<str>],
         counts: &[i64],
     ) -> redis::RedisResult<()> {
-        let ts = crate::auth::unix_now_ms();
+        let ts = crate::auth::unix_now_ms().to_string();
         let mut pipe = redis::pipe();
         for (user, _) in users.iter().zip(counts).filter(|(_, n)| **n == 0) {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(self.keys.stream(Stream::Undelivered))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.maxlen)
-                .arg("*")
-                .arg("type")
-                .arg("undelivered")
-                .arg("msg")
-                .arg(p.id())
-                .arg("user")
-                .arg(&**user)
-                .arg("node")
-                .arg(self.node)
-                .arg("ts")
-                .arg(ts);
-            if let Some(c) = &p.envelope.campaign {
-                cmd.arg("campaign").arg(c);
-            }
-            pipe.add_command(cmd).ignore();
+            let record = Record::new(Stream::Undelivered, "undelivered")
+                .with("msg", p.id())
+                .with("user", &**user)
+                .with("node", self.node)
+                .with("ts", ts.as_str())
+                .with_opt("campaign", p.envelope.campaign.as_deref());
+            pipe.add_command(self.keys.xadd(&record, self.maxlen))
+                .ignore();
         }
         pipe.query_async(conn).await
     }
@@ -728,24 +726,15 @@ impl RedisBus {
             if first.is_none() {
                 return Ok(());
             }
-            let written = redis::cmd("XADD")
-                .arg(self.keys.stream(Stream::Dead))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.maxlen)
-                .arg("*")
-                .arg("type")
-                .arg("dead")
-                .arg("reason")
-                .arg(reason)
-                .arg("channel")
-                .arg(source)
-                .arg("envelope")
-                .arg(&envelope[..envelope.len().min(64 * 1024)])
-                .arg("node")
-                .arg(&self.node)
-                .arg("ts")
-                .arg(crate::auth::unix_now_ms())
+            let record = Record::new(Stream::Dead, "dead")
+                .with("reason", reason)
+                .with("channel", source)
+                .with("envelope", &envelope[..envelope.len().min(64 * 1024)])
+                .with("node", self.node.as_str())
+                .with("ts", crate::auth::unix_now_ms().to_string());
+            let written = self
+                .keys
+                .xadd(&record, self.maxlen)
                 .query_async::<String>(&mut conn)
                 .await
                 .map(drop);
@@ -936,28 +925,21 @@ impl RedisBus {
                 }
                 // One pipeline per stream: in a cluster, each lives on its
                 // own slot.
-                let mut pipes: HashMap<Stream, (redis::Pipeline, u64)> = HashMap::new();
+                let mut pipes: HashMap<Stream, redis::Pipeline> = HashMap::new();
                 for r in &batch {
-                    let (pipe, n) = pipes.entry(r.stream).or_insert_with(|| (redis::pipe(), 0));
-                    let mut cmd = redis::cmd("XADD");
-                    cmd.arg(self.keys.stream(r.stream))
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(self.maxlen)
-                        .arg("*");
-                    for (k, v) in &r.fields {
-                        cmd.arg(*k).arg(v);
-                    }
-                    pipe.add_command(cmd).ignore();
-                    *n += 1;
+                    pipes
+                        .entry(r.stream)
+                        .or_insert_with(redis::pipe)
+                        .add_command(self.keys.xadd(r, self.maxlen))
+                        .ignore();
                 }
                 let mut conn = self.conn.clone();
                 let (mut lost, mut failure) = (0, None);
-                for (pipe, n) in pipes.values() {
+                for pipe in pipes.values() {
                     if failure.is_some() {
-                        lost += n;
+                        lost += pipe.len() as u64;
                     } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                        lost += n;
+                        lost += pipe.len() as u64;
                         failure = Some(e);
                     }
                 }
@@ -1208,11 +1190,10 @@ impl RedisBus {
         // only if nobody came back meanwhile (checked under the lock that
         // `user_ready` takes): a session connecting from here on waits for
         // the next subscribe instead of trusting a channel about to go.
-        let unsubscribe: Vec<Arc<str>> = {
+        {
             let mut subscribed = self.lock_subscribed();
             unsubscribe.retain(|u| self.hub.user_sessions(u) == 0 && subscribed.remove(u));
-            unsubscribe
-        };
+        }
         for chunk in unsubscribe.chunks(SUBSCRIBE_CHUNK) {
             let channels: Vec<String> = chunk.iter().map(|u| self.keys.user(u)).collect();
             sink.unsubscribe_users(channels).await?;

@@ -85,7 +85,7 @@ pub async fn run<S>(
             () = session.outbox.wait() => {
                 let (mut frames, close) = session.outbox.drain();
                 if replayed_upto > 0 {
-                    // Live copies of what the resume already replayed.
+                    // Live copies of what the client had or the resume replayed.
                     frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
                 }
                 if !frames.is_empty() {

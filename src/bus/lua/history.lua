@@ -17,6 +17,11 @@ local function history_id(p, epoch_candidate)
   return epoch, ms .. '-' .. redis.call('INCR', p .. ':history:seq'), ms
 end
 
+-- An envelope (a JSON object's text) with its position added, as published.
+local function with_pos(env, epoch, hid)
+  return string.sub(env, 1, -2) .. ',"pos":"' .. epoch .. '.' .. hid .. '"}'
+end
+
 -- Appends to one history stream. Trimming (to hmax entries and to the
 -- window) is exact, and the newest id trimmed away is kept beside the stream
 -- (`…:trimmed`), so a resume can tell a gap from a quiet stream.

@@ -53,7 +53,7 @@ if history == '1' and route ~= 'none' then
   else
     for i = FIRST_USER, #ARGV do history_append(p .. ':history:user:' .. ARGV[i], hid, env, ms, window, hmax) end
   end
-  env = string.sub(env, 1, -2) .. ',"pos":"' .. epoch .. '.' .. hid .. '"}'
+  env = with_pos(env, epoch, hid)
 end
 
 if store == 'active' then
