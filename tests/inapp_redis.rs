@@ -223,3 +223,28 @@ async fn a_repeated_id_on_a_user_channel_is_delivered_once() {
     h.expect_control_next(&mut c, "alice").await;
     h.stop().await;
 }
+
+/// A refused payload that is not UTF-8 is still recorded, cut to 64 KiB at
+/// a character boundary (its invalid bytes shown as U+FFFD, three bytes
+/// each, so the cut can fall inside one).
+#[tokio::test]
+async fn a_refused_payload_that_is_not_utf8_is_recorded_cut_to_64_kib() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("herald:broadcast")
+        .arg(vec![0xffu8; 70_000])
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("PUBLISH");
+    eventually("the refusal is in herald:dead", || async {
+        !xrange(&redis, "herald:dead").await.is_empty()
+    })
+    .await;
+    let dead = xrange(&redis, "herald:dead").await;
+    let envelope = &dead[0]["envelope"];
+    assert!(envelope.len() <= 64 * 1024, "{} bytes", envelope.len());
+    assert!(envelope.len() > 60 * 1024, "{} bytes", envelope.len());
+    assert!(envelope.chars().all(|c| c == '\u{fffd}'));
+    h.stop().await;
+}

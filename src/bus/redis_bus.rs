@@ -729,7 +729,7 @@ impl RedisBus {
             let record = Record::new(Stream::Dead, "dead")
                 .with("reason", reason)
                 .with("channel", source)
-                .with("envelope", &envelope[..envelope.len().min(64 * 1024)])
+                .with("envelope", cut(envelope, 64 * 1024))
                 .with("node", self.node.as_str())
                 .with("ts", crate::auth::unix_now_ms().to_string());
             let written = self
@@ -1272,4 +1272,13 @@ impl RedisBus {
         }
         Ok(serde_json::json!({ "nodes": nodes, "sessions": sessions, "deliveries": deliveries }))
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
