@@ -4,27 +4,8 @@
 mod support;
 
 use serde_json::json;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use support::*;
-
-fn herald(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(args)
-        .env_remove("HERALD_REDIS__URL")
-        .env_remove("HERALD_API_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run herald")
-}
-
-async fn herald_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        herald(&args)
-    })
-    .await
-    .expect("join")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
@@ -80,7 +61,7 @@ fn example_config_parses_and_documents_every_key() {
 #[test]
 fn every_command_has_help() {
     for cmd in ["serve", "publish", "broadcast", "retract", "token"] {
-        let o = herald(&[cmd, "--help"]);
+        let o = herald_cli(&[cmd, "--help"]);
         assert!(o.status.success(), "{cmd} --help");
         assert!(
             stdout(&o).contains("Usage: herald"),
@@ -92,7 +73,7 @@ fn every_command_has_help() {
 
 #[test]
 fn errors_are_one_line_and_non_zero() {
-    let o = herald(&[
+    let o = herald_cli(&[
         "publish",
         "--to",
         "everyone",
@@ -106,7 +87,7 @@ fn errors_are_one_line_and_non_zero() {
     assert!(!o.status.success());
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("--to"), "{}", stderr(&o));
-    let o = herald(&[
+    let o = herald_cli(&[
         "publish",
         "--to",
         "all",
@@ -119,7 +100,7 @@ fn errors_are_one_line_and_non_zero() {
         stderr(&o),
         "herald: error: title: a title or a body is required"
     );
-    let o = herald(&[
+    let o = herald_cli(&[
         "publish",
         "--to",
         "all",
@@ -136,7 +117,7 @@ fn errors_are_one_line_and_non_zero() {
         "{}",
         stderr(&o)
     );
-    let o = herald(&["serve", "--config", "/nonexistent.toml"]);
+    let o = herald_cli(&["serve", "--config", "/nonexistent.toml"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("/nonexistent.toml"), "{}", stderr(&o));
 }
@@ -178,7 +159,7 @@ async fn publish_broadcast_and_retract_through_the_admin_api() {
     let mut c = h.connect("alice").await;
     let api = format!("http://{}", h.admin);
 
-    let o = herald_async(vec![
+    let o = herald_cli_async(vec![
         "broadcast".into(),
         "--title".into(),
         "Payments degraded".into(),
@@ -201,7 +182,7 @@ async fn publish_broadcast_and_retract_through_the_admin_api() {
     );
     assert_eq!(f["theme"]["severity"], "critical");
 
-    let o = herald_async(vec![
+    let o = herald_cli_async(vec![
         "publish".into(),
         "--to".into(),
         "user:alice,zed".into(),
@@ -227,7 +208,7 @@ async fn publish_broadcast_and_retract_through_the_admin_api() {
         (Some("toast"), Some("Saved"))
     );
 
-    let o = herald_async(vec![
+    let o = herald_cli_async(vec![
         "retract".into(),
         id.clone(),
         "--api".into(),
@@ -250,7 +231,7 @@ async fn publish_from_a_json_file_through_redis() {
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("env.json");
     std::fs::write(&file, json!({"to": {"segments": ["beta"]}, "kind": "modal", "title": "Beta feature", "actions": [{"id": "try", "label": "Try it"}]}).to_string()).expect("write");
-    let o = herald_async(vec![
+    let o = herald_cli_async(vec![
         "publish".into(),
         "--json".into(),
         file.display().to_string(),
@@ -271,7 +252,7 @@ async fn publish_from_a_json_file_through_redis() {
 async fn serve_runs_embedded_and_token_uses_dev_mode() {
     let node = NodeProcess::spawn(&[], &[], true).await;
     // No key configured: herald token asks the dev-mode node.
-    let o = herald_async(vec![
+    let o = herald_cli_async(vec![
         "token".into(),
         "--sub".into(),
         "dev-user".into(),
@@ -282,7 +263,7 @@ async fn serve_runs_embedded_and_token_uses_dev_mode() {
     assert!(o.status.success(), "{}", stderr(&o));
     let mut c = Client::connect(&format!("ws://{}/v1/ws?token={}", node.public, stdout(&o))).await;
     assert_eq!(c.hello["user"], "dev-user");
-    let o = herald_async(vec![
+    let o = herald_cli_async(vec![
         "broadcast".into(),
         "--title".into(),
         "Payments degraded".into(),

@@ -83,9 +83,7 @@ async fn a_per_user_publish_reaches_only_the_nodes_holding_the_user() {
     assert_eq!(on_b.recv_title().await, "just bea");
     // Only node B received it; the next frame at C is the control, and A and
     // C counted nothing more.
-    a.publish(json!({"to": {"users": ["cid"]}, "kind": "toast", "title": "control"}))
-        .await;
-    assert_eq!(on_c.recv_title().await, "control");
+    a.expect_control_next(&mut on_c, "cid").await;
     assert_eq!(messages_in(&b).await, 2.0);
     assert_eq!(
         messages_in(&c).await,
@@ -106,16 +104,12 @@ async fn a_per_user_publish_reaches_only_the_nodes_holding_the_user() {
 async fn a_campaign_change_reaches_every_node_and_a_killed_node_leaves_the_others_alone() {
     let redis = Redis::start();
     let [a, b, c] = three(&redis).await;
-    let res = reqwest::Client::new()
-        .put(format!("http://{}/v1/campaigns/hello", a.admin))
-        .body(
-            json!({"trigger": {"event": "opened"}, "message": {"kind": "toast", "title": "hi"}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("PUT");
-    assert_eq!(res.status(), 200);
+    let hello =
+        json!({"trigger": {"event": "opened"}, "message": {"kind": "toast", "title": "hi"}});
+    assert_eq!(
+        a.put("/v1/campaigns/hello", &hello.to_string()).await.0,
+        200
+    );
     for n in [&b, &c] {
         eventually("the campaign reached the node", || async {
             n.get("/v1/campaigns/hello").await.0 == 200

@@ -126,14 +126,6 @@ async fn node(h: &Herald, file: &str) -> Value {
     publish_with(h, "node", "examples/publish/publish.mjs", file).await
 }
 
-/// The next frame must be a control message published now: nothing else
-/// reached this client before it.
-async fn nothing_more(h: &Herald, c: &mut Client, user: &str) {
-    h.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}))
-        .await;
-    assert_eq!(c.recv_title().await, "control");
-}
-
 #[tokio::test]
 async fn python_snippet_publishes_a_personalized_localized_where_audience() {
     let h = Herald::start(config()).await;
@@ -171,7 +163,7 @@ async fn python_snippet_publishes_a_personalized_localized_where_audience() {
         anonymous.recv_title().await,
         "Hi there, your trial is almost over"
     );
-    nothing_more(&h, &mut pro, "u_789").await;
+    h.expect_control_next(&mut pro, "u_789").await;
     h.stop().await;
 }
 
@@ -212,7 +204,7 @@ async fn node_and_python_snippets_publish_to_a_user_with_an_api_key() {
         assert_eq!(code, 1, "{script} without a key: {stderr}");
         assert!(stderr.contains("401"), "{script} without a key: {stderr}");
     }
-    nothing_more(&h, &mut c, "u_123").await;
+    h.expect_control_next(&mut c, "u_123").await;
     h.stop().await;
 }
 
@@ -288,7 +280,7 @@ async fn snippets_store_campaigns_that_fire() {
     );
     // At most once a day.
     assert!(event_then_pong(&mut owner, &limit).await.is_empty());
-    nothing_more(&h, &mut owner, "u_123").await;
+    h.expect_control_next(&mut owner, "u_123").await;
 
     // The trial banner on connect, personalized and in the user's language.
     let mut trial = h
@@ -307,6 +299,6 @@ async fn snippets_store_campaigns_that_fire() {
         ),
         "{f}"
     );
-    nothing_more(&h, &mut member, "u_456").await;
+    h.expect_control_next(&mut member, "u_456").await;
     h.stop().await;
 }

@@ -65,6 +65,12 @@ fn in_child(test: &str, body: impl FnOnce()) {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
+    // A name that matches no test runs nothing and succeeds.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 passed"),
+        "{test}: the child ran no test named so:\n{stdout}"
+    );
 }
 
 /// Runs one target over its corpus, each input on a worker-sized stack,

@@ -56,9 +56,7 @@ async fn every_session_of_a_user_receives_and_no_one_else() {
     assert_eq!(tab1.recv_title().await, "for alice");
     assert_eq!(tab2.recv_title().await, "for alice");
     // Bob's next frame is the control, so "for alice" never reached him.
-    h.publish(banner(json!({"users": ["bob"]}), "control"))
-        .await;
-    assert_eq!(bob.recv_title().await, "control");
+    h.expect_control_next(&mut bob, "bob").await;
     h.stop().await;
 }
 

@@ -153,17 +153,29 @@ async fn nodes_on_a_redis_cluster_share_messages_over_sharded_pubsub() {
     .await;
     assert_eq!(listeners, 2, "on :{}", owner.port);
 
-    // A per-user publish reaches only the node holding the user.
+    // A per-user publish reaches only the node holding the user. The user
+    // is on the master of A's user `al`, so a copy wrongly sent to A would
+    // come on the connection that then brings A the control for `al`.
     let (before_a, before_b) = (messages_in(&a).await, messages_in(&b).await);
-    let (u0, _) = &users[0];
+    let al_master = cluster.owner("herald:user:al").await.port;
+    let i = users
+        .iter()
+        .position(|(_, port)| *port == al_master)
+        .expect("a user on al's master");
+    let (u0, _) = &users[i];
     a.publish(json!({"to": {"users": [u0]}, "kind": "toast", "title": "only B"}))
         .await;
-    assert_eq!(on_b[0].recv_title().await, "only B");
+    assert_eq!(on_b[i].recv_title().await, "only B");
     eventually("node B counted it", || async {
         messages_in(&b).await == before_b + 1.0
     })
     .await;
-    assert_eq!(messages_in(&a).await, before_a, "node A never saw it");
+    a.expect_control_next(&mut al, "al").await;
+    assert_eq!(
+        messages_in(&a).await,
+        before_a + 1.0,
+        "node A saw only al's"
+    );
 
     // Presence is cluster-wide; the disconnect endpoint reaches the user's node.
     assert_eq!(
@@ -276,19 +288,23 @@ async fn campaigns_resume_fallback_ingress_and_the_cli_on_a_redis_cluster() {
     assert_eq!(back.recv_title().await, "via ingress");
 
     // The CLI publishes straight to the cluster.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["publish", "--redis", &cluster.seed(), "--redis-cluster"])
-        .args([
+    let out = herald_cli_async(
+        [
+            "publish",
+            "--redis",
+            &cluster.seed(),
+            "--redis-cluster",
             "--to",
             "user:cora",
             "--kind",
             "toast",
             "--title",
             "from the CLI",
-        ])
-        .env_remove("HERALD_REDIS__URL")
-        .output()
-        .expect("run herald publish");
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -299,7 +315,9 @@ async fn campaigns_resume_fallback_ingress_and_the_cli_on_a_redis_cluster() {
     b.stop().await;
 }
 
-#[tokio::test]
+// Multi-threaded: the restart blocks its thread while the master is down,
+// and the nodes must keep running meanwhile to notice the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_cluster_master_serves_its_users_again() {
     let mut cluster = RedisCluster::start();
     let (a, b) = (node(&cluster).await, node(&cluster).await);
@@ -394,7 +412,15 @@ async fn a_user_channel_whose_slot_moves_is_subscribed_where_it_lives_now() {
 async fn reconnects_during_a_publish_stream_on_a_redis_cluster_lose_and_repeat_nothing() {
     let cluster = RedisCluster::start();
     let (a, b) = (node(&cluster).await, node(&cluster).await);
-    reconnect_during_a_publish_stream([&a, &b]).await;
+    // Its channel on another Redis node than the broadcast channel: the two
+    // kinds of message reach a Herald node over different connections.
+    let broadcast_on = cluster.owner("herald:broadcast").await.port;
+    let (user, _) = users_per_master(&cluster, 1)
+        .await
+        .into_iter()
+        .find(|(_, port)| *port != broadcast_on)
+        .expect("a master without the broadcast channel");
+    reconnect_during_a_publish_stream([&a, &b], &user).await;
     a.stop().await;
     b.stop().await;
 }

@@ -71,9 +71,7 @@ async fn odd_user_ids_never_cross() {
         )
         .await;
     assert_eq!(star.recv_title().await, "star");
-    h.publish(json!({"to": {"users": ["a"]}, "kind": "toast", "title": "control"}))
-        .await;
-    assert_eq!(plain.recv_title().await, "control");
+    h.expect_control_next(&mut plain, "a").await;
     h.stop().await;
 }
 
@@ -158,13 +156,12 @@ async fn events_beyond_the_campaign_rate_trigger_nothing() {
     cfg.session.campaign_events_per_s = 1;
     cfg.session.campaign_events_burst = 2;
     let h = Herald::start(cfg).await;
-    let res = reqwest::Client::new()
-        .put(format!("http://{}/v1/campaigns/clicky", h.admin))
-        .body(json!({"trigger": {"event": "click"}, "message": {"kind": "toast", "title": "campaign"}}).to_string())
-        .send()
-        .await
-        .expect("PUT");
-    assert_eq!(res.status(), 200);
+    let clicky =
+        json!({"trigger": {"event": "click"}, "message": {"kind": "toast", "title": "campaign"}});
+    assert_eq!(
+        h.put("/v1/campaigns/clicky", &clicky.to_string()).await.0,
+        200
+    );
     let mut c = h.connect("u").await;
     for _ in 0..5 {
         c.send(r#"{"t":"event","name":"click"}"#).await;

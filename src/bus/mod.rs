@@ -1,6 +1,7 @@
 //! How messages travel between publishers and nodes. Embedded: straight to
 //! this node's dispatcher. Redis: pub/sub channels shared by every node.
-//! `redis` is imported in this module tree and nowhere else.
+//! In the library, `redis` is imported in this module tree and nowhere else
+//! (the load generator, `herald-bench`, uses it too).
 
 mod conn;
 mod ingress;

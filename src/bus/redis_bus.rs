@@ -250,8 +250,9 @@ const TOMBSTONE_S: u64 = 60;
 /// message is never published without being stored or the other way round.
 /// Users audiences go on their users' channels (the replies count the nodes
 /// holding each user); everything else on the broadcast channel.
-/// In a Redis Cluster, per-user messages go out by SPUBLISH after the
-/// script (each user channel lives on its own slot).
+/// In a Redis Cluster the script only stores, and the node then publishes:
+/// SPUBLISH per user channel (each lives on its own slot), PUBLISH on the
+/// broadcast channel's slot for broadcasts and retractions.
 struct Publishing<'a> {
     keys: &'a Keys,
     node: &'a str,

@@ -265,14 +265,10 @@ impl RedisCluster {
                 setslot(m, "NODE", to_id.clone()).await;
             }
         }
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while self.owner(key).await.port != self.masters[to].port {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "slot {slot} did not move"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(&format!("slot {slot} moved"), || async {
+            self.owner(key).await.port == self.masters[to].port
+        })
+        .await;
     }
 
     /// The seed URL nodes are given: one master is enough to find the rest.
@@ -436,8 +432,8 @@ impl Herald {
 
     /// A campaign `once` (at most one display per user) stored through
     /// this node fires on `other`; then the same user's next event, on this
-    /// node, is refused by the counter they share. Returns that session,
-    /// its control frame still to come.
+    /// node, is refused by the counter they share, and the next message that
+    /// session gets is a control (nothing was shown). Returns that session.
     pub async fn campaign_counter_shared_with(&self, other: &Herald, user: &str) -> Client {
         let once = json!({"trigger": {"event": "opened"}, "message": {"kind": "toast", "title": "once"}, "frequency": {"max": 1}});
         assert_eq!(
@@ -463,6 +459,7 @@ impl Herald {
                 == 1.0
         })
         .await;
+        self.expect_control_next(&mut second, user).await;
         second
     }
 
@@ -547,12 +544,38 @@ impl Drop for Herald {
     }
 }
 
+/// Runs the `herald` binary as a user would (no Redis URL or API key from
+/// the environment, no stdin) and waits for it.
+pub fn herald_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .env_remove("HERALD_REDIS__URL")
+        .env_remove("HERALD_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run herald")
+}
+
+/// [`herald_cli`] off the async test's thread, so that nodes on the test's
+/// runtime keep running meanwhile.
+pub async fn herald_cli_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        herald_cli(&args)
+    })
+    .await
+    .expect("join")
+}
+
 /// A node in a process of its own, for faults that kill a process: SIGKILL
 /// ends its sockets and its heartbeats, as a crash would.
 pub struct NodeProcess {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     child: Option<Child>,
+    /// With `logs`: a thread reading stderr as it comes, so that a node
+    /// logging more than a pipe holds never blocks on it.
+    logs: Option<std::thread::JoinHandle<String>>,
 }
 
 impl NodeProcess {
@@ -561,7 +584,7 @@ impl NodeProcess {
     /// kept for [`NodeProcess::terminate`] to return.
     pub async fn spawn(args: &[&str], env: &[(&str, &str)], logs: bool) -> Self {
         let (public, admin) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .args([
                 "serve",
                 "--listen",
@@ -576,10 +599,19 @@ impl NodeProcess {
             .stderr(if logs { Stdio::piped() } else { Stdio::null() })
             .spawn()
             .expect("spawn herald");
+        let logs = child.stderr.take().map(|mut err| {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut logs = String::new();
+                err.read_to_string(&mut logs).expect("read logs");
+                logs
+            })
+        });
         let node = Self {
             public: format!("127.0.0.1:{public}").parse().expect("addr"),
             admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
             child: Some(child),
+            logs,
         };
         let healthz = format!("http://{}/healthz", node.public);
         eventually("the node process answers /healthz", || {
@@ -622,13 +654,11 @@ impl NodeProcess {
                 .expect("kill")
                 .success()
         );
+        let logs = self.logs.take();
         tokio::task::spawn_blocking(move || {
-            let mut logs = String::new();
-            if let Some(mut err) = child.stderr.take() {
-                use std::io::Read;
-                err.read_to_string(&mut logs).expect("read logs");
-            }
-            (child.wait().expect("wait"), logs)
+            let status = child.wait().expect("wait");
+            let logs = logs.map_or_else(String::new, |l| l.join().expect("log reader"));
+            (status, logs)
         })
         .await
         .expect("join")
@@ -766,18 +796,19 @@ impl Client {
     }
 }
 
-/// A client that keeps reconnecting, to one node then the other, while
-/// broadcasts and messages for it alone are published through the first
-/// one after another: every message arrives once, in publish order.
-pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2]) {
+/// A client of `user` that keeps reconnecting, to one node then the other,
+/// while broadcasts and messages for it alone are published through the
+/// first one after another: every message arrives once, in publish order,
+/// and nothing follows on its last connection.
+pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2], user: &str) {
     const N: usize = 600;
-    let first = nodes[0].connect("alice").await;
+    let first = nodes[0].connect(user).await;
     let publisher = async {
         for i in 0..N {
             let to = if i % 2 == 0 {
                 json!("all")
             } else {
-                json!({"users": ["alice"]})
+                json!({"users": [user]})
             };
             nodes[0]
                 .publish(json!({"to": to, "kind": "banner", "title": format!("m{i}")}))
@@ -795,14 +826,42 @@ pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2]) {
             on_this_connection += 1;
             if on_this_connection == 3 {
                 let pos = f["pos"].as_str().expect("pos").to_owned();
-                c = nodes[titles.len() % 2].connect_since("alice", &pos).await;
+                c = nodes[titles.len() % 2].connect_since(user, &pos).await;
                 assert_eq!(c.hello["recovered"], true, "after {}", titles.len());
                 on_this_connection = 0;
             }
         }
-        titles
+        (titles, c)
     };
-    let ((), titles) = tokio::join!(publisher, client);
+    let ((), (titles, mut last)) = tokio::join!(publisher, client);
     let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
     assert_eq!(titles, expected);
+    nodes[0].expect_control_next(&mut last, user).await;
+}
+
+/// A `require_ack` message for everyone is tracked per user: once `a`
+/// dismissed it (`stored` holds when the node has recorded that), `a`'s
+/// next sessions do not get it and `b`'s do; retracted, `b` takes it off
+/// and nobody gets it any more.
+pub async fn require_ack_tracked_per_user<F, Fut>(h: &Herald, stored: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    h.publish(json!({"id": "tos", "to": "all", "kind": "modal", "title": "Terms changed", "require_ack": true}))
+        .await;
+    let mut a = h.connect("a").await;
+    assert_eq!(a.recv().await["id"], "tos");
+    a.send(r#"{"t":"ack","id":"tos","status":"dismissed"}"#)
+        .await;
+    eventually("a's acknowledgement stored", stored).await;
+    let mut a2 = h.connect("a").await;
+    h.expect_control_next(&mut a2, "a").await;
+    let mut b = h.connect("b").await;
+    assert_eq!(b.recv().await["id"], "tos", "b has not acknowledged");
+    let (status, _) = h.delete("/v1/messages/tos").await;
+    assert_eq!(status, 202);
+    assert_eq!(b.recv().await, json!({"t": "retract", "id": "tos"}));
+    let mut b2 = h.connect("b").await;
+    h.expect_control_next(&mut b2, "b").await;
 }
