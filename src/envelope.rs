@@ -254,14 +254,27 @@ pub fn new_id() -> String {
 
 /// Parses and checks an envelope. `now_ms` turns `ttl_s` into `expires_at`.
 pub fn parse(bytes: &[u8], max_bytes: usize, now_ms: u64) -> Result<Command, EnvelopeError> {
+    check(decode(bytes, max_bytes)?, now_ms)
+}
+
+/// Deserializes an envelope of at most `max_bytes`, unchecked.
+pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Envelope, EnvelopeError> {
     if bytes.len() > max_bytes {
         return Err(EnvelopeError::new(
             "envelope",
             format!("{} bytes is over the {max_bytes}-byte limit", bytes.len()),
         ));
     }
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(EnvelopeError::from_serde)?;
-    check(envelope, now_ms)
+    serde_json::from_slice(bytes).map_err(EnvelopeError::from_serde)
+}
+
+/// Refuses what only Herald sets, in an envelope from a publisher (the
+/// API, the CLI, the ingress stream): `pos`, on messages and retractions.
+pub fn from_publisher(e: &Envelope) -> Result<(), EnvelopeError> {
+    match e.pos {
+        Some(_) => Err(EnvelopeError::new("pos", "set by Herald; leave it out")),
+        None => Ok(()),
+    }
 }
 
 /// Checks a deserialized envelope (the HTTP API and CLI build them too).

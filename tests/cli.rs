@@ -229,6 +229,24 @@ async fn publish_from_a_json_file_through_redis() {
         .await;
     let dir = std::env::temp_dir().join(format!("herald-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    // A position is Herald's to set: refused before anything is sent.
+    let positioned = dir.join("pos.json");
+    std::fs::write(
+        &positioned,
+        json!({"to": "all", "kind": "toast", "title": "with pos", "pos": "e.1-1"}).to_string(),
+    )
+    .expect("write");
+    let o = herald_cli_async(vec![
+        "publish".into(),
+        "--json".into(),
+        positioned.display().to_string(),
+        "--redis".into(),
+        redis.url(),
+    ])
+    .await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("pos: set by Herald"), "{}", stderr(&o));
+    // The next frame is the valid publish below: nothing went out above.
     let file = dir.join("env.json");
     std::fs::write(&file, json!({"to": {"segments": ["beta"]}, "kind": "modal", "title": "Beta feature", "actions": [{"id": "try", "label": "Try it"}]}).to_string()).expect("write");
     let o = herald_cli_async(vec![

@@ -160,24 +160,28 @@ async fn a_refused_ingress_entry_goes_to_the_dead_stream() {
     let h = Herald::start(redis_config(&redis)).await;
     let mut c = h.connect("alice").await;
     xadd(&redis, r#"{"to":"all","kind":"banner","titel":"typo"}"#).await;
+    // A position is Herald's to set, on a retraction too.
+    xadd(&redis, r#"{"op":"retract","id":"m1","pos":"e.1-1"}"#).await;
     xadd(
         &redis,
         &json!({"to": "all", "kind": "banner", "title": "fine"}).to_string(),
     )
     .await;
     assert_eq!(c.recv_title().await, "fine");
-    eventually("the refusal is in herald:dead", || async {
+    eventually("both refusals are in herald:dead", || async {
         let reply: redis::streams::StreamRangeReply = redis
             .conn()
             .await
             .xrange_all("herald:dead")
             .await
             .expect("XRANGE");
-        reply.ids.iter().any(|e| {
-            e.get::<String>("reason")
-                .is_some_and(|r| r.contains("titel"))
-                && e.get::<String>("channel").as_deref() == Some("ingress")
-        })
+        let refused = |why: &str| {
+            reply.ids.iter().any(|e| {
+                e.get::<String>("reason").is_some_and(|r| r.contains(why))
+                    && e.get::<String>("channel").as_deref() == Some("ingress")
+            })
+        };
+        refused("titel") && refused("pos: set by Herald")
     })
     .await;
     eventually("everything acknowledged", || async {

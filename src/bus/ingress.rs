@@ -153,12 +153,7 @@ impl RedisBus {
             .and_then(|text| {
                 let mut e: Envelope =
                     serde_json::from_str(text).map_err(envelope::EnvelopeError::from_serde)?;
-                if e.pos.is_some() {
-                    return Err(envelope::EnvelopeError::new(
-                        "pos",
-                        "set by Herald; leave it out",
-                    ));
-                }
+                envelope::from_publisher(&e)?;
                 if e.id.is_none() {
                     e.id = Some(format!("ingress-{entry_id}"));
                 }

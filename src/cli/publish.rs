@@ -97,9 +97,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
 /// Checks the envelope as a node would, then sends it and prints its id.
 pub async fn send(env: Envelope, transport: &Transport) -> anyhow::Result<()> {
-    if env.pos.is_some() {
-        bail!("pos: set by Herald; leave it out");
-    }
+    envelope::from_publisher(&env)?;
     let cmd = envelope::check(env, crate::auth::unix_now_ms())?;
     let Command::Publish(p) = &cmd else {
         bail!("use herald retract to retract a message");

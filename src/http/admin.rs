@@ -79,18 +79,9 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
             format!("envelope: over the {max}-byte limit"),
         )
     })?;
-    let cmd = envelope::parse(&bytes, max, crate::auth::unix_now_ms())?;
-    let pos = match &cmd {
-        Command::Publish(p) => p.envelope.pos.as_ref(),
-        Command::Retract { pos, .. } => pos.as_ref(),
-        _ => None,
-    };
-    if pos.is_some() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "pos: set by Herald; leave it out",
-        ));
-    }
+    let e = envelope::decode(&bytes, max)?;
+    envelope::from_publisher(&e)?;
+    let cmd = envelope::check(e, crate::auth::unix_now_ms())?;
     let reach = node.bus.publish(&cmd).await?;
     let mut out = serde_json::Map::new();
     match &cmd {
