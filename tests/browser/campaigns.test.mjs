@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { openDemo, perFile, screenshot, sel, uniqueUser, until } from './support.mjs';
+import { expectControl, openDemo, perFile, screenshot, sel, uniqueUser, until } from './support.mjs';
 
 const env = perFile({ before, after });
 
@@ -45,9 +45,7 @@ test('a campaign on page_view /pricing fires once in the demo; with frequency ma
     await until('the second page_view for /pricing', () => pricingViews() === 2);
     await until('the server to hold the campaign back (frequency)', async () => (await decisions('frequency')) > heldBefore);
     // Positive control: a message published after that decision is drawn.
-    const control = await env.herald.publish({ to: { users: [user] }, kind: 'card', title: 'Control card', actions: [{ id: 'ok', label: 'OK' }] });
-    await page.waitForSelector(sel(control), { state: 'visible' });
-    await wire.waitReceived('the control', (f) => f.id === control);
+    await expectControl(env.herald, page, wire, { users: [user] }, { kind: 'card', title: 'Control card', actions: [{ id: 'ok', label: 'OK' }] });
     assert.equal(campaignMsgs(wire, campaign).length, 1, 'the campaign message came once');
     assert.equal(await page.$$eval('[data-herald-kind="card"]', (n) => n.length), 1, 'only the control card is on screen');
   } finally {
@@ -80,12 +78,10 @@ test('a connect campaign with until clicked shows on every page load until its b
 
     const stoppedBefore = await decisions('until');
     await page.reload();
-    const third = (await wire.waitSocket(3)).received;
+    const third = await wire.waitSocket(3);
     await until('the server to stop the campaign (until)', async () => (await decisions('until')) > stoppedBefore);
-    const control = await env.herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
-    await page.waitForSelector(sel(control), { state: 'visible' });
-    await until('the control on the third socket', () => third.some((f) => f.id === control));
-    assert.deepEqual(third.filter((f) => f.campaign === campaign), [], 'not shown again once clicked');
+    await expectControl(env.herald, page, third, { users: [user] });
+    assert.deepEqual(third.received.filter((f) => f.campaign === campaign), [], 'not shown again once clicked');
     assert.equal(campaignMsgs(wire, campaign).length, 2);
   } finally {
     await page.close();

@@ -3,21 +3,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Herald, launchBrowser, openDemo, screenshot, uniqueUser, until, sel } from './support.mjs';
+import { openDemo, perFile, screenshot, uniqueUser, until, sel } from './support.mjs';
 
-let herald;
-let browser;
-
-before(async () => {
-  // A short heartbeat so the SDK's application pings show up quickly.
-  herald = await new Herald({ env: { HERALD_SESSION__HEARTBEAT: '1s' } }).start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
+// A short heartbeat so the SDK's application pings show up quickly.
+const env = perFile({ before, after }, { env: { HERALD_SESSION__HEARTBEAT: '1s' } });
 
 const tokenOf = (url) => new URL(url).searchParams.get('token');
 
@@ -32,18 +21,18 @@ async function recordStates(page) {
 
 test('the node killed and restarted on the same ports: the SDK reconnects with a fresh token and shows what follows', async () => {
   const user = uniqueUser('restart');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const states = await recordStates(page);
-    const before = await herald.publish({ to: { users: [user] }, kind: 'banner', title: 'Before the restart' });
+    const before = await env.herald.publish({ to: { users: [user] }, kind: 'banner', title: 'Before the restart' });
     await page.waitForSelector(sel(before), { state: 'visible' });
 
-    await herald.kill();
+    await env.herald.kill();
     await page.waitForSelector('#conn-state[data-state="reconnecting"]');
-    await herald.start(); // same ports, new dev signing secret: the old token is now worthless
+    await env.herald.start(); // same ports, new dev signing secret: the old token is now worthless
     await page.waitForSelector('#conn-state[data-state="open"]', { timeout: 30000 });
 
-    const after = await herald.publish({ to: { users: [user] }, kind: 'toast', title: 'After the restart', actions: [{ id: 'ok', label: 'OK' }] });
+    const after = await env.herald.publish({ to: { users: [user] }, kind: 'toast', title: 'After the restart', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(after), { state: 'visible' });
     await wire.waitAck(after, 'displayed');
     await screenshot(page, 'after-restart');
@@ -61,15 +50,15 @@ test('the node killed and restarted on the same ports: the SDK reconnects with a
 
 test('a draining node (1012) is left and rejoined at once', async () => {
   const user = uniqueUser('drain');
-  const { page } = await openDemo(browser.context, herald, user);
+  const { page } = await openDemo(env.browser.context, env.herald, user);
   try {
     const states = await recordStates(page);
-    await herald.stop(); // SIGTERM: the node closes every session with 1012
+    await env.herald.stop(); // SIGTERM: the node closes every session with 1012
     const drained = await until('a 1012 close', async () => (await states()).find((s) => s.state === 'reconnecting' && s.code === 1012));
     assert.ok(drained.delay < 1000, `reconnects within a second of jitter, got ${drained.delay} ms`);
-    await herald.start();
+    await env.herald.start();
     await page.waitForSelector('#conn-state[data-state="open"]', { timeout: 30000 });
-    const id = await herald.publish({ to: { users: [user] }, kind: 'card', title: 'Back after the drain' });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'card', title: 'Back after the drain' });
     await page.waitForSelector(sel(id), { state: 'visible' });
   } finally {
     await page.close();
@@ -78,15 +67,15 @@ test('a draining node (1012) is left and rejoined at once', async () => {
 
 test('an operator disconnect (1008) is followed by a reconnect when getToken can mint a new token', async () => {
   const user = uniqueUser('kick');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const states = await recordStates(page);
-    const res = await fetch(`${herald.admin}/v1/users/${user}/disconnect`, { method: 'POST' });
+    const res = await fetch(`${env.herald.admin}/v1/users/${user}/disconnect`, { method: 'POST' });
     assert.equal(res.status, 202);
     await until('a 1008 close', async () => (await states()).some((s) => s.state === 'reconnecting' && s.code === 1008));
     await until('the state to be open again', async () => (await states()).at(-1).state === 'open');
     assert.equal(wire.sockets.length, 2);
-    const id = await herald.publish({ to: { users: [user] }, kind: 'banner', title: 'Welcome back' });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'banner', title: 'Welcome back' });
     await page.waitForSelector(sel(id), { state: 'visible' });
   } finally {
     await page.close();
@@ -95,7 +84,7 @@ test('an operator disconnect (1008) is followed by a reconnect when getToken can
 
 test('an idle socket sends application pings at the heartbeat interval', async () => {
   const user = uniqueUser('ping');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const hello = await wire.waitReceived('hello', (f) => f.t === 'hello');
     assert.equal(hello.heartbeat_s, 1);
@@ -111,9 +100,9 @@ test('an idle socket sends application pings at the heartbeat interval', async (
 
 test('dark mode follows prefers-color-scheme', async () => {
   const user = uniqueUser('dark');
-  const { page } = await openDemo(browser.context, herald, user);
+  const { page } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({ to: { users: [user] }, kind: 'modal', title: 'Night owl?', body: 'Dark mode comes with Pro.', actions: [{ id: 'ok', label: 'OK' }] });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'modal', title: 'Night owl?', body: 'Dark mode comes with Pro.', actions: [{ id: 'ok', label: 'OK' }] });
     const dialog = `${sel(id)} [role="dialog"]`;
     await page.waitForSelector(dialog, { state: 'visible' });
     const bg = () => page.$eval(dialog, (d) => getComputedStyle(d).backgroundColor);

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { openDemo, perFile, screenshot, sel, uniqueUser, until } from './support.mjs';
+import { expectControl, openDemo, perFile, screenshot, sel, uniqueUser, until } from './support.mjs';
 
 const env = perFile({ before, after });
 
@@ -36,9 +36,8 @@ test('a sticky banner published before the page loads shows on page load', async
     await screenshot(page, 'sticky-on-load');
 
     // Positive control for what must not appear: a message published now is drawn...
-    const live = await env.herald.publish({ to, kind: 'toast', title: 'Published after load', actions: [{ id: 'ok', label: 'OK' }] });
-    await page.waitForSelector(sel(live), { state: 'visible' });
-    assert.equal((await wire.waitReceived('the live toast', (f) => f.id === live)).reason, 'push');
+    const live = await expectControl(env.herald, page, wire, to, { kind: 'toast', title: 'Published after load', actions: [{ id: 'ok', label: 'OK' }] });
+    assert.equal(live.reason, 'push');
     // ...and what was neither sticky nor still active never came (replays come before anything live).
     assert.deepEqual(wire.msgs(plain), [], 'a plain message is not kept for later sessions');
     assert.deepEqual(wire.msgs(retracted), [], 'a retracted sticky message is not replayed');
@@ -126,9 +125,7 @@ test('a require_ack modal comes back after a reload until its button is clicked'
     await page.waitForSelector('#conn-state[data-state="open"]');
     const sock = await wire.waitSocket(4);
     // Positive control: this page does draw what it is sent after the reload.
-    const control = await env.herald.publish({ to, kind: 'card', title: 'After accepting', actions: [{ id: 'ok', label: 'OK' }] });
-    await page.waitForSelector(sel(control), { state: 'visible' });
-    await until('the control on the new socket', () => sock.received.some((f) => f.id === control));
+    await expectControl(env.herald, page, sock, to, { kind: 'card', title: 'After accepting', actions: [{ id: 'ok', label: 'OK' }] });
     assert.equal(sock.received.filter((f) => f.t === 'msg' && f.id === id).length, 0, 'not sent again once clicked');
     assert.equal(await page.$(sel(id)), null);
   } finally {
@@ -155,9 +152,8 @@ test('a require_ack notice dismissed with its OK button is not sent again either
     await page.reload();
     await page.waitForSelector('#conn-state[data-state="open"]');
     const sock = await wire.waitSocket(3);
-    const control = await env.herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
-    await page.waitForSelector(sel(control), { state: 'visible' });
-    await until('the control on the new socket', () => sock.received.some((f) => f.id === control));
+    // Positive control: this page does draw what it is sent after the reload.
+    await expectControl(env.herald, page, sock, to);
     assert.equal(sock.received.filter((f) => f.id === id).length, 0, 'not sent again once dismissed');
   } finally {
     await page.close();

@@ -6,24 +6,16 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { HERALD_BIN, Herald, imageServer, launchBrowser, openDemo, screenshot, uniqueUser, until, sel } from './support.mjs';
+import { HERALD_BIN, imageServer, openDemo, perFile, screenshot, uniqueUser, until, sel } from './support.mjs';
 
-let herald;
-let browser;
+const env = perFile({ before, after });
 let images;
 
 before(async () => {
-  herald = await new Herald().start();
-  browser = await launchBrowser();
   images = await imageServer();
 });
 
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-  images?.close();
-});
-
+after(() => images?.close());
 
 /** What each kind looks like when it is drawn. */
 const KINDS = {
@@ -37,13 +29,13 @@ const KINDS = {
 
 test('every kind is drawn, acked as displayed, and dismissed with its close button', async () => {
   const user = uniqueUser('kinds');
-  const { page, wire, errors } = await openDemo(browser.context, herald, user);
+  const { page, wire, errors } = await openDemo(env.browser.context, env.herald, user);
   try {
     for (const [kind, spec] of Object.entries(KINDS)) {
       const title = `A ${kind} for ${user}`;
       const { image, ...extra } = spec.extra;
       if (image) extra.image_url = `${images.url}/notebook.svg`;
-      const id = await herald.publish({ to: { users: [user] }, kind, title, body: `The body of the ${kind}.`, ...extra });
+      const id = await env.herald.publish({ to: { users: [user] }, kind, title, body: `The body of the ${kind}.`, ...extra });
       const el = await page.waitForSelector(sel(id), { state: 'visible' });
       assert.equal(await el.getAttribute('data-herald-kind'), kind);
       const roleEl = spec.roleInside ? await el.$('[role]') : el;
@@ -73,10 +65,10 @@ test('every kind is drawn, acked as displayed, and dismissed with its close butt
 
 test('a tooltip waits for its anchor and follows it', async () => {
   const user = uniqueUser('tooltip');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     // #add-to-cart lives on the Product page, which is not shown yet.
-    const id = await herald.publish({ to: { users: [user] }, kind: 'tooltip', anchor: '#add-to-cart', title: 'Free shipping today' });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'tooltip', anchor: '#add-to-cart', title: 'Free shipping today' });
     // Positive control first: the message did arrive at the page.
     await wire.waitReceived('the tooltip', (f) => f.t === 'msg' && f.id === id);
     assert.equal(await page.isVisible(sel(id)), false, 'hidden while its anchor is not on screen');
@@ -94,11 +86,11 @@ test('a tooltip waits for its anchor and follows it', async () => {
 
 test('retract takes the overlay off screen', async () => {
   const user = uniqueUser('retract');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({ to: { users: [user] }, kind: 'banner', title: 'Scheduled maintenance tonight' });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'banner', title: 'Scheduled maintenance tonight' });
     await page.waitForSelector(sel(id), { state: 'visible' });
-    await herald.retract(id);
+    await env.herald.retract(id);
     await wire.waitReceived('the retract', (f) => f.t === 'retract' && f.id === id);
     await page.waitForSelector(sel(id), { state: 'detached' });
     assert.equal(wire.ack(id, 'dismissed'), undefined, 'a retract is not a dismissal');
@@ -109,10 +101,10 @@ test('retract takes the overlay off screen', async () => {
 
 test('Escape closes a modal, focus stays trapped inside it and returns afterwards', async () => {
   const user = uniqueUser('escape');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     await page.focus('#ev-purchase');
-    const id = await herald.publish({
+    const id = await env.herald.publish({
       to: { users: [user] },
       kind: 'modal',
       title: 'Export more with Pro',
@@ -144,9 +136,9 @@ test('Escape closes a modal, focus stays trapped inside it and returns afterward
 
 test('clicking an action sends a clicked ack the server receives, then follows its link', async () => {
   const user = uniqueUser('click');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({
+    const id = await env.herald.publish({
       to: { users: [user] },
       kind: 'modal',
       title: 'Export more with Pro',
@@ -161,7 +153,7 @@ test('clicking an action sends a clicked ack the server receives, then follows i
     assert.deepEqual(ack, { t: 'ack', id, status: 'clicked', action: 'upgrade' });
     // The server parsed it: its session loop logs every ack it accepts.
     await until('the server to log the clicked ack', () =>
-      herald.logs.find((l) => l.message === 'ack' && l.msg_id === id && l.status === 'clicked'),
+      env.herald.logs.find((l) => l.message === 'ack' && l.msg_id === id && l.status === 'clicked'),
     );
     await page.waitForSelector(sel(id), { state: 'detached' });
     // The same-origin link was followed (inside the single-page app) and reported as a page view.
@@ -176,11 +168,11 @@ test('clicking an action sends a clicked ack the server receives, then follows i
 
 test('message text is inserted as text, never as HTML', async () => {
   const user = uniqueUser('text');
-  const { page } = await openDemo(browser.context, herald, user);
+  const { page } = await openDemo(env.browser.context, env.herald, user);
   try {
     const title = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>';
     const body = '<script>document.title="pwned"</script>line 1\nline 2';
-    const id = await herald.publish({ to: { users: [user] }, kind: 'banner', title, body });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'banner', title, body });
     const el = await page.waitForSelector(sel(id), { state: 'visible' });
     assert.equal(await el.$eval('.herald-title', (t) => t.textContent), title);
     assert.equal(await el.$eval('.herald-body', (t) => t.textContent), body);
@@ -193,14 +185,14 @@ test('message text is inserted as text, never as HTML', async () => {
 
 test('one message per slot: priority order, urgent preemption and collapse_key replacement', async () => {
   const user = uniqueUser('queue');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const to = { users: [user] };
     const stay = [{ id: 'ok', label: 'OK' }]; // toasts with actions do not time out
-    const low = await herald.publish({ to, kind: 'toast', priority: 'low', title: 'low', actions: stay });
+    const low = await env.herald.publish({ to, kind: 'toast', priority: 'low', title: 'low', actions: stay });
     await page.waitForSelector(sel(low), { state: 'visible' });
-    const normal = await herald.publish({ to, kind: 'toast', priority: 'normal', title: 'normal', actions: stay });
-    const high = await herald.publish({ to, kind: 'toast', priority: 'high', title: 'high', actions: stay });
+    const normal = await env.herald.publish({ to, kind: 'toast', priority: 'normal', title: 'normal', actions: stay });
+    const high = await env.herald.publish({ to, kind: 'toast', priority: 'high', title: 'high', actions: stay });
     await wire.waitReceived('the high toast', (f) => f.id === high);
     // Both arrived (positive control above); the slot still shows only the first.
     assert.equal(await page.$$eval('[data-herald-kind="toast"]', (n) => n.length), 1);
@@ -209,7 +201,7 @@ test('one message per slot: priority order, urgent preemption and collapse_key r
     await page.waitForSelector(sel(high), { state: 'visible' }); // high before normal
     assert.equal(await page.$(sel(normal)), null);
     // An urgent one preempts what is on screen; the preempted one comes back after.
-    const urgent = await herald.publish({ to, kind: 'toast', priority: 'urgent', title: 'urgent', actions: stay });
+    const urgent = await env.herald.publish({ to, kind: 'toast', priority: 'urgent', title: 'urgent', actions: stay });
     await page.waitForSelector(sel(urgent), { state: 'visible' });
     assert.equal(await page.$(sel(high)), null);
     await page.click(`${sel(urgent)} .herald-close`);
@@ -219,9 +211,9 @@ test('one message per slot: priority order, urgent preemption and collapse_key r
     assert.equal(wire.sent.filter((f) => f.t === 'ack' && f.id === high && f.status === 'displayed').length, 1, 'displayed is acked once');
 
     // collapse_key: the newer message replaces the active one in place.
-    const v1 = await herald.publish({ to, kind: 'banner', title: 'Incident: investigating', collapse_key: 'status-line' });
+    const v1 = await env.herald.publish({ to, kind: 'banner', title: 'Incident: investigating', collapse_key: 'status-line' });
     await page.waitForSelector(sel(v1), { state: 'visible' });
-    const v2 = await herald.publish({ to, kind: 'banner', title: 'Incident: resolved', collapse_key: 'status-line' });
+    const v2 = await env.herald.publish({ to, kind: 'banner', title: 'Incident: resolved', collapse_key: 'status-line' });
     await page.waitForSelector(sel(v2), { state: 'visible' });
     await page.waitForSelector(sel(v1), { state: 'detached' });
     assert.equal(await page.$$eval('[data-herald-kind="banner"]', (n) => n.length), 1);
@@ -232,9 +224,9 @@ test('one message per slot: priority order, urgent preemption and collapse_key r
 
 test('an expired message is taken off screen', async () => {
   const user = uniqueUser('ttl');
-  const { page } = await openDemo(browser.context, herald, user);
+  const { page } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({ to: { users: [user] }, kind: 'card', title: 'Flash sale: one second left', ttl_s: 1 });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'card', title: 'Flash sale: one second left', ttl_s: 1 });
     await page.waitForSelector(sel(id), { state: 'visible' });
     await page.waitForSelector(sel(id), { state: 'detached', timeout: 10000 });
   } finally {
@@ -244,9 +236,9 @@ test('an expired message is taken off screen', async () => {
 
 test('a toast without buttons leaves by itself, unacked', async () => {
   const user = uniqueUser('toast');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Saved' });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Saved' });
     await page.waitForSelector(sel(id), { state: 'visible' });
     await wire.waitAck(id, 'displayed');
     await page.waitForSelector(sel(id), { state: 'detached', timeout: 15000 }); // 6 s by default
@@ -258,12 +250,12 @@ test('a toast without buttons leaves by itself, unacked', async () => {
 
 test('kind custom goes to the app and is never drawn', async () => {
   const user = uniqueUser('custom');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
-    const id = await herald.publish({ to: { users: [user] }, kind: 'custom', data: { confetti: true } });
+    const id = await env.herald.publish({ to: { users: [user] }, kind: 'custom', data: { confetti: true } });
     // Positive control: the SDK handed it to the app (the demo logs it).
     await page.waitForSelector('#log li:has-text("custom message for the app")');
-    const next = await herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Drawn', actions: [{ id: 'ok', label: 'OK' }] });
+    const next = await env.herald.publish({ to: { users: [user] }, kind: 'toast', title: 'Drawn', actions: [{ id: 'ok', label: 'OK' }] });
     await page.waitForSelector(sel(next), { state: 'visible' });
     assert.equal(await page.$(sel(id)), null, 'custom is not drawn');
     assert.equal(wire.ack(id, 'displayed'), undefined, 'custom is not acked by the SDK');
@@ -274,14 +266,14 @@ test('kind custom goes to the app and is never drawn', async () => {
 
 test('shouldShow vetoes a message: acked as suppressed and not drawn', async () => {
   const user = uniqueUser('veto');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     await page.click('nav a[data-route="/checkout"]');
     await page.check('#quiet-checkout');
-    const vetoed = await herald.publish({ to: { users: [user] }, kind: 'card', title: 'Have you seen our pens?' });
+    const vetoed = await env.herald.publish({ to: { users: [user] }, kind: 'card', title: 'Have you seen our pens?' });
     await wire.waitAck(vetoed, 'suppressed');
     // Positive control: on the same page an urgent message is allowed through.
-    const urgent = await herald.publish({ to: { users: [user] }, kind: 'card', priority: 'urgent', title: 'Your card was declined' });
+    const urgent = await env.herald.publish({ to: { users: [user] }, kind: 'card', priority: 'urgent', title: 'Your card was declined' });
     await page.waitForSelector(sel(urgent), { state: 'visible' });
     assert.equal(await page.$(sel(vetoed)), null);
     assert.equal(wire.ack(vetoed, 'displayed'), undefined);
@@ -292,7 +284,7 @@ test('shouldShow vetoes a message: acked as suppressed and not drawn', async () 
 
 test('history navigation sends page_view events', async () => {
   const user = uniqueUser('pageview');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
     const views = () => wire.sent.filter((f) => f.t === 'event' && f.name === 'page_view').map((f) => f.props.path);
     await until('the initial page_view', () => views().includes('/'));
@@ -309,28 +301,28 @@ test('history navigation sends page_view events', async () => {
 
 test('a require_ack notice has no close button and ignores Escape and the backdrop until its button is pressed', async () => {
   const user = uniqueUser('ack');
-  const { page, wire } = await openDemo(browser.context, herald, user);
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   const to = { users: [user] };
   const backdrop = () => page.mouse.click(5, 790);
   try {
     // Positive controls: Escape and a click on the backdrop close an ordinary modal.
-    const p1 = await herald.publish({ to, kind: 'modal', title: 'Ordinary one' });
+    const p1 = await env.herald.publish({ to, kind: 'modal', title: 'Ordinary one' });
     await page.waitForSelector(sel(p1), { state: 'visible' });
     await page.keyboard.press('Escape');
     await page.waitForSelector(sel(p1), { state: 'detached' });
-    const p2 = await herald.publish({ to, kind: 'modal', title: 'Ordinary two' });
+    const p2 = await env.herald.publish({ to, kind: 'modal', title: 'Ordinary two' });
     await page.waitForSelector(sel(p2), { state: 'visible' });
     await backdrop();
     await page.waitForSelector(sel(p2), { state: 'detached' });
     await wire.waitAck(p2, 'dismissed');
 
-    const id = await herald.publish({ to, kind: 'modal', title: 'Updated terms', body: 'Please read them.', require_ack: true });
+    const id = await env.herald.publish({ to, kind: 'modal', title: 'Updated terms', body: 'Please read them.', require_ack: true });
     const modal = await page.waitForSelector(sel(id), { state: 'visible' });
     assert.equal(await modal.$('.herald-close'), null);
     await page.keyboard.press('Escape');
     await backdrop();
     // A later message drawn proves the page went on working meanwhile.
-    const later = await herald.publish({ to, kind: 'card', title: 'Later card', actions: [{ id: 'x', label: 'X' }] });
+    const later = await env.herald.publish({ to, kind: 'card', title: 'Later card', actions: [{ id: 'x', label: 'X' }] });
     await page.waitForSelector(sel(later), { state: 'visible' });
     assert.equal(await page.isVisible(sel(id)), true);
     assert.equal(wire.ack(id, 'dismissed'), undefined);
@@ -344,10 +336,10 @@ test('a require_ack notice has no close button and ignores Escape and the backdr
 
 // Last in this file: a sticky broadcast goes to every session of this node.
 test('a visitor with a guest id sees `herald broadcast`', async () => {
-  const page = await browser.context.newPage();
+  const page = await env.browser.context.newPage();
   let id;
   try {
-    await page.goto(`${herald.base}/`);
+    await page.goto(`${env.herald.base}/`);
     await page.waitForSelector('#conn-state[data-state="open"]');
     const guest = await page.textContent('#user');
     assert.match(guest, /^guest-[0-9a-f]{8}$/);
@@ -355,7 +347,7 @@ test('a visitor with a guest id sees `herald broadcast`', async () => {
     await page.waitForSelector('#conn-state[data-state="open"]');
     assert.equal(await page.textContent('#user'), guest, 'the guest id is kept in localStorage');
 
-    const { stdout } = await promisify(execFile)(HERALD_BIN, ['broadcast', '--title', 'Payments degraded', '--api', herald.admin]);
+    const { stdout } = await promisify(execFile)(HERALD_BIN, ['broadcast', '--title', 'Payments degraded', '--api', env.herald.admin]);
     id = stdout.trim();
     const banner = await page.waitForSelector(sel(id), { state: 'visible' });
     assert.equal(await banner.getAttribute('data-herald-kind'), 'banner');
@@ -364,7 +356,7 @@ test('a visitor with a guest id sees `herald broadcast`', async () => {
     assert.ok(await banner.evaluate((b) => b.classList.contains('herald-sev-warning')), 'styled by theme.severity');
     await screenshot(page, 'broadcast');
   } finally {
-    if (id) await herald.retract(id);
+    if (id) await env.herald.retract(id);
     await page.close();
   }
 });

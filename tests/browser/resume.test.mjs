@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { openDemo, perFile, screenshot, sel, tokenGate, uniqueUser, until } from './support.mjs';
+import { expectControl, openDemo, perFile, screenshot, sel, tokenGate, uniqueUser, until } from './support.mjs';
 
 const env = perFile({ before, after });
 
@@ -62,12 +62,10 @@ test('a message published while the socket is down is replayed after the reconne
 
     // What the page had before the drop is not replayed (it is before since),
     // and stays on screen exactly once.
-    const live = await env.herald.publish({ to, kind: 'banner', title: 'Live again' });
-    await page.waitForSelector(sel(live), { state: 'visible' });
-    await until('the live banner on the new socket', () => second.received.some((f) => f.id === live));
+    const live = await expectControl(env.herald, page, second, to, { kind: 'banner', title: 'Live again' });
     assert.equal(second.received.filter((f) => f.id === first).length, 0);
     assert.equal(await page.$$eval(sel(first), (n) => n.length), 1);
-    assert.equal((await page.evaluate(() => window.heraldClient.lastPos)), wire.received.find((f) => f.id === live).pos);
+    assert.equal((await page.evaluate(() => window.heraldClient.lastPos)), live.pos);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();
@@ -109,8 +107,8 @@ test('the resume position never goes back to an older sticky message sent again 
     // the second hello carried; never the sticky banner's older one.
     assert.ok(posOf(sinceOf(third)).seq >= posOf(replayed.pos).seq, 'the position did not go back');
     await until('the hello', () => third.received.find((f) => f.t === 'hello'));
-    const control = await env.herald.publish({ to, kind: 'card', title: 'Control' });
-    await until('the control', () => third.received.some((f) => f.id === control));
+    // Positive control, in the one slot still free (the card, toast and banner are on screen).
+    await expectControl(env.herald, page, third, to, { kind: 'modal', title: 'Control' });
     assert.deepEqual(
       third.received.filter((f) => f.reason === 'replay').map((f) => f.id),
       [],
@@ -138,9 +136,7 @@ test('a sticky message does not give a fresh page a resume position from before 
     const second = await wire.waitSocket(2);
     await until('the hello', () => second.received.find((f) => f.t === 'hello'));
     // Positive control: the reconnected page draws what is published now.
-    const control = await env.herald.publish({ to, kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] });
-    await page.waitForSelector(sel(control), { state: 'visible' });
-    await until('the control on the new socket', () => second.received.some((f) => f.id === control));
+    await expectControl(env.herald, page, second, to);
     assert.deepEqual(wire.msgs(before), [], 'what was published before the page connected is never replayed to it');
     assert.equal(await page.$(sel(before)), null);
   } finally {

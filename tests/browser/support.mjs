@@ -335,18 +335,40 @@ export async function screenshot(page, name) {
 
 let counter = 0;
 /** A user id no other test uses, so each test sees only its own messages. */
+export function uniqueUser(prefix = 'e2e') {
+  return `${prefix}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
 /** The selector of a message's overlay. */
 export const sel = (id) => `[data-herald-id="${id}"]`;
+
+/** The message `expectControl` publishes unless told otherwise: a toast that stays until dismissed. */
+const CONTROL = { kind: 'toast', title: 'Control', actions: [{ id: 'ok', label: 'OK' }] };
+
+/**
+ * The positive control before a "nothing arrives" assertion: publishes
+ * `message` (the envelope's fields but `to`) to `to`, waits until the page
+ * draws it and until `sock` (one socket of `watchWire`, or the wire itself
+ * for every socket) has received its `msg` frame, and returns that frame
+ * (`frame.id` is the message's id). Whatever `sock` was to receive before
+ * it has come by then.
+ */
+export async function expectControl(herald, page, sock, to, message = CONTROL) {
+  const id = await herald.publish({ to, ...message });
+  await page.waitForSelector(sel(id), { state: 'visible' });
+  return until(`the control ${id} on the socket`, () => sock.received.find((f) => f.t === 'msg' && f.id === id));
+}
 
 /**
  * One node and one browser for a whole test file: registers the file's
  * `before` and `after` hooks and returns an object whose `herald` and
- * `browser` are set once `before` ran.
+ * `browser` are set once `before` ran. `options` go to `new Herald` (its
+ * `env`, say).
  */
-export function perFile(hooks) {
+export function perFile(hooks, options) {
   const env = { herald: null, browser: null };
   hooks.before(async () => {
-    env.herald = await new Herald().start();
+    env.herald = await new Herald(options).start();
     env.browser = await launchBrowser();
   });
   hooks.after(async () => {
@@ -354,8 +376,4 @@ export function perFile(hooks) {
     await env.herald?.stop();
   });
   return env;
-}
-
-export function uniqueUser(prefix = 'e2e') {
-  return `${prefix}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
