@@ -573,9 +573,10 @@ impl RedisBus {
         }
     }
 
-    /// Publishes a command. While the bus is up, a connection that broke
-    /// since its last use (Redis restarted) is retried on a fresh one, a few
-    /// times; ids dedupe, so a retry never delivers twice.
+    /// Publishes a command. While the bus is up, a publish that failed on
+    /// the shared connection (it broke since its last use: Redis restarted)
+    /// is tried once more on a fresh one; ids dedupe, so a retry never
+    /// delivers twice.
     pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
         match self.publishing().run(&mut self.conn.clone(), cmd).await {
             Err(e) if self.is_up() => {
