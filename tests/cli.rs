@@ -7,6 +7,18 @@ use serde_json::json;
 use std::process::{Command, Output};
 use support::*;
 
+/// `herald publish --json FILE --redis URL`.
+async fn publish_json(file: &std::path::Path, redis: &Redis) -> Output {
+    herald_cli_async(vec![
+        "publish".into(),
+        "--json".into(),
+        file.display().to_string(),
+        "--redis".into(),
+        redis.url(),
+    ])
+    .await
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
@@ -236,27 +248,13 @@ async fn publish_from_a_json_file_through_redis() {
         json!({"to": "all", "kind": "toast", "title": "with pos", "pos": "e.1-1"}).to_string(),
     )
     .expect("write");
-    let o = herald_cli_async(vec![
-        "publish".into(),
-        "--json".into(),
-        positioned.display().to_string(),
-        "--redis".into(),
-        redis.url(),
-    ])
-    .await;
+    let o = publish_json(&positioned, &redis).await;
     assert!(!o.status.success());
     assert!(stderr(&o).contains("pos: set by Herald"), "{}", stderr(&o));
     // The next frame is the valid publish below: nothing went out above.
     let file = dir.join("env.json");
     std::fs::write(&file, json!({"to": {"segments": ["beta"]}, "kind": "modal", "title": "Beta feature", "actions": [{"id": "try", "label": "Try it"}]}).to_string()).expect("write");
-    let o = herald_cli_async(vec![
-        "publish".into(),
-        "--json".into(),
-        file.display().to_string(),
-        "--redis".into(),
-        redis.url(),
-    ])
-    .await;
+    let o = publish_json(&file, &redis).await;
     assert!(o.status.success(), "{}", stderr(&o));
     let f = c.recv().await;
     assert_eq!(
