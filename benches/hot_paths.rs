@@ -169,6 +169,71 @@ fn bench_audience(c: &mut Criterion) {
     g.finish();
 }
 
+/// Identity `i` at the claim limits: 64 segments, 64 attributes.
+fn largest_identity(i: usize) -> Identity {
+    let mut id = identity(i);
+    id.segments = (0..herald::auth::MAX_CLAIM_ENTRIES)
+        .map(|k| format!("segment-{k}-{i}").into_boxed_str())
+        .collect();
+    if let cel::Value::Map(m) = &id.attrs {
+        let mut attrs = (*m.map).clone();
+        for k in attrs.len()..herald::auth::MAX_CLAIM_ENTRIES {
+            attrs.insert(
+                cel::objects::Key::String(Arc::new(format!("a{k}"))),
+                cel::Value::Int(k as i64),
+            );
+        }
+        id.attrs = cel::Value::Map(cel::objects::Map {
+            map: Arc::new(attrs),
+        });
+    }
+    id
+}
+
+/// The most expensive expressions the cost bound accepts, one of each
+/// shape that costs (a comprehension over a written-out list, over a
+/// variable, `in` over the largest list, `map` building a list), on 10,000
+/// sessions whose tokens are at the claim limits: what one message can
+/// cost a node at most (docs/BENCHMARKS.md, "CEL cost bound").
+fn bench_cel_cost_bound(c: &mut Criterion) {
+    let ids: Vec<Identity> = (0..SESSIONS).map(largest_identity).collect();
+    let ints = |n: usize| {
+        let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        format!("[{}]", v.join(","))
+    };
+    let cases = [
+        (
+            "literal_list_exists",
+            format!("{}.exists(x, x * 3 == attrs.level + 1000)", ints(180)),
+        ),
+        (
+            "segments_exists_twice",
+            "segments.exists(s, s.startsWith('zz') || s.endsWith('qq')) && segments.exists(t, t.contains('yy') || t == user)".to_owned(),
+        ),
+        ("in_largest_list", format!("attrs.level + 1000 in {}", ints(980))),
+        (
+            "map_builds_a_list",
+            format!("{}.map(x, x + attrs.level).size() == 0", ints(190)),
+        ),
+    ];
+    let mut g = c.benchmark_group("cel_cost_bound_10k");
+    g.throughput(Throughput::Elements(SESSIONS as u64));
+    for (name, src) in &cases {
+        let filter = herald::expr::Filter::compile("to.where", src, &["user", "segments", "attrs"])
+            .unwrap_or_else(|e| panic!("{name} is accepted: {e}"));
+        eprintln!(
+            "{name}: estimated cost {} of {}",
+            filter.cost(),
+            herald::expr::MAX_COST
+        );
+        let audience = compile(json!({ "where": src }));
+        g.bench_function(*name, |b| {
+            b.iter(|| ids.iter().filter(|id| audience.matches(id)).count())
+        });
+    }
+    g.finish();
+}
+
 struct Fixture {
     hub: Arc<Hub>,
     regs: Vec<Registration>,
@@ -179,7 +244,10 @@ fn hub_with_sessions() -> Fixture {
         max_sessions: SESSIONS * 2,
         per_user: 32,
         per_ip: SESSIONS * 2,
-        queue: 256,
+        queue: herald::hub::outbox::Capacity {
+            frames: 256,
+            bytes: 1 << 20,
+        },
     };
     let hub = Arc::new(Hub::new(
         "bench".into(),
@@ -325,6 +393,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = report_sizes, bench_envelope, bench_msg_frame, bench_audience, bench_deliver
+    targets = report_sizes, bench_envelope, bench_msg_frame, bench_audience, bench_cel_cost_bound, bench_deliver
 }
 criterion_main!(benches);

@@ -6,12 +6,13 @@
 
 use crate::auth::Identity;
 use crate::envelope::EnvelopeError;
+use crate::expr::Filter;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 const MAX_USERS: usize = 10_000;
 const MAX_SEGMENTS: usize = 100;
-const MAX_WHERE: usize = 4096;
+const MAX_WHERE: usize = crate::expr::MAX_SOURCE;
 const MAX_USER_ID: usize = 256;
 
 /// The JSON Schema of an envelope's `to` (for `schemars`).
@@ -50,106 +51,6 @@ pub struct Audience {
     user_set: Option<HashSet<Arc<str>>>,
     segments: Option<Vec<String>>,
     filter: Option<Filter>,
-}
-
-/// A compiled CEL expression with its source, for messages and logs.
-pub struct Filter {
-    source: String,
-    program: cel::Program,
-    /// The variables the expression names: only those are bound per
-    /// evaluation (building `user` and `segments` costs allocations).
-    uses: Vec<String>,
-}
-
-impl std::fmt::Debug for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Filter({:?})", self.source)
-    }
-}
-
-thread_local! {
-    /// The standard library environment, built once per thread: building it
-    /// per evaluation would dominate the cost of a `where` fan-out.
-    static CEL_ROOT: cel::Context<'static, 'static> = cel::Context::default();
-}
-
-impl Filter {
-    /// Compiles a CEL expression over the given variables; anything else it
-    /// names is refused here, never at evaluation time.
-    pub fn compile(field: &str, source: &str, variables: &[&str]) -> Result<Self, EnvelopeError> {
-        if source.trim().is_empty() || source.len() > MAX_WHERE {
-            return Err(EnvelopeError::new(
-                field,
-                format!("must be 1 to {MAX_WHERE} bytes of CEL"),
-            ));
-        }
-        let program = cel::Program::compile(source).map_err(|e| {
-            EnvelopeError::new(
-                field,
-                format!("invalid CEL: {}", first_line(&e.to_string())),
-            )
-        })?;
-        let refs = program.references();
-        let bound = comprehension_variables(source);
-        for name in refs.variables() {
-            if !variables.contains(&name) && !bound.iter().any(|b| b == name) {
-                return Err(EnvelopeError::new(
-                    field,
-                    format!("unknown variable {name:?}; use {}", variables.join(", ")),
-                ));
-            }
-        }
-        let uses = refs.variables().into_iter().map(String::from).collect();
-        Ok(Self {
-            source: source.to_owned(),
-            program,
-            uses,
-        })
-    }
-
-    /// Does the expression name this variable?
-    pub fn uses(&self, name: &str) -> bool {
-        self.uses.iter().any(|u| u == name)
-    }
-
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// True only when the expression evaluates to `true`; errors (a missing
-    /// attribute, a type mismatch) count as no match.
-    pub fn eval(&self, bind: impl FnOnce(&mut cel::Context<'_, 'static>)) -> bool {
-        CEL_ROOT.with(|root| {
-            let mut ctx = root.new_inner_scope();
-            bind(&mut ctx);
-            matches!(self.program.execute(&ctx), Ok(cel::Value::Bool(true)))
-        })
-    }
-}
-
-/// Names bound by CEL's comprehension macros (`list.exists(x, …)`, `all`,
-/// `exists_one`, `map`, `filter`): not free variables of the expression.
-fn comprehension_variables(source: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for mac in [".exists(", ".all(", ".exists_one(", ".map(", ".filter("] {
-        for (i, _) in source.match_indices(mac) {
-            let rest = &source[i + mac.len()..];
-            let name: String = rest
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            let after = rest.trim_start()[name.len()..].trim_start();
-            if !name.is_empty() && after.starts_with(',') {
-                names.push(name);
-            }
-        }
-    }
-    names
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }
 
 fn strings(

@@ -67,6 +67,9 @@ pub struct KeyError(String);
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Issued at (unix seconds); a token issued in the future is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,16 +188,52 @@ impl Verifier {
                     _ => AuthError::Invalid(e.to_string()),
                 }
             })?;
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > unix_now().saturating_add(self.leeway))
+        {
+            return Err(AuthError::Invalid("iat: issued in the future".into()));
+        }
         identity_from_claims(data.claims)
     }
 }
+
+/// Most segments, and most attributes, a token may carry: audience
+/// expressions are costed for lists of at most this size
+/// ([`crate::expr::ASSUMED_RANGE`]).
+pub const MAX_CLAIM_ENTRIES: usize = crate::expr::ASSUMED_RANGE as usize;
+/// Longest segment name, attribute name or attribute string value.
+pub const MAX_CLAIM_TEXT: usize = 1024;
 
 fn identity_from_claims(c: Claims) -> Result<Identity, AuthError> {
     if c.sub.is_empty() || c.sub.len() > 256 {
         return Err(AuthError::Invalid("sub must be 1 to 256 bytes".into()));
     }
+    let segments = c.segments.unwrap_or_default();
+    if segments.len() > MAX_CLAIM_ENTRIES {
+        return Err(AuthError::Invalid(format!(
+            "segments: at most {MAX_CLAIM_ENTRIES}"
+        )));
+    }
+    if segments.iter().any(|s| s.len() > MAX_CLAIM_TEXT) {
+        return Err(AuthError::Invalid(format!(
+            "segments: each at most {MAX_CLAIM_TEXT} bytes"
+        )));
+    }
+    let claimed = c.attrs.unwrap_or_default();
+    if claimed.len() > MAX_CLAIM_ENTRIES {
+        return Err(AuthError::Invalid(format!(
+            "attrs: at most {MAX_CLAIM_ENTRIES}"
+        )));
+    }
     let mut attrs = std::collections::HashMap::new();
-    for (k, v) in c.attrs.unwrap_or_default() {
+    for (k, v) in claimed {
+        if k.len() > MAX_CLAIM_TEXT || v.as_str().is_some_and(|s| s.len() > MAX_CLAIM_TEXT) {
+            return Err(AuthError::Invalid(format!(
+                "attrs: names and strings at most {MAX_CLAIM_TEXT} bytes"
+            )));
+        }
         let value = match v {
             serde_json::Value::String(s) => cel::Value::String(Arc::new(s)),
             serde_json::Value::Bool(b) => cel::Value::Bool(b),
@@ -217,12 +256,7 @@ fn identity_from_claims(c: Claims) -> Result<Identity, AuthError> {
     Ok(Identity {
         locale,
         user: Arc::from(c.sub),
-        segments: c
-            .segments
-            .unwrap_or_default()
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect(),
+        segments: segments.into_iter().map(String::into_boxed_str).collect(),
         attrs: cel::Value::Map(cel::objects::Map {
             map: Arc::new(attrs),
         }),
@@ -289,6 +323,7 @@ mod tests {
         Claims {
             sub: "u1".into(),
             exp,
+            iat: None,
             segments: Some(vec!["beta".into()]),
             attrs: Some(attrs),
         }

@@ -8,11 +8,12 @@
 //! embedded, in memory) and keeps the counters, atomically, so limits hold
 //! across reconnects, devices and nodes.
 
-use crate::audience::{Audience, Filter};
+use crate::audience::Audience;
 use crate::auth::Identity;
 use crate::bus::{Bus, BusError};
 use crate::dispatch::{Dispatcher, Reason};
 use crate::envelope::{self, Command, Envelope, EnvelopeError, Priority, Publish};
+use crate::expr::Filter;
 use crate::hub::{Hub, Session};
 use crate::protocol::{Ack, AckStatus};
 use schemars::JsonSchema;
@@ -324,11 +325,17 @@ impl Registry {
     /// Active campaigns that fire on this occurrence for this identity,
     /// highest priority first (then by id, for a stable order).
     pub fn candidates(&self, what: &Occurrence, id: &Identity) -> Vec<Arc<Compiled>> {
-        let mut v: Vec<Arc<Compiled>> = self
+        // CEL runs outside the lock: a change to the campaigns never waits
+        // for a trigger's evaluation.
+        let active: Vec<Arc<Compiled>> = self
             .read()
             .values()
-            .filter(|c| c.campaign.active && c.fires_on(what, id))
+            .filter(|c| c.campaign.active)
             .cloned()
+            .collect();
+        let mut v: Vec<Arc<Compiled>> = active
+            .into_iter()
+            .filter(|c| c.fires_on(what, id))
             .collect();
         v.sort_by(|a, b| {
             b.campaign

@@ -101,6 +101,8 @@ pub struct SessionConfig {
     pub heartbeat: Duration,
     /// Frames waiting for one socket; overflow closes it with 4008.
     pub outbound_queue: usize,
+    /// Bytes of the frames waiting for one socket; overflow closes it with 4008.
+    pub outbound_queue_bytes: usize,
     /// Largest client frame accepted; larger closes with 1009.
     pub max_frame_bytes: usize,
     /// A socket that cannot take our bytes for this long is a slow consumer.
@@ -139,6 +141,9 @@ pub struct LimitsConfig {
     /// A client must send its whole HTTP request head within this time.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// An admin API client must send its whole request body within this time.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,6 +282,7 @@ impl Default for SessionConfig {
         Self {
             heartbeat: Duration::from_secs(25),
             outbound_queue: 256,
+            outbound_queue_bytes: 1024 * 1024,
             max_frame_bytes: 16 * 1024,
             write_timeout: Duration::from_secs(10),
             read_buffer_bytes: 256,
@@ -299,6 +305,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 20_000,
             max_envelope_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -14,6 +14,11 @@ pub const MAX_ID: usize = 128;
 const MAX_ACTIONS: usize = 3;
 const MAX_TEXT: usize = 8 * 1024;
 const MAX_SHORT: usize = 256;
+/// Longest title, body and action label, as published and as rendered for
+/// a recipient (placeholders filled in never make them longer).
+pub const MAX_TITLE: usize = MAX_SHORT * 2;
+pub const MAX_BODY: usize = MAX_TEXT;
+pub const MAX_LABEL: usize = MAX_SHORT;
 const MAX_URL: usize = 2048;
 
 /// An envelope refused, naming the field and the reason.
@@ -325,8 +330,8 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
     if kind != Kind::Custom && e.title.is_none() && e.body.is_none() {
         return Err(EnvelopeError::new("title", "a title or a body is required"));
     }
-    text("title", e.title.as_deref(), MAX_SHORT * 2)?;
-    text("body", e.body.as_deref(), MAX_TEXT)?;
+    text("title", e.title.as_deref(), MAX_TITLE)?;
+    text("body", e.body.as_deref(), MAX_BODY)?;
     text("anchor", e.anchor.as_deref(), MAX_SHORT)?;
     text("campaign", e.campaign.as_deref(), MAX_ID)?;
     text("collapse_key", e.collapse_key.as_deref(), MAX_ID)?;
@@ -353,12 +358,12 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
             text(
                 &format!("locales.{tag}.title"),
                 variant.title.as_deref(),
-                MAX_SHORT * 2,
+                MAX_TITLE,
             )?;
             text(
                 &format!("locales.{tag}.body"),
                 variant.body.as_deref(),
-                MAX_TEXT,
+                MAX_BODY,
             )?;
             if let Some(actions) = &variant.actions {
                 check_actions(&format!("locales.{tag}.actions"), actions)?;
@@ -413,10 +418,10 @@ fn check_actions(field: &str, actions: &[Action]) -> Result<(), EnvelopeError> {
                 "must be 1 to 64 bytes",
             ));
         }
-        if a.label.is_empty() || a.label.len() > MAX_SHORT {
+        if a.label.is_empty() || a.label.len() > MAX_LABEL {
             return Err(EnvelopeError::new(
                 format!("{field}[{i}].label"),
-                format!("must be 1 to {MAX_SHORT} bytes"),
+                format!("must be 1 to {MAX_LABEL} bytes"),
             ));
         }
         if let Some(url) = &a.url {

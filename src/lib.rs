@@ -28,6 +28,7 @@ pub mod config;
 pub mod dispatch;
 pub mod envelope;
 pub mod events;
+pub mod expr;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -189,7 +190,10 @@ pub async fn run(
         max_sessions: config.limits.max_connections,
         per_user: config.limits.max_connections_per_user,
         per_ip: config.limits.max_connections_per_ip,
-        queue: config.session.outbound_queue,
+        queue: hub::outbox::Capacity {
+            frames: config.session.outbound_queue,
+            bytes: config.session.outbound_queue_bytes,
+        },
     };
     let hub = Arc::new(Hub::new(
         node_id.clone(),
@@ -224,6 +228,7 @@ pub async fn run(
 
     let registry = Arc::new(campaigns::Registry::default());
     let mut bus_task = None;
+    let mut beat_task = None;
     let mut stream_task = None;
     let mut ingress_task = None;
     let bus = match (&config.redis.url, changes) {
@@ -250,6 +255,7 @@ pub async fn run(
                 },
             )?;
             bus_task = Some(tokio::spawn(redis.clone().run(stopped())));
+            beat_task = Some(tokio::spawn(redis.clone().beat(stopped())));
             stream_task = Some(tokio::spawn(redis.clone().write_streams(stopped())));
             if config.ingress.enabled {
                 ingress_task = Some(tokio::spawn(
@@ -343,6 +349,9 @@ pub async fn run(
         let _ = task.await;
     }
     if let Some(task) = stream_task {
+        let _ = task.await;
+    }
+    if let Some(task) = beat_task {
         let _ = task.await;
     }
     if let Some(task) = bus_task {

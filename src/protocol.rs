@@ -75,6 +75,38 @@ impl FrameError {
 
 /// Longest event name and ack id accepted.
 const MAX_NAME: usize = 128;
+/// Most entries in any object or list of an event's `props`, and how deep
+/// they may nest: campaign `trigger.where` expressions are costed for lists
+/// of at most [`crate::expr::ASSUMED_RANGE`] entries.
+pub const MAX_PROPS_ENTRIES: usize = crate::expr::ASSUMED_RANGE as usize;
+pub const MAX_PROPS_DEPTH: usize = 8;
+
+/// Refuses props with a list or object over [`MAX_PROPS_ENTRIES`] entries
+/// or nested over [`MAX_PROPS_DEPTH`] levels (walked without recursion).
+fn check_props(props: &serde_json::Map<String, serde_json::Value>) -> Result<(), FrameError> {
+    let too_big = || {
+        FrameError::BadField(format!(
+            "props: at most {MAX_PROPS_ENTRIES} entries in any object or list, {MAX_PROPS_DEPTH} levels deep"
+        ))
+    };
+    if props.len() > MAX_PROPS_ENTRIES {
+        return Err(too_big());
+    }
+    let mut stack: Vec<(&serde_json::Value, usize)> = props.values().map(|v| (v, 1)).collect();
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) if a.len() <= MAX_PROPS_ENTRIES => Box::new(a.iter()),
+            serde_json::Value::Object(o) if o.len() <= MAX_PROPS_ENTRIES => Box::new(o.values()),
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => return Err(too_big()),
+            _ => continue,
+        };
+        if depth >= MAX_PROPS_DEPTH {
+            return Err(too_big());
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
 
 impl ClientFrame {
     /// Parses one text frame. Unknown fields are ignored; an unknown `t` is
@@ -110,6 +142,7 @@ impl ClientFrame {
                 if event.name.is_empty() || event.name.len() > MAX_NAME {
                     return Err(FrameError::BadField(format!("name: 1 to {MAX_NAME} bytes")));
                 }
+                check_props(&event.props)?;
                 Ok(Self::Event(event))
             }
             other => Err(FrameError::UnknownType(other.chars().take(64).collect())),
@@ -157,11 +190,13 @@ impl ServerFrame<'_> {
     }
 }
 
-/// Close codes of SPEC §3, plus 1007 (invalid UTF-8, mandated by RFC 6455).
+/// Close codes of SPEC §3, plus 1002 (a WebSocket protocol error, such as
+/// an invalid close code) and 1007 (invalid UTF-8), mandated by RFC 6455.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum CloseCode {
     Normal = 1000,
+    Protocol = 1002,
     InvalidPayload = 1007,
     Policy = 1008,
     TooBig = 1009,
@@ -175,6 +210,79 @@ pub enum CloseCode {
 impl CloseCode {
     pub fn code(self) -> u16 {
         self as u16
+    }
+}
+
+/// Why Herald ends a session: each knows its close code, the reason sent
+/// in the close frame, and its `herald_closes_total` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The token's `exp` passed (1008).
+    TokenExpired,
+    /// An operator disconnected the user (1008).
+    Disconnected,
+    /// A client frame over `session.max_frame_bytes` (1009).
+    TooBig,
+    /// A text frame that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// A WebSocket protocol violation, such as an invalid close code (1002).
+    Protocol,
+    /// The node is draining (1012).
+    Draining,
+    /// Repeated bad frames (4000).
+    Abuse,
+    /// The outbox overflowed (4008).
+    SlowConsumer,
+    /// The socket took nothing for `session.write_timeout` (4008).
+    WriteTimeout,
+    /// Too many client frames (4029).
+    RateLimited,
+}
+
+impl Close {
+    pub fn code(self) -> CloseCode {
+        match self {
+            Self::TokenExpired | Self::Disconnected => CloseCode::Policy,
+            Self::TooBig => CloseCode::TooBig,
+            Self::InvalidUtf8 => CloseCode::InvalidPayload,
+            Self::Protocol => CloseCode::Protocol,
+            Self::Draining => CloseCode::Restart,
+            Self::Abuse => CloseCode::Abuse,
+            Self::SlowConsumer | Self::WriteTimeout => CloseCode::SlowConsumer,
+            Self::RateLimited => CloseCode::RateLimited,
+        }
+    }
+
+    /// The close frame's reason, for the client.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TokenExpired => "token expired",
+            Self::Disconnected => "disconnected by operator",
+            Self::TooBig => "frame too big",
+            Self::InvalidUtf8 => "invalid UTF-8",
+            Self::Protocol => "protocol error",
+            Self::Draining => "node draining: reconnect elsewhere",
+            Self::Abuse => "repeated bad frames",
+            Self::SlowConsumer => "slow consumer: outbound queue overflowed",
+            Self::WriteTimeout => "slow consumer: socket not draining",
+            Self::RateLimited => "rate limited",
+        }
+    }
+
+    /// The `reason` label of `herald_closes_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TokenExpired => "token_expired",
+            Self::Disconnected => "disconnected",
+            Self::TooBig => "too_big",
+            Self::InvalidUtf8 => "invalid_payload",
+            Self::Protocol => "protocol",
+            Self::Draining => "draining",
+            Self::Abuse => "abuse",
+            Self::SlowConsumer => "slow_consumer",
+            Self::WriteTimeout => "write_timeout",
+            Self::RateLimited => "rate_limited",
+        }
     }
 }
 
@@ -215,6 +323,31 @@ mod tests {
             "bad_field"
         );
         assert_eq!(code(r#"{"t":"event","name":""}"#), "bad_field");
+    }
+
+    #[test]
+    fn event_props_are_bounded_in_size_and_depth() {
+        let event = |props: serde_json::Value| {
+            ClientFrame::parse(
+                &serde_json::json!({"t": "event", "name": "e", "props": props}).to_string(),
+            )
+        };
+        let list: Vec<u32> = (0..MAX_PROPS_ENTRIES as u32).collect();
+        assert!(event(serde_json::json!({ "items": list })).is_ok());
+        let longer: Vec<u32> = (0..=MAX_PROPS_ENTRIES as u32).collect();
+        assert_eq!(
+            event(serde_json::json!({ "items": longer })).map_err(|e| e.code()),
+            Err("bad_field")
+        );
+        let mut deep = serde_json::json!(1);
+        for _ in 0..MAX_PROPS_DEPTH - 1 {
+            deep = serde_json::json!([deep]);
+        }
+        assert!(event(serde_json::json!({ "d": deep.clone() })).is_ok());
+        assert_eq!(
+            event(serde_json::json!({ "d": [deep] })).map_err(|e| e.code()),
+            Err("bad_field")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! only, once per locale; one with placeholders, once per recipient.
 
 use crate::auth::Identity;
-use crate::envelope::{Action, Envelope, EnvelopeError};
+use crate::envelope::{Action, Envelope, EnvelopeError, MAX_BODY, MAX_LABEL, MAX_TITLE};
 
 /// One `{{…}}` placeholder: the attribute and its fallback.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,25 +50,40 @@ fn has_placeholder(s: &str) -> bool {
 }
 
 /// Fills placeholders from the identity's attributes; a missing attribute
-/// takes its fallback, or nothing.
-pub fn fill(template: &str, id: &Identity) -> String {
+/// takes its fallback, or nothing. The result is cut to `max` bytes (at a
+/// character boundary): attributes never make a field longer than a
+/// publisher could have written it, however many placeholders it holds.
+pub fn fill(template: &str, id: &Identity, max: usize) -> String {
     if !has_placeholder(template) {
-        return template.to_owned();
+        return cut(template, max).to_owned();
     }
     let Ok(parts) = parse(template) else {
-        return template.to_owned();
+        return cut(template, max).to_owned();
     };
-    let mut out = String::with_capacity(template.len());
+    let mut out = String::with_capacity(template.len().min(max));
     for part in parts {
-        match part {
-            Ok(text) => out.push_str(text),
+        let piece = match part {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
             Err(p) => match id.attr_text(p.attr) {
-                Some(v) => out.push_str(&v),
-                None => out.push_str(p.fallback.unwrap_or_default()),
+                Some(v) => std::borrow::Cow::Owned(v),
+                None => std::borrow::Cow::Borrowed(p.fallback.unwrap_or_default()),
             },
+        };
+        out.push_str(cut(&piece, max - out.len()));
+        if out.len() + 4 > max {
+            break;
         }
     }
     out
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Does the envelope need rendering per recipient? Also checks that every
@@ -127,17 +142,17 @@ pub fn content(
     let actions = variant
         .and_then(|v| v.actions.as_ref())
         .unwrap_or(&e.actions);
-    let fill = |s: &str| match id {
-        Some(id) => fill(s, id),
+    let fill = |s: &str, max: usize| match id {
+        Some(id) => fill(s, id, max),
         None => s.to_owned(),
     };
     (
-        title.map(fill),
-        body.map(fill),
+        title.map(|t| fill(t, MAX_TITLE)),
+        body.map(|b| fill(b, MAX_BODY)),
         actions
             .iter()
             .map(|a| Action {
-                label: fill(&a.label),
+                label: fill(&a.label, MAX_LABEL),
                 ..a.clone()
             })
             .collect(),
@@ -175,12 +190,28 @@ mod tests {
             ("level", cel::Value::Int(3)),
         ]);
         assert_eq!(
-            fill("Hi {{attrs.name}}, level {{ attrs.level }}", &id),
+            fill("Hi {{attrs.name}}, level {{ attrs.level }}", &id, 100),
             "Hi Ada, level 3"
         );
-        assert_eq!(fill("Hi {{attrs.nick|there}}!", &id), "Hi there!");
-        assert_eq!(fill("Hi {{attrs.nick}}!", &id), "Hi !");
-        assert_eq!(fill("no placeholders", &id), "no placeholders");
+        assert_eq!(fill("Hi {{attrs.nick|there}}!", &id, 100), "Hi there!");
+        assert_eq!(fill("Hi {{attrs.nick}}!", &id, 100), "Hi !");
+        assert_eq!(fill("no placeholders", &id, 100), "no placeholders");
+    }
+
+    #[test]
+    fn filled_text_never_outgrows_its_field() {
+        let long = "é".repeat(600);
+        let id = identity(&[("bio", cel::Value::String(Arc::new(long)))]);
+        let template = "{{attrs.bio}}".repeat(700);
+        let body = fill(&template, &id, MAX_BODY);
+        assert!(
+            body.len() <= MAX_BODY && body.len() > MAX_BODY - 8,
+            "{}",
+            body.len()
+        );
+        assert!(body.chars().all(|c| c == 'é'));
+        // Positive control: a short fill is whole.
+        assert_eq!(fill("{{attrs.bio}}", &id, MAX_BODY).len(), 1200);
     }
 
     #[test]

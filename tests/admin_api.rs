@@ -193,3 +193,49 @@ async fn public_listener_serves_health_demo_sdk_and_dev_token_only_in_dev_mode()
     assert_eq!(c.hello["user"], "demo");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_body_sent_slowly_is_cut_off_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = config();
+    cfg.limits.body_timeout = std::time::Duration::from_millis(500);
+    let h = Herald::start(cfg).await;
+    let slow = tokio::net::TcpStream::connect(h.admin).await.expect("tcp");
+    let (mut read, mut write) = slow.into_split();
+    write
+        .write_all(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    // One byte now and then, never the whole body.
+    let trickle = tokio::spawn(async move {
+        while write.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n{") {
+        let n = tokio::time::timeout(PATIENCE, read.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("request body not received within"),
+        "{answer}"
+    );
+    trickle.abort();
+    // The same request sent at once is answered: positive control.
+    let (status, body) = h
+        .post(
+            "/v1/messages",
+            r#"{"to":"all","kind":"toast","title":"quick"}"#,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    h.stop().await;
+}

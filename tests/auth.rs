@@ -178,3 +178,35 @@ async fn nbf_iss_aud_and_sub_are_checked() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let h = Herald::start(config()).await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let now = herald::auth::unix_now();
+    let future = json!({"sub": "a", "exp": now + 7200, "iat": now + 3600});
+    assert_eq!(
+        status(&h, &sign(Algorithm::HS256, None, &key, &future)).await,
+        401
+    );
+    let (_, reason) = h
+        .refused(
+            &format!(
+                "{}?token={}",
+                h.ws_url(),
+                sign(Algorithm::HS256, None, &key, &future)
+            ),
+            &[],
+        )
+        .await;
+    assert!(reason.contains("iat"), "{reason}");
+    // Within the leeway, and in the past: accepted (positive control).
+    for iat in [now + 5, now - 60] {
+        let ok = json!({"sub": "a", "exp": now + 7200, "iat": iat});
+        assert_eq!(
+            status(&h, &sign(Algorithm::HS256, None, &key, &ok)).await,
+            101
+        );
+    }
+    h.stop().await;
+}

@@ -118,6 +118,20 @@ async fn a_campaign_change_reaches_every_node_and_a_killed_node_leaves_the_other
     }
     let mut doomed = NodeProcess::start(&redis).await;
     let mut on_doomed = doomed.connect("ann").await;
+    let doomed_id = on_doomed.hello["sid"]
+        .as_str()
+        .and_then(|sid| sid.split('.').next())
+        .expect("sid is node.n")
+        .to_owned();
+    eventually("the doomed node's presence is written", || async {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("herald:nodepresence:{doomed_id}"))
+            .query_async(&mut redis.conn().await)
+            .await
+            .expect("EXISTS");
+        n == 1
+    })
+    .await;
     let mut on_b = b.connect("bob").await;
     let mut on_c = c.connect("cat").await;
     on_c.send(r#"{"t":"event","name":"opened"}"#).await;
@@ -136,6 +150,39 @@ async fn a_campaign_change_reaches_every_node_and_a_killed_node_leaves_the_other
         b.get_json("/v1/presence/ann").await["sessions"] == 0
     })
     .await;
+    // Nothing of it stays in Redis: the live nodes forget it in their
+    // heartbeats, and its presence hash expires.
+    let dead = doomed_id;
+    eventually("the dead node's keys are gone", || async {
+        let mut conn = redis.conn().await;
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("herald:nodes")
+            .arg(&dead)
+            .query_async(&mut conn)
+            .await
+            .expect("ZSCORE");
+        let keys: i64 = redis::cmd("EXISTS")
+            .arg(format!("herald:nodepresence:{dead}"))
+            .arg("herald:presence:ann")
+            .query_async(&mut conn)
+            .await
+            .expect("EXISTS");
+        let stats: bool = redis::cmd("HEXISTS")
+            .arg("herald:nodestats")
+            .arg(&dead)
+            .query_async(&mut conn)
+            .await
+            .expect("HEXISTS");
+        score.is_none() && keys == 0 && !stats
+    })
+    .await;
+    // Positive control: the live nodes' own entries are there.
+    let live: i64 = redis::cmd("ZCARD")
+        .arg("herald:nodes")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("ZCARD");
+    assert_eq!(live, 3);
     a.stop().await;
     b.stop().await;
     c.stop().await;

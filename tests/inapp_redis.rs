@@ -7,21 +7,6 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use support::*;
 
-async fn xrange(redis: &Redis, key: &str) -> Vec<std::collections::HashMap<String, String>> {
-    let reply: redis::streams::StreamRangeReply =
-        redis.conn().await.xrange_all(key).await.expect("XRANGE");
-    reply
-        .ids
-        .into_iter()
-        .map(|e| {
-            e.map
-                .into_iter()
-                .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap_or_default()))
-                .collect()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_sticky_published_on_one_node_reaches_sessions_connecting_to_another() {
     let redis = Redis::start();
@@ -148,12 +133,12 @@ async fn events_undelivered_and_dead_streams_in_redis() {
     c.send(r#"{"t":"ack","id":"pay-1","status":"clicked","action":"retry"}"#)
         .await;
     eventually("delivered and clicked in herald:events", || async {
-        let events = xrange(&redis, "herald:events").await;
+        let events = redis.xrange("herald:events").await;
         events.iter().any(|e| e["type"] == "delivered")
             && events.iter().any(|e| e["type"] == "clicked")
     })
     .await;
-    let events = xrange(&redis, "herald:events").await;
+    let events = redis.xrange("herald:events").await;
     let clicked = events
         .iter()
         .find(|e| e["type"] == "clicked")
@@ -166,7 +151,7 @@ async fn events_undelivered_and_dead_streams_in_redis() {
         ),
         ("pay-1", "alice", "retry")
     );
-    let undelivered = xrange(&redis, "herald:undelivered").await;
+    let undelivered = redis.xrange("herald:undelivered").await;
     assert_eq!(undelivered.len(), 1);
     assert_eq!(
         (
@@ -182,7 +167,7 @@ async fn events_undelivered_and_dead_streams_in_redis() {
         .publish("herald:broadcast", r#"{"to":"all","kind":"banner"}"#)
         .await;
     eventually("the refusal is in herald:dead", || async {
-        !xrange(&redis, "herald:dead").await.is_empty()
+        !redis.xrange("herald:dead").await.is_empty()
     })
     .await;
     eventually("both nodes counted it", || async {
@@ -190,7 +175,7 @@ async fn events_undelivered_and_dead_streams_in_redis() {
             && n2.metric("herald_invalid_envelopes_total").await == 1.0
     })
     .await;
-    let dead = xrange(&redis, "herald:dead").await;
+    let dead = redis.xrange("herald:dead").await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0]["reason"].contains("title"), "{:?}", dead[0]);
     assert_eq!(dead[0]["envelope"], r#"{"to":"all","kind":"banner"}"#);
@@ -229,10 +214,10 @@ async fn a_refused_payload_that_is_not_utf8_is_recorded_cut_to_64_kib() {
         .await
         .expect("PUBLISH");
     eventually("the refusal is in herald:dead", || async {
-        !xrange(&redis, "herald:dead").await.is_empty()
+        !redis.xrange("herald:dead").await.is_empty()
     })
     .await;
-    let dead = xrange(&redis, "herald:dead").await;
+    let dead = redis.xrange("herald:dead").await;
     let envelope = &dead[0]["envelope"];
     assert!(envelope.len() <= 64 * 1024, "{} bytes", envelope.len());
     assert!(envelope.len() > 60 * 1024, "{} bytes", envelope.len());

@@ -118,6 +118,41 @@ async fn tokens_never_reach_the_logs() {
     }
 }
 
+#[tokio::test]
+async fn client_text_cannot_forge_a_log_line() {
+    let node = NodeProcess::spawn(
+        &[],
+        &[
+            ("HERALD_AUTH__HS256_SECRET", SECRET),
+            ("HERALD_LOG__LEVEL", "info,herald=debug"),
+            ("HERALD_LOG__FORMAT", "text"),
+        ],
+        true,
+    )
+    .await;
+    let forger = "mallory\nERROR herald: FORGED admin logged in";
+    let url = format!("ws://{}/v1/ws", node.public);
+    let mut c = Client::connect(&format!("{url}?token={}", token(&claims(forger)))).await;
+    c.send(r#"{"t":"event","name":"x\r\nERROR herald: FORGED event"}"#)
+        .await;
+    c.send(r#"{"t":"ping"}"#).await;
+    assert_eq!(c.recv().await["t"], "pong");
+    drop(c);
+    let (_, logs) = node.terminate().await;
+    assert!(
+        logs.contains("mallory\\nERROR herald: FORGED admin"),
+        "the user id is logged, escaped: {logs}"
+    );
+    assert!(
+        logs.contains("x\\r\\nERROR herald: FORGED event"),
+        "the event name is logged, escaped: {logs}"
+    );
+    assert!(
+        !logs.lines().any(|l| l.starts_with("ERROR herald: FORGED")),
+        "a forged line: {logs}"
+    );
+}
+
 #[test]
 fn the_admin_listener_is_private_by_default() {
     let c = herald::config::Config::default();

@@ -20,11 +20,12 @@ use std::sync::Arc;
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their binary and corpus directory.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("client_frame", client_frame),
     ("envelope", envelope),
     ("audience", audience),
     ("template", template),
+    ("expression", expression),
 ];
 
 /// The node's default `limits.max_envelope_bytes`.
@@ -242,9 +243,7 @@ pub fn audience(data: &[u8]) {
         });
     }
     let cel_source = to.get("where").and_then(|w| w.as_str()).unwrap_or(s);
-    if let Ok(f) =
-        herald::audience::Filter::compile("trigger.where", cel_source, &["props", "name"])
-    {
+    if let Ok(f) = herald::expr::Filter::compile("trigger.where", cel_source, &["props", "name"]) {
         assert_eq!(f.source(), cel_source);
         for (name, props) in [("feature_used", props()), ("", serde_json::Map::new())] {
             let _ = f.eval(|ctx| {
@@ -263,7 +262,7 @@ pub fn audience(data: &[u8]) {
 pub fn template(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     each_identity(|id| {
-        let filled = herald::render::fill(&s, id);
+        let filled = herald::render::fill(&s, id, usize::MAX);
         if !s.contains("{{") {
             assert_eq!(filled, s, "text without placeholders is left alone");
         }
@@ -307,6 +306,171 @@ pub fn template(data: &[u8]) {
                 // Nothing to fill: rendering for a recipient changes nothing.
                 assert_eq!((&t, &b, &a), (&plain.0, &plain.1, &plain.2));
             }
+        });
+    }
+}
+
+/// Builds a CEL expression from bytes read as a stream of choices, leaning
+/// towards what costs: long `+` and `.` chains, nesting, comprehensions
+/// inside comprehensions over written-out lists and over variables, big
+/// list literals, `in`, `matches` with literal and computed patterns.
+/// Every byte string gives an expression (zeros once the bytes run out).
+pub struct ExprGen<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Comprehension variables in scope.
+    vars: Vec<String>,
+    next_var: usize,
+}
+
+impl<'a> ExprGen<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            vars: Vec::new(),
+            next_var: 0,
+        }
+    }
+
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    fn atom(&mut self) -> String {
+        let b = self.byte();
+        if !self.vars.is_empty() && b.is_multiple_of(3) {
+            return self.vars[usize::from(b) % self.vars.len()].clone();
+        }
+        match b % 9 {
+            0 => (b % 10).to_string(),
+            1 => "attrs.level".into(),
+            2 => "user".into(),
+            3 => "'beta'".into(),
+            4 => "segments".into(),
+            5 => "props.items".into(),
+            6 => "attrs".into(),
+            7 => "true".into(),
+            _ => "props.n".into(),
+        }
+    }
+
+    fn list(&mut self) -> String {
+        let n = usize::from(self.byte()) * 3;
+        let items: Vec<String> = (0..n).map(|i| (i % 97).to_string()).collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// One expression, at most `depth` levels of this generator deep.
+    pub fn expr(&mut self, depth: usize) -> String {
+        if depth == 0 || self.pos >= self.data.len() {
+            return self.atom();
+        }
+        let b = self.byte();
+        match b % 14 {
+            0 => self.atom(),
+            1 => {
+                let n = 1 + usize::from(self.byte()) * 8;
+                let a = self.atom();
+                vec![a; n].join("+")
+            }
+            2 => format!("attrs{}", ".b".repeat(usize::from(self.byte()) * 8)),
+            3 => {
+                let op = ["+", "-", "*", "==", "!=", "<", ">=", "&&", "||", "in"]
+                    [usize::from(self.byte()) % 10];
+                format!("{} {op} {}", self.expr(depth - 1), self.expr(depth - 1))
+            }
+            4 => format!("({})", self.expr(depth - 1)),
+            5 => self.list(),
+            6 => {
+                let range = match self.byte() % 4 {
+                    0 => self.list(),
+                    1 => "segments".into(),
+                    2 => "props.items".into(),
+                    _ => self.expr(depth - 1),
+                };
+                let mac =
+                    ["all", "exists", "exists_one", "map", "filter"][usize::from(self.byte()) % 5];
+                let var = format!("x{}", self.next_var);
+                self.next_var += 1;
+                self.vars.push(var.clone());
+                let body = self.expr(depth - 1);
+                self.vars.pop();
+                format!("{range}.{mac}({var}, {body})")
+            }
+            7 => format!(
+                "{} ? {} : {}",
+                self.expr(depth - 1),
+                self.expr(depth - 1),
+                self.expr(depth - 1)
+            ),
+            8 => {
+                let pattern = match self.byte() % 4 {
+                    0 => "'^[a-z]+$'".to_owned(),
+                    1 => "'(a{100}){100}'".to_owned(),
+                    2 => format!("'{}'", ".*".repeat(usize::from(self.byte()))),
+                    _ => self.expr(depth - 1),
+                };
+                format!("string({}).matches({pattern})", self.expr(depth - 1))
+            }
+            9 => format!("{} in {}", self.expr(depth - 1), self.list()),
+            10 => format!("size({})", self.expr(depth - 1)),
+            11 => format!("attrs{}", "[0]".repeat(usize::from(self.byte()) * 4)),
+            12 => format!(
+                "{}{}",
+                "!".repeat(usize::from(self.byte()) % 8),
+                self.expr(depth - 1)
+            ),
+            _ => format!(
+                "{{'k': {}, 'v': {}}}",
+                self.expr(depth - 1),
+                self.expr(depth - 1)
+            ),
+        }
+    }
+}
+
+/// Event props at the size limits a session enforces: a trigger's `where`
+/// over them does the most work an accepted expression can.
+fn largest_props() -> serde_json::Map<String, serde_json::Value> {
+    let mut m = props();
+    let items: Vec<u64> = (0..herald::protocol::MAX_PROPS_ENTRIES as u64).collect();
+    m.insert("items".into(), serde_json::json!(items));
+    m.insert("n".into(), 7.into());
+    m
+}
+
+/// `expression`: a generated expression ([`ExprGen`]) compiled as an
+/// audience `where` and as a trigger `where`. Whatever is accepted is
+/// within the bounds and evaluates for every identity (and the largest
+/// props); compiling and evaluating never overflow the stack. Slow inputs
+/// are what libFuzzer's `-timeout` reports (scripts/fuzz sets it).
+pub fn expression(data: &[u8]) {
+    let src = ExprGen::new(data).expr(12);
+    let audience = herald::expr::Filter::compile("to.where", &src, &["user", "segments", "attrs"]);
+    if let Ok(f) = &audience {
+        assert!(f.cost() <= herald::expr::MAX_COST, "{src}");
+        each_identity(|id| {
+            let _ = f.eval(|ctx| {
+                ctx.add_variable_from_value("user", text(&id.user));
+                let segs: Vec<cel::Value> = id.segments.iter().map(|s| text(s)).collect();
+                ctx.add_variable_from_value("segments", cel::Value::List(Arc::new(segs)));
+                ctx.add_variable_from_value("attrs", id.attrs.clone());
+            });
+        });
+    }
+    let trigger = src
+        .replace("attrs", "props")
+        .replace("segments", "props.items")
+        .replace("user", "name");
+    if let Ok(f) = herald::expr::Filter::compile("trigger.where", &trigger, &["props", "name"]) {
+        assert!(f.cost() <= herald::expr::MAX_COST, "{trigger}");
+        let props = largest_props();
+        let _ = f.eval(|ctx| {
+            ctx.add_variable_from_value("name", text("feature_used"));
+            ctx.add_variable_from_value("props", herald::campaigns::props_to_cel(&props));
         });
     }
 }

@@ -399,6 +399,7 @@ mod worker {
             .mint(&Claims {
                 sub: user_of(g),
                 exp: herald::auth::unix_now() + 6 * 3600,
+                iat: None,
                 segments: Some(vec![
                     if g.is_multiple_of(2) { "even" } else { "odd" }.into(),
                 ]),

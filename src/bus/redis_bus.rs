@@ -6,7 +6,8 @@
 //! of `PUBLISH` on a user channel counts the nodes where the user is online.
 //! The hub reports users whose session count changed ([`UserChanges`]); the
 //! subscriber task mirrors them in batches: SUBSCRIBE / UNSUBSCRIBE, and the
-//! presence hash `{prefix}:presence:{id}` (field: node id, value: sessions).
+//! node's presence hash `{prefix}:nodepresence:{node}` (field: user, value:
+//! sessions), which expires unless the node's heartbeat keeps it.
 //! After losing Redis it reconnects with backoff and restores everything from
 //! the hub, which stays the source of truth.
 
@@ -78,8 +79,10 @@ impl Keys {
     pub fn data(&self) -> &str {
         &self.data
     }
-    pub fn presence(&self, user: &str) -> String {
-        format!("{}:presence:{user}", self.data)
+    /// One node's sessions per user; it expires with the node's heartbeat,
+    /// so a dead node's presence goes with it.
+    pub fn node_presence(&self, node: &str) -> String {
+        format!("{}:nodepresence:{node}", self.data)
     }
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.data)
@@ -960,36 +963,38 @@ impl RedisBus {
         }
     }
 
-    /// Sessions of `user` on live nodes, from the presence hash. Fields of
-    /// nodes that stopped heartbeating are ignored and removed.
+    /// Sessions of `user` on live nodes, from their presence hashes.
     pub async fn presence(&self, user: &str) -> Result<Presence, BusError> {
         let mut conn = self.conn.clone();
-        let key = self.keys.presence(user);
-        let fields: Vec<(String, u64)> = conn.hgetall(&key).await.map_err(unavailable)?;
-        // A node unseen for three heartbeats is dead for presence.
-        let cutoff =
-            crate::auth::unix_now_ms().saturating_sub(3 * self.heartbeat.as_millis() as u64);
-        let mut sessions = 0;
-        let mut dead = Vec::new();
-        for (node, count) in fields {
-            let seen: Option<u64> = conn
-                .zscore(self.keys.nodes(), &node)
-                .await
-                .map_err(unavailable)?;
-            if seen.is_some_and(|s| s >= cutoff) {
-                sessions += count;
-            } else {
-                dead.push(node);
-            }
+        let live: Vec<String> = conn
+            .zrangebyscore(self.keys.nodes(), self.live_cutoff(), "+inf")
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        for node in &live {
+            pipe.hget(self.keys.node_presence(node), user);
         }
-        if !dead.is_empty() {
-            let _: Result<i64, _> = conn.hdel(&key, dead).await;
-        }
+        let counts: Vec<Option<u64>> = if live.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn).await.map_err(unavailable)?
+        };
+        let sessions = counts.into_iter().flatten().sum();
         Ok(Presence {
             user: user.to_owned(),
             online: sessions > 0,
             sessions,
         })
+    }
+
+    /// Nodes unseen for three heartbeats are dead for presence and stats.
+    fn live_cutoff(&self) -> u64 {
+        crate::auth::unix_now_ms().saturating_sub(3 * self.heartbeat.as_millis() as u64)
+    }
+
+    /// How long this node's presence hash lives without a heartbeat.
+    fn presence_ttl_ms(&self) -> u64 {
+        3 * self.heartbeat.as_millis() as u64
     }
 
     pub async fn user_ready(&self, user: &str) {
@@ -1045,8 +1050,35 @@ impl RedisBus {
         }
         self.set_up(false);
         let mut conn = self.conn.clone();
-        let _: Result<i64, _> = conn.zrem(self.keys.nodes(), &self.node).await;
-        let _: Result<i64, _> = conn.hdel(self.keys.node_stats(), &self.node).await;
+        let _: Result<(), _> = redis::pipe()
+            .zrem(self.keys.nodes(), &self.node)
+            .ignore()
+            .hdel(self.keys.node_stats(), &self.node)
+            .ignore()
+            .del(self.keys.node_presence(&self.node))
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// Marks this node alive every heartbeat while the bus is up, in a task
+    /// of its own: a subscriber busy delivering must not make the cluster
+    /// see this node, and its users, as gone.
+    pub async fn beat(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            if self.is_up()
+                && let Err(e) = self.heartbeat().await
+            {
+                tracing::debug!(error = %e, "heartbeat not written");
+            }
+        }
     }
 
     /// One connected stretch of the subscriber. Returns when Redis is lost.
@@ -1108,7 +1140,6 @@ impl RedisBus {
                     tokio::time::timeout(Duration::from_secs(2), sink.ping())
                         .await
                         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub ping timed out")))??;
-                    self.heartbeat().await?;
                 }
             }
         }
@@ -1208,26 +1239,29 @@ impl RedisBus {
         &self,
         users: impl Iterator<Item = Arc<str>>,
     ) -> Result<(), redis::RedisError> {
+        let key = self.keys.node_presence(&self.node);
         let mut pipe = redis::pipe();
         let mut any = false;
         for user in users {
             any = true;
             let n = self.hub.user_sessions(&user);
-            let key = self.keys.presence(&user);
             if n > 0 {
-                pipe.hset(key, &self.node, n).ignore();
+                pipe.hset(&key, &*user, n).ignore();
             } else {
-                pipe.hdel(key, &self.node).ignore();
+                pipe.hdel(&key, &*user).ignore();
             }
         }
         if any {
+            pipe.pexpire(&key, self.presence_ttl_ms() as i64).ignore();
             let mut conn = self.conn.clone();
             let () = pipe.query_async(&mut conn).await?;
         }
         Ok(())
     }
 
-    /// Marks this node alive and publishes its counters for cluster stats.
+    /// Marks this node alive, publishes its counters for cluster stats,
+    /// keeps its presence hash, and forgets nodes silent for three
+    /// heartbeats (their presence hashes expire by themselves).
     async fn heartbeat(&self) -> Result<(), redis::RedisError> {
         let stats = serde_json::json!({
             "sessions": self.hub.session_count(),
@@ -1235,23 +1269,40 @@ impl RedisBus {
             "deliveries": self.metrics.deliveries.get(),
         });
         let mut conn = self.conn.clone();
-        let () = redis::pipe()
+        let (dead,): (Vec<String>,) = redis::pipe()
             .zadd(self.keys.nodes(), &self.node, crate::auth::unix_now_ms())
             .ignore()
             .hset(self.keys.node_stats(), &self.node, stats.to_string())
             .ignore()
+            .pexpire(
+                self.keys.node_presence(&self.node),
+                self.presence_ttl_ms() as i64,
+            )
+            .ignore()
+            .cmd("ZRANGEBYSCORE")
+            .arg(self.keys.nodes())
+            .arg("-inf")
+            .arg(format!("({}", self.live_cutoff()))
             .query_async(&mut conn)
             .await?;
+        if !dead.is_empty() {
+            tracing::info!(nodes = ?dead, "forgetting nodes silent for three heartbeats");
+            let () = redis::pipe()
+                .zrem(self.keys.nodes(), &dead)
+                .ignore()
+                .hdel(self.keys.node_stats(), &dead)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+        }
         Ok(())
     }
 
     /// Every live node's counters (as of its last heartbeat) and their sums.
     pub async fn cluster_stats(&self) -> Result<serde_json::Value, BusError> {
         let mut conn = self.conn.clone();
-        let cutoff =
-            crate::auth::unix_now_ms().saturating_sub(3 * self.heartbeat.as_millis() as u64);
         let live: Vec<String> = conn
-            .zrangebyscore(self.keys.nodes(), cutoff, "+inf")
+            .zrangebyscore(self.keys.nodes(), self.live_cutoff(), "+inf")
             .await
             .map_err(unavailable)?;
         let mut nodes = serde_json::Map::new();

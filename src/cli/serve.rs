@@ -39,11 +39,76 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        // JSON escapes every field itself.
+        LogFormat::Json => builder
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .init(),
+        LogFormat::Text => builder.with_writer(|| OneLine(std::io::stderr())).init(),
+    }
+}
+
+/// Text logs: one event, one line. Field values come from clients and
+/// tokens (user ids, event names, ack ids); a newline or carriage return
+/// in one must not forge a log line, so control characters inside the
+/// event are written escaped (`\n`, `\u{7}`), and only the event's own
+/// final newline is kept. ESC is left to the formatter, which escapes it in
+/// field values and uses it for colours. The formatter hands over each
+/// event in one write.
+struct OneLine<W>(W);
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let plain = |c: char| !c.is_control() || c == '\t' || c == '\x1b';
+        if body.chars().all(plain) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut line = String::with_capacity(body.len() + 16);
+        for c in body.chars() {
+            match c {
+                '\n' => line.push_str("\\n"),
+                '\r' => line.push_str("\\r"),
+                c if plain(c) => line.push(c),
+                c => line.push_str(&c.escape_unicode().to_string()),
+            }
+        }
+        line.push_str(end);
+        self.0.write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OneLine;
+    use std::io::Write;
+
+    #[test]
+    fn control_characters_inside_an_event_are_escaped() {
+        let mut out = OneLine(Vec::new());
+        out.write_all(b"INFO session open user=mallory\nERROR forged line\r\x07\n")
+            .expect("write");
+        assert_eq!(
+            String::from_utf8(out.0).expect("utf-8"),
+            "INFO session open user=mallory\\nERROR forged line\\r\\u{7}\n"
+        );
+        // An ordinary line passes untouched: positive control.
+        let mut out = OneLine(Vec::new());
+        out.write_all(b"INFO herald serving\tnode=a\n")
+            .expect("write");
+        assert_eq!(out.0, b"INFO herald serving\tnode=a\n");
     }
 }

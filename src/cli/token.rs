@@ -34,6 +34,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let claims = Claims {
             sub: a.sub,
             exp: crate::auth::unix_now() + a.ttl.as_secs(),
+            iat: Some(crate::auth::unix_now()),
             segments: (!a.segments.is_empty()).then_some(a.segments),
             attrs: (!attrs.is_empty()).then_some(attrs),
         };

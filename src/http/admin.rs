@@ -42,7 +42,36 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn_with_state(node.clone(), body_within))
         .with_state(node)
+}
+
+/// Reads every request body before routing, within `limits.body_timeout`
+/// and twice `limits.max_envelope_bytes`: a client sending a byte a second
+/// holds nothing for long (408), an endless body is cut off (413).
+async fn body_within(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let limits = &node.config.limits;
+    let max = limits.max_envelope_bytes.saturating_mul(2);
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {max} bytes, or broken off"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {}",
+                humantime::format_duration(limits.body_timeout)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn require_key(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {

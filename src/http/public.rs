@@ -246,6 +246,7 @@ async fn dev_token(State(node): State<Arc<Node>>, Query(q): Query<DevTokenQuery>
     let claims = Claims {
         sub: sub.clone(),
         exp: crate::auth::unix_now() + ttl.as_secs(),
+        iat: Some(crate::auth::unix_now()),
         segments: q.segments.map(|s| {
             s.split(',')
                 .map(str::trim)

@@ -11,9 +11,10 @@ pub mod outbox;
 use crate::audience::Audience;
 use crate::auth::Identity;
 use crate::metrics::Metrics;
+use crate::protocol::Close;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use outbox::{CloseReason, Outbox, Outgoing, Pushed};
+use outbox::{Outbox, Outgoing, Pushed};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +28,7 @@ pub struct Limits {
     pub per_user: usize,
     pub per_ip: usize,
     /// Outbox capacity of every session.
-    pub queue: usize,
+    pub queue: outbox::Capacity,
 }
 
 /// A live session as the hub sees it.
@@ -345,7 +346,7 @@ impl Hub {
     pub fn disconnect_user(&self, user: &str) -> usize {
         let mut n = 0;
         self.for_user(user, &mut |s| {
-            s.outbox.close(CloseReason::Disconnected);
+            s.outbox.close(Close::Disconnected);
             n += 1;
         });
         n
@@ -355,7 +356,7 @@ impl Hub {
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
         for entry in self.sessions.iter() {
-            entry.value().outbox.close(CloseReason::Draining);
+            entry.value().outbox.close(Close::Draining);
         }
     }
 

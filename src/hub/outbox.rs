@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Notify;
 
-use crate::protocol::CloseCode;
+use crate::protocol::Close;
 
 /// A frame ready for the socket: the whole WebSocket frame (header and
 /// payload) encoded once per message and shared by every recipient, since
@@ -71,32 +71,6 @@ pub fn encode_text_frame(payload: &[u8]) -> Bytes {
     buf.freeze()
 }
 
-/// Why the hub asked a session to close.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    SlowConsumer,
-    Disconnected,
-    Draining,
-}
-
-impl CloseReason {
-    pub fn code(self) -> CloseCode {
-        match self {
-            Self::SlowConsumer => CloseCode::SlowConsumer,
-            Self::Disconnected => CloseCode::Policy,
-            Self::Draining => CloseCode::Restart,
-        }
-    }
-
-    pub fn text(self) -> &'static str {
-        match self {
-            Self::SlowConsumer => "slow consumer: outbound queue overflowed",
-            Self::Disconnected => "disconnected by operator",
-            Self::Draining => "node draining: reconnect elsewhere",
-        }
-    }
-}
-
 /// Result of [`Outbox::push`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
@@ -110,7 +84,18 @@ pub enum Pushed {
 #[derive(Default)]
 struct State {
     queue: VecDeque<Outgoing>,
-    close: Option<CloseReason>,
+    /// Bytes of the frames in `queue`.
+    bytes: usize,
+    close: Option<Close>,
+    /// The session stopped taking frames (it is closing).
+    sealed: bool,
+}
+
+/// How much one outbox may hold: frames, and their bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    pub frames: usize,
+    pub bytes: usize,
 }
 
 #[derive(Default)]
@@ -120,18 +105,21 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn push(&self, frame: Outgoing, capacity: usize) -> Pushed {
+    pub fn push(&self, frame: Outgoing, capacity: Capacity) -> Pushed {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.close.is_some() {
+        if st.close.is_some() || st.sealed {
             return Pushed::Closed;
         }
-        if st.queue.len() >= capacity {
-            st.close = Some(CloseReason::SlowConsumer);
+        let len = frame.bytes().len();
+        if st.queue.len() >= capacity.frames || st.bytes + len > capacity.bytes {
+            st.close = Some(Close::SlowConsumer);
             st.queue = VecDeque::new();
+            st.bytes = 0;
             drop(st);
             self.wake.notify_one();
             return Pushed::Overflow;
         }
+        st.bytes += len;
         st.queue.push_back(frame);
         let first = st.queue.len() == 1;
         drop(st);
@@ -142,7 +130,7 @@ impl Outbox {
     }
 
     /// Asks the session to close; the first reason wins.
-    pub fn close(&self, reason: CloseReason) {
+    pub fn close(&self, reason: Close) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.close.is_none() {
             st.close = Some(reason);
@@ -152,8 +140,9 @@ impl Outbox {
     }
 
     /// Takes every pending frame, and the close reason if one is set.
-    pub fn drain(&self) -> (VecDeque<Outgoing>, Option<CloseReason>) {
+    pub fn drain(&self) -> (VecDeque<Outgoing>, Option<Close>) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.bytes = 0;
         (std::mem::take(&mut st.queue), st.close)
     }
 
@@ -166,14 +155,24 @@ impl Outbox {
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for f in frames.into_iter().rev() {
+            st.bytes += f.bytes().len();
             st.queue.push_front(f);
         }
         drop(st);
         self.wake.notify_one();
     }
 
+    /// Refuses every frame from now on and drops what is queued: the
+    /// session is closing and will not write them.
+    pub fn seal(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.sealed = true;
+        st.queue = VecDeque::new();
+        st.bytes = 0;
+    }
+
     /// The close reason, if the hub asked for one.
-    pub fn closing(&self) -> Option<CloseReason> {
+    pub fn closing(&self) -> Option<Close> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).close
     }
 
@@ -211,22 +210,45 @@ mod tests {
         );
     }
 
+    const TWO: Capacity = Capacity {
+        frames: 2,
+        bytes: 1 << 20,
+    };
+
     #[test]
     fn overflow_closes_and_frees_the_queue() {
         let ob = Outbox::default();
-        assert_eq!(ob.push(frame(), 2), Pushed::Queued);
-        assert_eq!(ob.push(frame(), 2), Pushed::Queued);
-        assert_eq!(ob.push(frame(), 2), Pushed::Overflow);
-        assert_eq!(ob.push(frame(), 2), Pushed::Closed);
+        assert_eq!(ob.push(frame(), TWO), Pushed::Queued);
+        assert_eq!(ob.push(frame(), TWO), Pushed::Queued);
+        assert_eq!(ob.push(frame(), TWO), Pushed::Overflow);
+        assert_eq!(ob.push(frame(), TWO), Pushed::Closed);
         let (q, close) = ob.drain();
         assert!(q.is_empty());
-        assert_eq!(close, Some(CloseReason::SlowConsumer));
+        assert_eq!(close, Some(Close::SlowConsumer));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let big = || Outgoing::text(&"x".repeat(4000), Instant::now(), 0);
+        let cap = Capacity {
+            frames: 100,
+            bytes: 10_000,
+        };
+        let ob = Outbox::default();
+        assert_eq!(ob.push(big(), cap), Pushed::Queued);
+        assert_eq!(ob.push(big(), cap), Pushed::Queued);
+        // Drained, the bytes count starts over: positive control.
+        assert_eq!(ob.drain().0.len(), 2);
+        assert_eq!(ob.push(big(), cap), Pushed::Queued);
+        assert_eq!(ob.push(big(), cap), Pushed::Queued);
+        assert_eq!(ob.push(big(), cap), Pushed::Overflow);
+        assert_eq!(ob.drain().1, Some(Close::SlowConsumer));
     }
 
     #[tokio::test]
     async fn a_push_before_wait_is_not_lost() {
         let ob = Outbox::default();
-        ob.push(frame(), 8);
+        ob.push(frame(), TWO);
         tokio::time::timeout(std::time::Duration::from_secs(5), ob.wait())
             .await
             .expect("woken");

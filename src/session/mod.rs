@@ -6,9 +6,9 @@ pub mod state;
 use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
 use crate::hub::Registration;
-use crate::hub::outbox::{CloseReason, Outgoing};
+use crate::hub::outbox::Outgoing;
 use crate::metrics::{FrameType, Metrics, Reason};
-use crate::protocol::{ClientFrame, CloseCode};
+use crate::protocol::{ClientFrame, Close};
 use futures::{SinkExt, StreamExt};
 use state::SessionState;
 use std::collections::VecDeque;
@@ -19,6 +19,28 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// After Herald sends a close frame it keeps reading, and discarding, what
+/// the peer still sends, for at most this long and this many bytes: closing
+/// with unread bytes makes the kernel answer with a reset, and the peer
+/// would lose the close frame (and learn nothing of why it was closed).
+const LINGER: Duration = Duration::from_secs(3);
+const LINGER_BYTES: usize = 1024 * 1024;
+/// How long a close frame may take to write.
+const CLOSE_WRITE: Duration = Duration::from_secs(1);
+/// Sessions end at their token's `exp`, or after ten years at the latest
+/// (an `exp` near `u64::MAX` is not a time a clock can hold).
+const MAX_SESSION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// How the loop ended.
+enum End {
+    /// The socket broke, or the peer went silent: nothing more to send.
+    Gone,
+    /// The peer sent a close frame; tungstenite queued its echo.
+    PeerClosed,
+    /// Herald closes the session.
+    Close(Close),
+}
 
 /// What every session loop shares.
 pub struct SessionCtx {
@@ -52,8 +74,9 @@ pub async fn run<S>(
     let metrics = &ctx.metrics;
     let heartbeat = ctx.cfg.heartbeat;
     let started = Instant::now();
-    let expires =
-        started + Duration::from_secs(session.identity.exp.saturating_sub(crate::auth::unix_now()));
+    let expires = started
+        + Duration::from_secs(session.identity.exp.saturating_sub(crate::auth::unix_now()))
+            .min(MAX_SESSION);
     let mut state = SessionState::new(&ctx.cfg, started.into_std());
     let mut last_seen = started;
     let mut next_ping = started + heartbeat;
@@ -72,7 +95,11 @@ pub async fn run<S>(
         idle.map_or(d, |(at, _)| d.min(at))
     };
 
-    if ws.send(Message::Text(hello.into())).await.is_err() {
+    let write_timeout = ctx.cfg.write_timeout;
+    if Box::pin(send(&mut ws, Message::Text(hello.into()), write_timeout))
+        .await
+        .is_err()
+    {
         return;
     }
     tracing::debug!(%user, sid, "session open");
@@ -80,7 +107,7 @@ pub async fn run<S>(
     let timer = tokio::time::sleep_until(deadline(next_ping, next_idle(idle_since, idle_done_s)));
     tokio::pin!(timer);
 
-    let close: Option<(CloseCode, &'static str)> = loop {
+    let end: End = loop {
         tokio::select! {
             () = session.outbox.wait() => {
                 let (mut frames, close) = session.outbox.drain();
@@ -92,27 +119,28 @@ pub async fn run<S>(
                     // Boxed: its state exists only while writing, not in every idle session.
                     match Box::pin(write_watching(&mut ws, frames, &session.outbox, &ctx.cfg, metrics)).await {
                         Written::Done => {}
-                        Written::SocketGone => break None,
-                        Written::Closing(reason) => break Some((reason.code(), reason.text())),
+                        Written::SocketGone => break End::Gone,
+                        Written::Closing(reason) => break End::Close(reason),
                     }
                 }
                 if let Some(reason) = close {
-                    break Some((reason.code(), reason.text()));
+                    break End::Close(reason);
                 }
             }
             incoming = ws.next() => {
                 let msg = match incoming {
-                    None => break None,
+                    None => break End::Gone,
                     Some(Ok(msg)) => msg,
-                    Some(Err(WsError::Capacity(_))) => break Some((CloseCode::TooBig, "frame too big")),
-                    Some(Err(WsError::Utf8(_))) => break Some((CloseCode::InvalidPayload, "invalid UTF-8")),
-                    Some(Err(_)) => break None,
+                    Some(Err(WsError::Capacity(_))) => break End::Close(Close::TooBig),
+                    Some(Err(WsError::Utf8(_))) => break End::Close(Close::InvalidUtf8),
+                    Some(Err(WsError::Protocol(_))) => break End::Close(Close::Protocol),
+                    Some(Err(_)) => break End::Gone,
                 };
                 last_seen = Instant::now();
                 let outcome = match msg {
                     Message::Text(text) => state.on_text(&text, last_seen.into_std()),
                     Message::Binary(_) => state.on_binary(last_seen.into_std()),
-                    Message::Close(_) => break None,
+                    Message::Close(_) => break End::PeerClosed,
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 };
                 if let Some(frame) = outcome.frame {
@@ -131,28 +159,30 @@ pub async fn run<S>(
                 if let Some(code) = outcome.error {
                     metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
                 }
+                // A peer that sends but never reads cannot hold the loop
+                // on a reply: the write is bounded like every other.
                 if let Some(reply) = outcome.reply
-                    && ws.send(Message::Text(reply.into())).await.is_err()
+                    && let Err(end) = Box::pin(send(&mut ws, Message::Text(reply.into()), write_timeout)).await
                 {
-                    break None;
+                    break end;
                 }
                 if let Some(close) = outcome.close {
-                    break Some(close);
+                    break End::Close(close);
                 }
             }
             () = &mut timer => {
                 let now = Instant::now();
                 if now >= expires {
-                    break Some((CloseCode::Policy, "token expired"));
+                    break End::Close(Close::TokenExpired);
                 }
                 if now.duration_since(last_seen) >= heartbeat * 2 {
                     metrics.closes.get_or_create(&Reason { reason: "timeout" }).inc();
                     tracing::debug!(%user, sid, "peer silent for two heartbeats");
-                    break None;
+                    break End::Gone;
                 }
                 if now >= next_ping {
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
-                        break None;
+                    if let Err(end) = Box::pin(send(&mut ws, Message::Ping(Default::default()), write_timeout)).await {
+                        break end;
                     }
                     next_ping = now + heartbeat;
                 }
@@ -167,34 +197,73 @@ pub async fn run<S>(
         }
     };
 
-    if let Some((code, reason)) = close {
+    if let End::Close(close) = end {
         metrics
             .closes
             .get_or_create(&Reason {
-                reason: close_label(code),
+                reason: close.label(),
             })
             .inc();
-        tracing::debug!(%user, sid, code = code.code(), reason, "closing session");
-        let frame = CloseFrame {
-            code: code.code().into(),
-            reason: reason.into(),
-        };
-        // A peer that will not take the close frame does not hold the node.
-        let _ = Box::pin(tokio::time::timeout(
-            Duration::from_secs(1),
-            ws.close(Some(frame)),
-        ))
-        .await;
+        tracing::debug!(%user, sid, code = close.code().code(), reason = close.reason(), "closing session");
     }
+    // Nothing more is written but the close; the session stays registered
+    // (and a drain waits for it) until its close frame is out.
+    session.outbox.seal();
+    Box::pin(finish(&mut ws, end)).await;
     drop(reg);
     tracing::debug!(%user, sid, "session closed");
+}
+
+/// Sends one frame tungstenite builds (hello, pong, error, ping) within
+/// `within`: a socket that takes nothing for that long is a slow consumer.
+async fn send<S>(ws: &mut WebSocketStream<S>, msg: Message, within: Duration) -> Result<(), End>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(within, ws.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Gone),
+        Err(_) => Err(End::Close(Close::WriteTimeout)),
+    }
+}
+
+/// Ends the connection: echoes the peer's close, or sends Herald's, then
+/// lingers (reads and discards, bounded) so that the close frame reaches a
+/// peer that is still reading instead of being lost to a reset.
+async fn finish<S>(ws: &mut WebSocketStream<S>, end: End)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let sent = match end {
+        End::Gone => return,
+        End::PeerClosed => tokio::time::timeout(CLOSE_WRITE, ws.flush()).await,
+        End::Close(close) => {
+            let frame = CloseFrame {
+                code: close.code().code().into(),
+                reason: close.reason().into(),
+            };
+            tokio::time::timeout(CLOSE_WRITE, ws.close(Some(frame))).await
+        }
+    };
+    if !matches!(sent, Ok(Ok(()))) {
+        // The peer takes nothing: nothing more can reach it.
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut read = 0;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        read += msg.len();
+        if read > LINGER_BYTES {
+            break;
+        }
+    }
 }
 
 enum Written {
     Done,
     SocketGone,
     /// Abandoned: the hub asked to close, or the peer took too long.
-    Closing(CloseReason),
+    Closing(Close),
 }
 
 /// Writes a batch while still watching the outbox, so that a close request
@@ -220,7 +289,7 @@ where
                 Ok(Err(_)) => Written::SocketGone,
                 Err(_) => {
                     metrics.drop_reason("write_timeout");
-                    Written::Closing(CloseReason::SlowConsumer)
+                    Written::Closing(Close::WriteTimeout)
                 }
             },
             () = outbox.wait() => match outbox.closing() {
@@ -304,19 +373,5 @@ fn on_client_frame(
             }
         }
         ClientFrame::Ping => {}
-    }
-}
-
-fn close_label(code: CloseCode) -> &'static str {
-    match code {
-        CloseCode::Normal => "normal",
-        CloseCode::InvalidPayload => "invalid_payload",
-        CloseCode::Policy => "policy",
-        CloseCode::TooBig => "too_big",
-        CloseCode::Internal => "internal",
-        CloseCode::Restart => "draining",
-        CloseCode::Abuse => "abuse",
-        CloseCode::SlowConsumer => "slow_consumer",
-        CloseCode::RateLimited => "rate_limited",
     }
 }

@@ -2,7 +2,7 @@
 //! close decisions out. The socket loop in [`super`] applies what it returns.
 
 use crate::config::SessionConfig;
-use crate::protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
+use crate::protocol::{ClientFrame, Close, FrameError, ServerFrame};
 use std::time::Instant;
 
 /// What to do after a client frame.
@@ -13,7 +13,7 @@ pub struct Outcome {
     /// A frame to send back (`pong`, `error`).
     pub reply: Option<String>,
     /// Close the session after sending `reply`.
-    pub close: Option<(CloseCode, &'static str)>,
+    pub close: Option<Close>,
     /// The error code, when the frame was refused (for metrics).
     pub error: Option<&'static str>,
 }
@@ -108,8 +108,7 @@ impl SessionState {
         }
         self.limited += 1;
         let reply = error_frame("rate_limited", "too many frames; slow down");
-        let close =
-            (self.limited > self.max_limited).then_some((CloseCode::RateLimited, "rate limited"));
+        let close = (self.limited > self.max_limited).then_some(Close::RateLimited);
         Some(Outcome {
             reply: Some(reply),
             close,
@@ -120,8 +119,7 @@ impl SessionState {
 
     fn refuse(&mut self, e: FrameError) -> Outcome {
         self.bad_in_a_row += 1;
-        let close = (self.bad_in_a_row >= self.max_bad)
-            .then_some((CloseCode::Abuse, "repeated bad frames"));
+        let close = (self.bad_in_a_row >= self.max_bad).then_some(Close::Abuse);
         Outcome {
             reply: Some(error_frame(e.code(), &e.to_string())),
             close,
@@ -131,8 +129,22 @@ impl SessionState {
     }
 }
 
+/// Longest `message` of an `error` frame: refusals may quote the client's
+/// input, and a reply never echoes more than this of it.
+pub const MAX_ERROR_MESSAGE: usize = 200;
+
 pub fn error_frame(code: &str, message: &str) -> String {
-    ServerFrame::Error { code, message }.to_json()
+    let cut = crate::render::cut(message, MAX_ERROR_MESSAGE);
+    let message = if cut.len() < message.len() {
+        std::borrow::Cow::Owned(format!("{cut}…"))
+    } else {
+        std::borrow::Cow::Borrowed(message)
+    };
+    ServerFrame::Error {
+        code,
+        message: &message,
+    }
+    .to_json()
 }
 
 #[cfg(test)]
@@ -170,9 +182,31 @@ mod tests {
             assert_eq!(out.close, None);
         }
         now += Duration::from_secs(1);
+        assert_eq!(s.on_text("nope", now).close, Some(Close::Abuse));
+    }
+
+    #[test]
+    fn error_replies_quote_a_bounded_prefix_of_the_input() {
+        let (mut s, now) = state();
+        let status = "x".repeat(15_000);
+        let out = s.on_text(
+            &format!(r#"{{"t":"ack","id":"m","status":"{status}"}}"#),
+            now,
+        );
+        let reply = out.reply.expect("an error frame");
+        assert!(
+            reply.len() < MAX_ERROR_MESSAGE + 100,
+            "{} bytes",
+            reply.len()
+        );
+        let v: serde_json::Value = serde_json::from_str(&reply).expect("JSON");
+        assert_eq!(v["code"], "bad_field");
+        assert!(v["message"].as_str().is_some_and(|m| m.ends_with('…')));
+        // A short refusal is quoted whole: positive control.
+        let out = s.on_text(r#"{"t":"what"}"#, now + Duration::from_secs(1));
         assert_eq!(
-            s.on_text("nope", now).close.map(|c| c.0),
-            Some(CloseCode::Abuse)
+            out.reply.as_deref(),
+            Some(r#"{"t":"error","code":"unknown_type","message":"unknown frame type \"what\""}"#)
         );
     }
 
@@ -199,8 +233,8 @@ mod tests {
         );
         assert_eq!(s.on_text(r#"{"t":"ping"}"#, now).close, None);
         assert_eq!(
-            s.on_text(r#"{"t":"ping"}"#, now).close.map(|c| c.0),
-            Some(CloseCode::RateLimited)
+            s.on_text(r#"{"t":"ping"}"#, now).close,
+            Some(Close::RateLimited)
         );
         // After a pause the bucket refills: positive control for the same state.
         let (mut s, now) = state();

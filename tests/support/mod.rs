@@ -122,6 +122,27 @@ impl Redis {
             .expect("PUBLISH")
     }
 
+    /// Every entry of a stream, as field maps.
+    pub async fn xrange(&self, key: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                e.map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap_or_default()))
+                    .collect()
+            })
+            .collect()
+    }
+
     pub async fn channels(&self) -> Vec<String> {
         let mut v: Vec<String> = redis::cmd("PUBSUB")
             .arg("CHANNELS")
@@ -679,6 +700,29 @@ impl NodeProcess {
             let _ = c.wait();
         }
     }
+
+    /// Publishes through the node's admin API; returns the answer.
+    pub async fn publish(&self, envelope: Value) -> Value {
+        let res = reqwest::Client::new()
+            .post(format!("http://{}/v1/messages", self.admin))
+            .body(envelope.to_string())
+            .send()
+            .await
+            .expect("admin request");
+        assert_eq!(res.status().as_u16(), 202, "publish refused");
+        res.json().await.expect("JSON answer")
+    }
+
+    /// [`Herald::expect_control_next`] for a node in its own process.
+    pub async fn expect_control_next(&self, c: &mut Client, user: &str) {
+        self.publish(json!({"to": {"users": [user]}, "kind": "toast", "title": "control"}))
+            .await;
+        let f = c.recv().await;
+        assert_eq!(
+            f["title"], "control",
+            "expected the control message next, got {f}"
+        );
+    }
 }
 
 impl Drop for NodeProcess {
@@ -691,6 +735,7 @@ pub fn claims(user: &str) -> Claims {
     Claims {
         sub: user.into(),
         exp: herald::auth::unix_now() + 3600,
+        iat: None,
         segments: None,
         attrs: None,
     }

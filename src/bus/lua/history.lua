@@ -22,10 +22,13 @@ local function with_pos(env, epoch, hid)
   return string.sub(env, 1, -2) .. ',"pos":"' .. epoch .. '.' .. hid .. '"}'
 end
 
--- Appends to one history stream. Trimming (to hmax entries and to the
--- window) is exact, and the newest id trimmed away is kept beside the stream
--- (`…:trimmed`), so a resume can tell a gap from a quiet stream.
-local function history_append(key, hid, env, ms, window, hmax)
+-- Appends to one history stream, `{p}:{name}`. Trimming (to hmax entries
+-- and to the window) is exact, and the newest id trimmed away is kept in
+-- `{p}:trimmed:{name}`, so a resume can tell a gap from a quiet stream.
+-- (A marker named after its stream with a suffix would be another user's
+-- stream: the history of user `x:trimmed` was the marker of user `x`.)
+local function history_append(p, name, hid, env, ms, window, hmax)
+  local key, marker = p .. ':' .. name, p .. ':trimmed:' .. name
   local cutoff = (ms - window) .. '-0'
   redis.call('XADD', key, hid, 'e', env)
   local trimmed = false
@@ -40,9 +43,9 @@ local function history_append(key, hid, env, ms, window, hmax)
     trimmed = old[1][1]
     redis.call('XTRIM', key, 'MINID', cutoff)
   end
-  if trimmed then redis.call('SET', key .. ':trimmed', trimmed) end
+  if trimmed then redis.call('SET', marker, trimmed) end
   redis.call('PEXPIRE', key, window + 60000)
-  if redis.call('EXISTS', key .. ':trimmed') == 1 then
-    redis.call('PEXPIRE', key .. ':trimmed', window + 60000)
+  if redis.call('EXISTS', marker) == 1 then
+    redis.call('PEXPIRE', marker, window + 60000)
   end
 end

@@ -49,9 +49,9 @@ end
 if history == '1' and route ~= 'none' then
   local epoch, hid, ms = history_id(p, epoch_candidate)
   if route == 'broadcast' then
-    history_append(p .. ':history', hid, env, ms, window, hmax)
+    history_append(p, 'history', hid, env, ms, window, hmax)
   else
-    for i = FIRST_USER, #ARGV do history_append(p .. ':history:user:' .. ARGV[i], hid, env, ms, window, hmax) end
+    for i = FIRST_USER, #ARGV do history_append(p, 'history:user:' .. ARGV[i], hid, env, ms, window, hmax) end
   end
   env = with_pos(env, epoch, hid)
 end

@@ -8,7 +8,8 @@
 -- ARGV: user, since (a stream id).
 local p, user, since = KEYS[1], ARGV[1], ARGV[2]
 local out = {redis.call('GET', p .. ':epoch') or ''}
-for _, key in ipairs({p .. ':history', p .. ':history:user:' .. user}) do
+for _, name in ipairs({'history', 'history:user:' .. user}) do
+  local key = p .. ':' .. name
   local entries = {}
   for _, entry in ipairs(redis.call('XRANGE', key, '(' .. since, '+')) do
     local fields = entry[2]
@@ -19,7 +20,7 @@ for _, key in ipairs({p .. ':history', p .. ':history:user:' .. user}) do
       end
     end
   end
-  out[#out + 1] = redis.call('GET', key .. ':trimmed') or ''
+  out[#out + 1] = redis.call('GET', p .. ':trimmed:' .. name) or ''
   out[#out + 1] = entries
 end
 return out

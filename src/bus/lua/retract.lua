@@ -15,7 +15,7 @@ local p, c = KEYS[1], ARGV[1]
 local id, env, ttl = ARGV[2], ARGV[3], ARGV[4]
 if ARGV[5] == '1' then
   local epoch, hid, ms = history_id(p, ARGV[8])
-  history_append(p .. ':history', hid, env, ms, tonumber(ARGV[6]), ARGV[7])
+  history_append(p, 'history', hid, env, ms, tonumber(ARGV[6]), ARGV[7])
   env = with_pos(env, epoch, hid)
 end
 local stored = redis.call('HGET', p .. ':active', id)
