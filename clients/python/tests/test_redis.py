@@ -160,6 +160,15 @@ def test_unreachable_redis_is_unavailable() -> None:
         with pytest.raises(Unavailable):
             nowhere.enqueue(Message.toast("x").to_all())
 
+    doomed = RedisServer()
+    with RedisClient.from_url(doomed.url, socket_connect_timeout=2) as herald:
+        assert herald.publish(Message.toast("Before").to_all()).nodes == 0
+        doomed.stop()
+        with pytest.raises(Unavailable):
+            herald.publish(Message.toast("After").to_all())
+        with pytest.raises(Unavailable):
+            herald.enqueue(Message.toast("After").to_all())
+
 
 def test_async_client_publishes_and_enqueues(redis_server: RedisServer, redis_node: Node) -> None:
     user = unique()
