@@ -249,7 +249,7 @@ def redis_node(redis_server: RedisServer) -> Iterator[Node]:
 def _close_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test's sessions end with it."""
     yield
-    for name in ("node", "redis_node", "cluster_node"):
+    for name in ("node", "redis_node", "cluster_node", "examples_node"):
         if name in request.fixturenames:
             request.getfixturevalue(name).close_sessions()
 
