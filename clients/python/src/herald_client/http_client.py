@@ -39,7 +39,7 @@ class _Base:
     def from_env(cls: Type[_C], **kwargs: Any) -> _C:
         """``HERALD_API_URL`` (default http://127.0.0.1:9090) and ``HERALD_API_KEY``, as the CLI reads them."""
         url = os.environ.get("HERALD_API_URL", _api.DEFAULT_URL)
-        return cls(url, api_key=os.environ.get("HERALD_API_KEY"), **kwargs)  # type: ignore[call-arg]
+        return cls(url, api_key=os.environ.get("HERALD_API_KEY"), **kwargs)
 
     @staticmethod
     def _request(call: "_api.Call[Any]") -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
@@ -32,7 +32,7 @@ def _max_bytes(validator: Any, limit: int, instance: Any, schema: Any) -> Iterat
 
 
 # Draft 2020-12, with maxLength in bytes.
-_Validator = validators.extend(Draft202012Validator, {"maxLength": _max_bytes})
+_Validator = validators.extend(Draft202012Validator, {"maxLength": _max_bytes})  # type: ignore[no-untyped-call]
 
 
 def _load(name: str) -> Any:
@@ -51,7 +51,7 @@ _TYPES = {"string": "a string", "integer": "an integer", "number": "a number",
           "boolean": "a boolean", "object": "an object", "array": "an array", "null": "null"}
 
 
-def _field(path: "Iterator[Any]") -> str:
+def _field(path: Iterable[Any]) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -72,13 +72,19 @@ def _or(names: "list[str]") -> str:
 def _refusal(e: ValidationError) -> InvalidMessage:
     """One schema error as the node would word it: the field, then why."""
     field = _field(e.absolute_path)
-    at = (lambda name: f"{field}.{name}" if field else name)
-    kind, value, instance = e.validator, e.validator_value, e.instance
+    kind: Any = e.validator
+    value: Any = e.validator_value
+    instance: Any = e.instance
+    schema: Any = e.schema
+
+    def at(name: str) -> str:
+        return f"{field}.{name}" if field else name
+
     if kind == "required":
         missing = next(p for p in value if p not in instance)
         return InvalidMessage(at(missing), "required")
     if kind == "additionalProperties":
-        known = e.schema.get("properties", {})
+        known = schema.get("properties", {})
         extra = next(k for k in instance if k not in known)
         return InvalidMessage(at(extra), "unknown field" + (f", expected one of {', '.join(known)}" if known else ""))
     names = _alternatives(value.get("anyOf") if kind == "not" and isinstance(value, dict) else value)
