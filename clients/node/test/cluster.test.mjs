@@ -31,6 +31,7 @@ test('user channels are SPUBLISHed, broadcasts PUBLISHed, ingress XADDed', async
     for (const s of sessions) assert.equal((await s.recvMsg()).id, sent.id);
 
     const everyone = await herald.publish(Message.banner('Cluster-wide').toAll());
+    assert.equal(everyone.nodes, undefined, "a cluster's PUBLISH reply counts one Redis node's subscribers");
     for (const s of sessions) assert.equal((await s.recvMsg()).id, everyone.id);
 
     const queued = await herald.enqueue(Message.toast('Durable').toUsers(users[0]));

@@ -37,6 +37,7 @@ def test_user_channels_are_spublished_broadcasts_published_ingress_added(cluster
         for s in sessions.values():
             assert s.recv_msg()["id"] == sent.id
         everyone = herald.publish(Message.banner("Cluster-wide").to_all())
+        assert everyone.nodes is None, "a cluster's PUBLISH reply counts one Redis node's subscribers"
         queued = herald.enqueue(Message.toast("Durable").to_users(users[0]))
     for s in sessions.values():
         assert s.recv_msg()["id"] == everyone.id

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import redis
 import redis.asyncio
@@ -43,23 +43,21 @@ _CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What to send for one envelope, and how to read Redis's replies."""
+class _Publish:
+    """One envelope's PUBLISH (or SPUBLISH) commands, and how to read the replies."""
 
     id: str
     payload: str
-    commands: List[Tuple[str, str]]  # (command, channel or stream)
-    users: Optional[List[str]]  # the user channels', in order
+    commands: List[Tuple[str, str]]  # (command, channel)
+    users: Optional[List[str]]  # whose channels, in order; None: the broadcast channel
+    sharded: bool
 
-    def published(self, replies: Sequence[int]) -> Published:
+    def result(self, replies: Sequence[int]) -> Published:
         if self.users is None:
-            nodes = None if self.commands[0][0] != "PUBLISH" else int(replies[0])
-            return Published(id=self.id, nodes=nodes)
+            # On a cluster, PUBLISH counts only the subscribers of the Redis node that took it.
+            return Published(id=self.id, nodes=None if self.sharded else int(replies[0]))
         online = [u for u, n in zip(self.users, replies) if int(n) > 0]
         return Published(id=self.id, online=online, offline=[u for u in self.users if u not in online])
-
-    def enqueued(self, entry: Union[bytes, str]) -> Enqueued:
-        return Enqueued(id=self.id, entry=entry.decode() if isinstance(entry, bytes) else entry)
 
 
 class _Base:
@@ -72,23 +70,29 @@ class _Base:
         self._owned = owned
 
     def _envelope(self, message: Envelope) -> Tuple[str, str, Mapping[str, Any]]:
+        """The envelope's id (a new one if it had none), its checked JSON, its fields."""
         fields = message.to_dict() if isinstance(message, Message) else dict(message)
         fields.setdefault("id", new_id())
         return fields["id"], _api.envelope_json(fields, self._validate, self._max_bytes), fields
 
-    def _publish_plan(self, message: Envelope) -> _Plan:
+    def _publish(self, message: Envelope) -> _Publish:
         id, payload, fields = self._envelope(message)
         to = fields.get("to")
         users = to.get("users") if isinstance(to, Mapping) else None
         if isinstance(users, list):
             users = list(dict.fromkeys(users))
             command = "SPUBLISH" if self._sharded else "PUBLISH"
-            return _Plan(id, payload, [(command, f"{self.prefix}:user:{u}") for u in users], users)
-        return _Plan(id, payload, [("PUBLISH", f"{self.prefix}:broadcast")], None)
+            return _Publish(id, payload, [(command, f"{self.prefix}:user:{u}") for u in users], users, self._sharded)
+        return _Publish(id, payload, [("PUBLISH", f"{self.prefix}:broadcast")], None, self._sharded)
 
-    def _enqueue_plan(self, message: Envelope) -> _Plan:
+    def _ingress(self, message: Envelope) -> Tuple[str, str, Dict[str, str]]:
+        """The id, the stream and the fields of the ingress entry."""
         id, payload, _ = self._envelope(message)
-        return _Plan(id, payload, [("XADD", f"{self.prefix}:ingress")], None)
+        return id, f"{self.prefix}:ingress", {"e": payload}
+
+    @staticmethod
+    def _enqueued(id: str, entry: Union[bytes, str]) -> Enqueued:
+        return Enqueued(id=id, entry=entry.decode() if isinstance(entry, bytes) else entry)
 
     @staticmethod
     def _error(e: RedisError) -> HeraldError:
@@ -120,7 +124,7 @@ class RedisClient(_Base):
 
     def publish(self, message: Envelope) -> Published:
         """Plain ``PUBLISH``/``SPUBLISH``: at most once, not recoverable."""
-        plan = self._publish_plan(message)
+        plan = self._publish(message)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for command, channel in plan.commands:
@@ -128,16 +132,16 @@ class RedisClient(_Base):
                 replies = pipe.execute()
         except RedisError as e:
             raise self._error(e) from e
-        return plan.published(replies)
+        return plan.result(replies)
 
     def enqueue(self, message: Envelope) -> Enqueued:
         """``XADD`` to the ingress stream: durable and recoverable."""
-        plan = self._enqueue_plan(message)
+        id, stream, fields = self._ingress(message)
         try:
-            entry = self.redis.xadd(plan.commands[0][1], {"e": plan.payload})
+            entry = self.redis.xadd(stream, fields)
         except RedisError as e:
             raise self._error(e) from e
-        return plan.enqueued(entry)
+        return self._enqueued(id, entry)
 
     def retract(self, id: str) -> Enqueued:
         """Retracts through the ingress stream, so the node also takes it out
@@ -173,7 +177,7 @@ class AsyncRedisClient(_Base):
                    max_envelope_bytes=max_envelope_bytes, _owned=True)
 
     async def publish(self, message: Envelope) -> Published:
-        plan = self._publish_plan(message)
+        plan = self._publish(message)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for command, channel in plan.commands:
@@ -181,15 +185,15 @@ class AsyncRedisClient(_Base):
                 replies = await pipe.execute()
         except RedisError as e:
             raise self._error(e) from e
-        return plan.published(replies)
+        return plan.result(replies)
 
     async def enqueue(self, message: Envelope) -> Enqueued:
-        plan = self._enqueue_plan(message)
+        id, stream, fields = self._ingress(message)
         try:
-            entry = await self.redis.xadd(plan.commands[0][1], {"e": plan.payload})
+            entry = await self.redis.xadd(stream, fields)
         except RedisError as e:
             raise self._error(e) from e
-        return plan.enqueued(entry)
+        return self._enqueued(id, entry)
 
     async def retract(self, id: str) -> Enqueued:
         return await self.enqueue({"op": "retract", "id": id})
