@@ -48,8 +48,10 @@ def need(tool: str, install: str) -> str:
 def herald_bin() -> str:
     path = Path(os.environ.get("HERALD_BIN") or REPO / "target" / "debug" / "herald")
     if not os.access(path, os.X_OK):
-        pytest.fail(f"no herald binary at {path}: build it with `cargo build --bin herald` "
-                    "(or point HERALD_BIN at one)", pytrace=False)
+        pytest.fail(
+            f"no herald binary at {path}: build it with `cargo build --bin herald` (or point HERALD_BIN at one)",
+            pytrace=False,
+        )
     return str(path)
 
 
@@ -95,8 +97,13 @@ class Process:
 
     def __init__(self, args: List[str], env: Optional[Dict[str, str]] = None) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="herald-client-test-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={"PATH": os.environ.get("PATH", ""), **(env or {})})
+        self.proc = subprocess.Popen(
+            args,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        )
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-4000:]
@@ -125,8 +132,22 @@ class RedisServer:
         need("redis-server", "apt-get install -y redis-server")
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="herald-client-redis-")
-        self.process = Process(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", self.dir, *extra])
+        self.process = Process(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                *extra,
+            ]
+        )
         self.url = f"redis://127.0.0.1:{self.port}"
         client = redis.Redis(port=self.port)
         until(f"redis-server on {self.port}", lambda: self.process.alive() and client.ping())
@@ -142,13 +163,27 @@ class RedisCluster:
 
     def __init__(self) -> None:
         need("redis-cli", "apt-get install -y redis-tools")
-        self.servers = [RedisServer("--cluster-enabled", "yes", "--cluster-node-timeout", "5000",
-                                   port=free_port(below=55536)) for _ in range(3)]
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        self.servers = [
+            RedisServer("--cluster-enabled", "yes", "--cluster-node-timeout", "5000", port=free_port(below=55536))
+            for _ in range(3)
+        ]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{s.port}" for s in self.servers),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         for s in self.servers:
             c = redis.Redis(port=s.port)
-            until(f"cluster state ok on {s.port}", lambda: c.cluster("info")["cluster_state"] == "ok")
+            until(f"cluster state ok on {s.port}", lambda c=c: c.cluster("info")["cluster_state"] == "ok")
             c.close()
         self.url = self.servers[0].url
 
@@ -186,7 +221,14 @@ class Node:
 
     def __init__(self, redis_url: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> None:
         self.port, self.admin_port = free_port(), free_port()
-        args = [herald_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin_port}"]
+        args = [
+            herald_bin(),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--admin-listen",
+            f"127.0.0.1:{self.admin_port}",
+        ]
         if redis_url:
             args += ["--redis", redis_url]
         self.process = Process(args, {"HERALD_AUTH__API_KEYS": API_KEY, "HERALD_LOG__LEVEL": "info", **(env or {})})
@@ -196,8 +238,11 @@ class Node:
 
         def ready() -> bool:
             self.process.alive()
-            return (httpx.get(f"{self.base}/healthz").status_code == 200
-                    and httpx.get(f"{self.api}/readyz").status_code == 200)
+            return (
+                httpx.get(f"{self.base}/healthz").status_code == 200
+                and httpx.get(f"{self.api}/readyz").status_code == 200
+            )
+
         until(f"herald on {self.base} and {self.api}", ready)
 
     def token(self, user: str, **query: str) -> str:

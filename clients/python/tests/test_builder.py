@@ -35,27 +35,57 @@ def test_every_example_passes() -> None:
 
 
 def test_builder_writes_the_envelope() -> None:
-    msg = (Message.banner("Payments degraded", "Card payments may fail")
-           .to_all().priority("urgent").sticky().collapse_key("incident")
-           .theme(severity="critical").ttl(timedelta(minutes=30)).id("incident-42"))
+    msg = (
+        Message.banner("Payments degraded", "Card payments may fail")
+        .to_all()
+        .priority("urgent")
+        .sticky()
+        .collapse_key("incident")
+        .theme(severity="critical")
+        .ttl(timedelta(minutes=30))
+        .id("incident-42")
+    )
     assert json.loads(msg.to_json()) == {
-        "kind": "banner", "title": "Payments degraded", "body": "Card payments may fail", "to": "all",
-        "priority": "urgent", "sticky": True, "collapse_key": "incident", "theme": {"severity": "critical"},
-        "ttl_s": 1800, "id": "incident-42",
+        "kind": "banner",
+        "title": "Payments degraded",
+        "body": "Card payments may fail",
+        "to": "all",
+        "priority": "urgent",
+        "sticky": True,
+        "collapse_key": "incident",
+        "theme": {"severity": "critical"},
+        "ttl_s": 1800,
+        "id": "incident-42",
     }
-    tip = (Message.tooltip("#export", "Export here").to_users("u1", "u2").where('attrs.plan == "free"')
-           .action("ok", "Got it").action("more", "Learn more", "/docs/export")
-           .locale("fr", title="Exportez ici", actions=[{"id": "ok", "label": "Compris"}])
-           .data(step=1).require_ack().fallback().campaign("tour"))
+    tip = (
+        Message.tooltip("#export", "Export here")
+        .to_users("u1", "u2")
+        .where('attrs.plan == "free"')
+        .action("ok", "Got it")
+        .action("more", "Learn more", "/docs/export")
+        .locale("fr", title="Exportez ici", actions=[{"id": "ok", "label": "Compris"}])
+        .data(step=1)
+        .require_ack()
+        .fallback()
+        .campaign("tour")
+    )
     assert tip.validate().to_dict() == {
-        "kind": "tooltip", "title": "Export here", "anchor": "#export",
+        "kind": "tooltip",
+        "title": "Export here",
+        "anchor": "#export",
         "to": {"users": ["u1", "u2"], "where": 'attrs.plan == "free"'},
         "actions": [{"id": "ok", "label": "Got it"}, {"id": "more", "label": "Learn more", "url": "/docs/export"}],
         "locales": {"fr": {"title": "Exportez ici", "actions": [{"id": "ok", "label": "Compris"}]}},
-        "data": {"step": 1}, "require_ack": True, "fallback": True, "campaign": "tour",
+        "data": {"step": 1},
+        "require_ack": True,
+        "fallback": True,
+        "campaign": "tour",
     }
     assert Message.custom({"confetti": True}).to_segments(["beta"]).to_dict() == {
-        "kind": "custom", "data": {"confetti": True}, "to": {"segments": ["beta"]}}
+        "kind": "custom",
+        "data": {"confetti": True},
+        "to": {"segments": ["beta"]},
+    }
 
 
 def test_a_message_is_a_template() -> None:

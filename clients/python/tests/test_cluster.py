@@ -27,7 +27,9 @@ def cluster_node(cluster: RedisCluster) -> Iterator[Node]:
     n.stop()
 
 
-def test_user_channels_are_spublished_broadcasts_published_ingress_added(cluster: RedisCluster, cluster_node: Node) -> None:
+def test_user_channels_are_spublished_broadcasts_published_ingress_added(
+    cluster: RedisCluster, cluster_node: Node
+) -> None:
     # Users whose channels hash to different masters.
     users = [unique("c") for _ in range(6)]
     sessions = {u: cluster_node.connect(u) for u in users}

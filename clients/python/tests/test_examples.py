@@ -25,9 +25,14 @@ def examples_node() -> Iterator[Node]:
 
 
 def run(script: str, *args: str, env: Optional[dict] = None) -> Tuple[int, str, str]:
-    out = subprocess.run([sys.executable, str(REPO / "examples" / "publish" / script), *args], cwd=REPO,
-                         capture_output=True, text=True, timeout=PATIENCE,
-                         env={"PATH": os.environ.get("PATH", ""), **(env or {})})
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "publish" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+    )
     return out.returncode, out.stdout, out.stderr
 
 
@@ -54,8 +59,9 @@ def test_publish_py_exit_codes(examples_node: Node, tmp_path: Path) -> None:
     bad.write_text(json.dumps({"to": {"users": [USER]}, "kind": "toast", "title": "x", "ttl": 60}))
     code, _, err = run("publish.py", str(bad), env={**env, "HERALD_API_KEY": API_KEY})
     assert code == 1 and "ttl: unknown field" in err, err
-    code, _, err = run("publish.py", "examples/envelopes/error-toast.json",
-                       env={"HERALD_API_URL": f"http://127.0.0.1:{free_port()}"})
+    code, _, err = run(
+        "publish.py", "examples/envelopes/error-toast.json", env={"HERALD_API_URL": f"http://127.0.0.1:{free_port()}"}
+    )
     assert code == 2 and "cannot reach Herald" in err, err
     # Nothing of the refused ones arrived: the next frame is this one.
     code, out, err = run("publish.py", "examples/envelopes/success-toast.json", env={**env, "HERALD_API_KEY": API_KEY})
@@ -77,6 +83,9 @@ def test_publish_redis_py_publishes_and_enqueues(redis_server: RedisServer, redi
     frame = session.recv_msg()
     assert (frame["id"], frame["title"]) == (out.strip(), "Export ready") and frame["pos"]
 
-    code, _, err = run("publish_redis.py", "examples/envelopes/error-toast.json",
-                       env={"HERALD_REDIS__URL": f"redis://127.0.0.1:{free_port()}"})
+    code, _, err = run(
+        "publish_redis.py",
+        "examples/envelopes/error-toast.json",
+        env={"HERALD_REDIS__URL": f"redis://127.0.0.1:{free_port()}"},
+    )
     assert code == 2 and "cannot publish" in err, err

@@ -7,11 +7,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 from conftest import API_KEY, Node, Session, free_port, load, unique, until
+from websockets.exceptions import ConnectionClosed
 
 from herald_client import (
-    AsyncHttpClient, AuthError, HttpClient, InvalidMessage, Message, NotFound, Refused, Unavailable,
+    AsyncHttpClient,
+    AuthError,
+    HttpClient,
+    InvalidMessage,
+    Message,
+    NotFound,
+    Refused,
+    Unavailable,
 )
 
 
@@ -35,7 +42,11 @@ def test_publish_to_users_reaches_their_sessions_and_reports_who_was_online(node
     sent = herald.publish(Message.card("Your card was declined").to_users(alice, bob).data(invoice="inv_1"))
     frame = session.recv_msg()
     assert (frame["id"], frame["title"], frame["kind"], frame["reason"]) == (
-        sent.id, "Your card was declined", "card", "push")
+        sent.id,
+        "Your card was declined",
+        "card",
+        "push",
+    )
     assert frame["data"] == {"invoice": "inv_1"} and frame["pos"], frame
     assert (sent.online, sent.offline) == ([alice], [bob])
 
@@ -133,8 +144,12 @@ def test_presence_stats_and_disconnect(node: Node, herald: HttpClient) -> None:
 
 def test_campaigns_crud_and_a_stored_campaign_fires(node: Node, herald: HttpClient) -> None:
     user, cid = unique(), unique("welcome")
-    campaign = {"id": cid, "trigger": {"connect": True}, "audience": {"where": f'user == "{user}"'},
-                "message": {"kind": "toast", "title": "Welcome back"}}
+    campaign = {
+        "id": cid,
+        "trigger": {"connect": True},
+        "audience": {"where": f'user == "{user}"'},
+        "message": {"kind": "toast", "title": "Welcome back"},
+    }
     stored = herald.put_campaign(campaign)
     assert stored["id"] == cid and stored["active"] is True
     assert herald.get_campaign(cid)["message"]["title"] == "Welcome back"
@@ -163,8 +178,12 @@ def test_events_stream_records_the_delivery(node: Node, herald: HttpClient) -> N
     session = node.connect(user)
     sent = herald.publish(Message.toast("Tracked").to_users(user))
     session.recv_msg()
-    record = until("the delivery in the events stream", lambda: next(
-        (r for r in herald.stream("events", 500) if r.get("msg") == sent.id and r.get("user") == user), None))
+    record = until(
+        "the delivery in the events stream",
+        lambda: next(
+            (r for r in herald.stream("events", 500) if r.get("msg") == sent.id and r.get("user") == user), None
+        ),
+    )
     assert record["type"] == "delivered", record
     with pytest.raises(ValueError):
         herald.stream("nope")  # type: ignore[arg-type]

@@ -32,7 +32,9 @@ def ingress_drained(server: RedisServer) -> bool:
         return r.xlen("herald:ingress") == 0
 
 
-def test_publish_to_users_goes_to_their_channels_and_tells_who_is_online(redis_node: Node, publisher: RedisClient) -> None:
+def test_publish_to_users_goes_to_their_channels_and_tells_who_is_online(
+    redis_node: Node, publisher: RedisClient
+) -> None:
     alice, bob = unique("alice"), unique("bob")
     session = redis_node.connect(alice)
     sent = publisher.publish(Message.card("Transfer sent").to_users(alice, bob))
@@ -61,8 +63,9 @@ def test_enqueue_is_published_by_the_node_and_recoverable(redis_node: Node, publ
     assert frame["pos"], "messages from the ingress stream carry a resume position"
 
 
-def test_resume_recovers_what_was_enqueued_not_what_was_published(redis_server: RedisServer, redis_node: Node,
-                                                                  publisher: RedisClient) -> None:
+def test_resume_recovers_what_was_enqueued_not_what_was_published(
+    redis_server: RedisServer, redis_node: Node, publisher: RedisClient
+) -> None:
     user = unique()
     first = redis_node.connect(user)
     since = first.hello["pos"]
@@ -97,8 +100,9 @@ def test_retract_goes_through_ingress(redis_node: Node, publisher: RedisClient) 
     expect_control(publisher, redis_node.connect(user), user)
 
 
-def test_builder_refuses_before_anything_reaches_redis(redis_server: RedisServer, redis_node: Node,
-                                                       publisher: RedisClient) -> None:
+def test_builder_refuses_before_anything_reaches_redis(
+    redis_server: RedisServer, redis_node: Node, publisher: RedisClient
+) -> None:
     user = unique()
     session = redis_node.connect(user)
     with redis.Redis(port=redis_server.port) as r:
@@ -120,8 +124,12 @@ def test_unchecked_refusal_lands_in_the_dead_stream(redis_server: RedisServer, r
     with RedisClient.from_url(redis_server.url, validate=False) as unchecked:
         bad = unchecked.publish({"to": "all", "kind": "toast", "title": "x", "titel": "typo"})
         with redis.Redis(port=redis_server.port, decode_responses=True) as r:
-            record = until("the refusal in the dead stream", lambda: next(
-                (f for _, f in r.xrevrange("herald:dead", count=50) if bad.id in f.get("envelope", "")), None))
+            record = until(
+                "the refusal in the dead stream",
+                lambda: next(
+                    (f for _, f in r.xrevrange("herald:dead", count=50) if bad.id in f.get("envelope", "")), None
+                ),
+            )
         assert record["reason"].startswith("titel: unknown field"), record
         control = unchecked.publish(Message.toast("Control").to_all())
         assert session.recv_msg()["id"] == control.id  # the refused one never came

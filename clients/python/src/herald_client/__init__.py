@@ -26,11 +26,26 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "HttpClient", "AsyncHttpClient", "RedisClient", "AsyncRedisClient",
-    "Message", "Kind", "Priority", "Position", "new_id",
-    "Published", "Enqueued", "Presence",
-    "HeraldError", "InvalidMessage", "Refused", "NotFound", "AuthError", "Unavailable",
-    "check_envelope", "check_campaign",
+    "HttpClient",
+    "AsyncHttpClient",
+    "RedisClient",
+    "AsyncRedisClient",
+    "Message",
+    "Kind",
+    "Priority",
+    "Position",
+    "new_id",
+    "Published",
+    "Enqueued",
+    "Presence",
+    "HeraldError",
+    "InvalidMessage",
+    "Refused",
+    "NotFound",
+    "AuthError",
+    "Unavailable",
+    "check_envelope",
+    "check_campaign",
 ]
 
 

@@ -84,8 +84,11 @@ def active() -> "Call[List[Dict[str, JSON]]]":
 
 
 def presence(user: str) -> "Call[Presence]":
-    return Call("GET", f"/v1/presence/{_segment(user)}",
-                lambda d: Presence(user=d["user"], online=d["online"], sessions=d["sessions"]))
+    return Call(
+        "GET",
+        f"/v1/presence/{_segment(user)}",
+        lambda d: Presence(user=d["user"], online=d["online"], sessions=d["sessions"]),
+    )
 
 
 def stats() -> "Call[Dict[str, JSON]]":

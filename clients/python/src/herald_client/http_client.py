@@ -28,8 +28,9 @@ StreamName = Literal["events", "undelivered", "dead"]
 
 
 class _Base:
-    def __init__(self, url: str, api_key: Optional[str], timeout: float, validate: bool,
-                 max_envelope_bytes: int) -> None:
+    def __init__(
+        self, url: str, api_key: Optional[str], timeout: float, validate: bool, max_envelope_bytes: int
+    ) -> None:
         self.url = url.rstrip("/")
         self._options = _api.options(url, api_key, timeout)
         self._validate = validate
@@ -44,7 +45,13 @@ class _Base:
     @staticmethod
     def _request(call: "_api.Call[Any]") -> Dict[str, Any]:
         headers = {"Content-Type": "application/json"} if call.body is not None else None
-        return {"method": call.method, "url": call.path, "content": call.body, "params": call.params, "headers": headers}
+        return {
+            "method": call.method,
+            "url": call.path,
+            "content": call.body,
+            "params": call.params,
+            "headers": headers,
+        }
 
     def _publish(self, message: Envelope) -> "_api.Call[Published]":
         return _api.publish(_api.envelope_json(message, self._validate, self._max_bytes))
@@ -61,8 +68,15 @@ class HttpClient(_Base):
     manager, or call ``close()``.
     """
 
-    def __init__(self, url: str = _api.DEFAULT_URL, *, api_key: Optional[str] = None, timeout: float = 10.0,
-                 validate: bool = True, max_envelope_bytes: int = MAX_ENVELOPE_BYTES) -> None:
+    def __init__(
+        self,
+        url: str = _api.DEFAULT_URL,
+        *,
+        api_key: Optional[str] = None,
+        timeout: float = 10.0,
+        validate: bool = True,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+    ) -> None:
         super().__init__(url, api_key, timeout, validate, max_envelope_bytes)
         self._http = httpx.Client(**self._options)
 
@@ -121,7 +135,9 @@ class HttpClient(_Base):
     def __enter__(self) -> "HttpClient":
         return self
 
-    def __exit__(self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+    def __exit__(
+        self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
         self.close()
 
 
@@ -129,8 +145,15 @@ class AsyncHttpClient(_Base):
     """The asyncio twin of ``HttpClient``: the same methods, awaited.
     Use ``async with``, or call ``aclose()``."""
 
-    def __init__(self, url: str = _api.DEFAULT_URL, *, api_key: Optional[str] = None, timeout: float = 10.0,
-                 validate: bool = True, max_envelope_bytes: int = MAX_ENVELOPE_BYTES) -> None:
+    def __init__(
+        self,
+        url: str = _api.DEFAULT_URL,
+        *,
+        api_key: Optional[str] = None,
+        timeout: float = 10.0,
+        validate: bool = True,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+    ) -> None:
         super().__init__(url, api_key, timeout, validate, max_envelope_bytes)
         self._http = httpx.AsyncClient(**self._options)
 
@@ -180,5 +203,7 @@ class AsyncHttpClient(_Base):
     async def __aenter__(self) -> "AsyncHttpClient":
         return self
 
-    async def __aexit__(self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+    async def __aexit__(
+        self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
         await self.aclose()

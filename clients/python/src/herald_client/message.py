@@ -151,8 +151,13 @@ class Message:
         """Free-form payload for the app."""
         return self._with(data={**self._fields.get("data", {}), **(data or {}), **values})
 
-    def locale(self, tag: str, title: Optional[str] = None, body: Optional[str] = None,
-               actions: Optional[Iterable[Mapping[str, str]]] = None) -> "Message":
+    def locale(
+        self,
+        tag: str,
+        title: Optional[str] = None,
+        body: Optional[str] = None,
+        actions: Optional[Iterable[Mapping[str, str]]] = None,
+    ) -> "Message":
         """A variant for recipients whose locale is ``tag`` (``fr``, ``pt-BR``)."""
         variant: Dict[str, Any] = {k: v for k, v in (("title", title), ("body", body)) if v is not None}
         if actions is not None:

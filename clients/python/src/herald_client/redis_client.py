@@ -110,17 +110,37 @@ class RedisClient(_Base):
     ``close()``. ``prefix`` is the nodes' ``redis.prefix``.
     """
 
-    def __init__(self, client: "Union[redis.Redis, redis.cluster.RedisCluster]", *, prefix: str = "herald",
-                 validate: bool = True, max_envelope_bytes: int = MAX_ENVELOPE_BYTES, _owned: bool = False) -> None:
+    def __init__(
+        self,
+        client: "Union[redis.Redis, redis.cluster.RedisCluster]",
+        *,
+        prefix: str = "herald",
+        validate: bool = True,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+        _owned: bool = False,
+    ) -> None:
         super().__init__(client, prefix, validate, max_envelope_bytes, _owned)
 
     @classmethod
-    def from_url(cls, url: str = DEFAULT_URL, *, cluster: bool = False, prefix: str = "herald",
-                 validate: bool = True, max_envelope_bytes: int = MAX_ENVELOPE_BYTES, **redis_options: Any) -> "RedisClient":
+    def from_url(
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        cluster: bool = False,
+        prefix: str = "herald",
+        validate: bool = True,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+        **redis_options: Any,
+    ) -> "RedisClient":
         """``cluster=True``: ``url`` is one seed node of a Redis Cluster."""
         make = redis.cluster.RedisCluster.from_url if cluster else redis.Redis.from_url
-        return cls(make(url, **redis_options), prefix=prefix, validate=validate,
-                   max_envelope_bytes=max_envelope_bytes, _owned=True)
+        return cls(
+            make(url, **redis_options),
+            prefix=prefix,
+            validate=validate,
+            max_envelope_bytes=max_envelope_bytes,
+            _owned=True,
+        )
 
     def publish(self, message: Envelope) -> Published:
         """Plain ``PUBLISH``/``SPUBLISH``: at most once, not recoverable."""
@@ -155,7 +175,9 @@ class RedisClient(_Base):
     def __enter__(self) -> "RedisClient":
         return self
 
-    def __exit__(self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+    def __exit__(
+        self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
         self.close()
 
 
@@ -163,18 +185,36 @@ class AsyncRedisClient(_Base):
     """The asyncio twin of ``RedisClient``, over ``redis.asyncio.Redis`` or
     ``redis.asyncio.cluster.RedisCluster``."""
 
-    def __init__(self, client: "Union[redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster]", *,
-                 prefix: str = "herald", validate: bool = True, max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
-                 _owned: bool = False) -> None:
+    def __init__(
+        self,
+        client: "Union[redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster]",
+        *,
+        prefix: str = "herald",
+        validate: bool = True,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+        _owned: bool = False,
+    ) -> None:
         super().__init__(client, prefix, validate, max_envelope_bytes, _owned)
 
     @classmethod
-    def from_url(cls, url: str = DEFAULT_URL, *, cluster: bool = False, prefix: str = "herald",
-                 validate: bool = True, max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
-                 **redis_options: Any) -> "AsyncRedisClient":
+    def from_url(
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        cluster: bool = False,
+        prefix: str = "herald",
+        validate: bool = True,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+        **redis_options: Any,
+    ) -> "AsyncRedisClient":
         make = redis.asyncio.cluster.RedisCluster.from_url if cluster else redis.asyncio.Redis.from_url
-        return cls(make(url, **redis_options), prefix=prefix, validate=validate,
-                   max_envelope_bytes=max_envelope_bytes, _owned=True)
+        return cls(
+            make(url, **redis_options),
+            prefix=prefix,
+            validate=validate,
+            max_envelope_bytes=max_envelope_bytes,
+            _owned=True,
+        )
 
     async def publish(self, message: Envelope) -> Published:
         plan = self._publish(message)
@@ -205,5 +245,7 @@ class AsyncRedisClient(_Base):
     async def __aenter__(self) -> "AsyncRedisClient":
         return self
 
-    async def __aexit__(self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+    async def __aexit__(
+        self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
         await self.aclose()

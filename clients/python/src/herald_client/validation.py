@@ -47,8 +47,15 @@ _PATTERNS = {
     r"^https?://[^\s\\]*$": "must be an http(s) URL",
     r"^(https?://|/(?![/\\]))[^\s\\]*$": "must be an http(s) URL or a path starting with /",
 }
-_TYPES = {"string": "a string", "integer": "an integer", "number": "a number",
-          "boolean": "a boolean", "object": "an object", "array": "an array", "null": "null"}
+_TYPES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "an object",
+    "array": "an array",
+    "null": "null",
+}
 
 
 def _field(path: Iterable[Any]) -> str:
