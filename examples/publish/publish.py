@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Publish an in-app message, or store a campaign, through Herald's admin HTTP API.
+"""Publish an in-app message, or store a campaign, through Herald's admin HTTP
+API with the Python client library (clients/python, `herald_client`).
 
-Standard library only (urllib), Python 3.8 or later.
-
+    pip install ./clients/python        # in your project: pip install herald-client
     python3 examples/publish/publish.py examples/envelopes/outage-banner.json
     python3 examples/publish/publish.py examples/campaigns/upsell-export.json
 
@@ -11,78 +11,47 @@ Standard library only (urllib), Python 3.8 or later.
 
 A file with a "trigger" is a campaign: it is stored with PUT /v1/campaigns/{id}.
 Anything else is an envelope, published with POST /v1/messages (a retraction,
-{"op": "retract", "id": "..."}, goes the same way). The file is sent as it is;
-Herald checks it and answers 400 with the reason if it is wrong.
+{"op": "retract", "id": "..."}, goes the same way). The library checks it
+against the envelope schema first, and Herald checks it again.
 
 Prints Herald's answer, e.g. {"id": "01J...", "online": ["u_123"], "offline": []};
 exits 1 with the reason on a refusal, 2 when the node cannot be reached.
 """
 
 import json
-import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
+from dataclasses import asdict
 
-API_URL = os.environ.get("HERALD_API_URL", "http://127.0.0.1:9090").rstrip("/")
-API_KEY = os.environ.get("HERALD_API_KEY")
-
-
-def send(method, path, body):
-    """Sends JSON bytes; returns (status, parsed answer)."""
-    request = urllib.request.Request(
-        API_URL + path,
-        data=body,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    if API_KEY:
-        request.add_header("Authorization", "Bearer " + API_KEY)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as refused:
-        text = refused.read().decode("utf-8", "replace")
-        try:
-            reason = json.loads(text).get("error", text)
-        except ValueError:
-            reason = text
-        return refused.code, {"error": reason}
+from herald_client import HeraldError, HttpClient, Unavailable
 
 
 def main(argv):
     if len(argv) != 2:
         print("usage: publish.py FILE.json", file=sys.stderr)
         return 64
+    path = argv[1]
     try:
-        with open(argv[1], "rb") as f:
-            body = f.read()
+        with open(path, "rb") as f:
+            document = json.load(f)
     except OSError as e:
-        print(f"{argv[1]}: {e.strerror}", file=sys.stderr)
+        print(f"{path}: {e.strerror}", file=sys.stderr)
         return 1
-    try:
-        document = json.loads(body)
     except ValueError as e:
-        print(f"{argv[1]}: not JSON: {e}", file=sys.stderr)
+        print(f"{path}: not JSON: {e}", file=sys.stderr)
         return 1
 
-    if isinstance(document, dict) and "trigger" in document:
-        campaign_id = document.get("id")
-        if not campaign_id:
-            print(f"{argv[1]}: a campaign file needs an \"id\"", file=sys.stderr)
-            return 1
-        method, path = "PUT", "/v1/campaigns/" + urllib.parse.quote(campaign_id, safe="")
-    else:
-        method, path = "POST", "/v1/messages"
-
     try:
-        status, answer = send(method, path, body)
-    except (urllib.error.URLError, OSError) as e:
-        print(f"cannot reach Herald at {API_URL}: {e}", file=sys.stderr)
+        with HttpClient.from_env() as herald:
+            if isinstance(document, dict) and "trigger" in document:
+                answer = herald.put_campaign(document)
+            else:
+                sent = herald.publish(document)
+                answer = {k: v for k, v in asdict(sent).items() if v is not None}
+    except Unavailable as e:
+        print(e, file=sys.stderr)
         return 2
-    if status >= 400:
-        print(f"{method} {path} answered {status}: {answer['error']}", file=sys.stderr)
+    except HeraldError as e:  # InvalidMessage, Refused, AuthError
+        print(f"{path}: {e}", file=sys.stderr)
         return 1
     print(json.dumps(answer))
     return 0
