@@ -216,6 +216,9 @@ export async function imageServer() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
+/** Files a test made (a bundle, say), served at /__fixtures/NAME beside tests/browser/fixtures/. */
+export const FIXTURES = new Map();
+
 /** The demo's routes: the node answers them all with demo/index.html. */
 const DEMO_PATHS = new Set(['/', '/pricing', '/product', '/checkout']);
 
@@ -228,9 +231,17 @@ const DEMO_PATHS = new Set(['/', '/pricing', '/product', '/checkout']);
  */
 export async function serveWorkingTree(context) {
   await context.route(
-    (url) => url.hostname === '127.0.0.1' && (url.pathname.startsWith('/sdk/') || DEMO_PATHS.has(url.pathname)),
+    (url) => url.hostname === '127.0.0.1' && (url.pathname.startsWith('/sdk/') || url.pathname.startsWith('/__fixtures/') || DEMO_PATHS.has(url.pathname)),
     async (route) => {
       const url = new URL(route.request().url());
+      if (url.pathname.startsWith('/__fixtures/')) {
+        const name = url.pathname.slice('/__fixtures/'.length);
+        const made = FIXTURES.get(name);
+        const body = made ? made.body : /^[a-z0-9-]+\.(html|js)$/.test(name) ? await readFile(join(here, 'fixtures', name)).catch(() => null) : null;
+        if (!body) return route.fulfill({ status: 404, body: `no fixture ${name}` });
+        const type = (made && made.type) || (name.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8');
+        return route.fulfill({ contentType: type, body });
+      }
       if (DEMO_PATHS.has(url.pathname)) {
         if (route.request().resourceType() !== 'document') return route.fallback();
         return route.fulfill({ contentType: 'text/html; charset=utf-8', body: await readFile(join(REPO, 'demo/index.html')) });
