@@ -15,10 +15,12 @@ const DARK = `
   --_bg:var(--herald-bg,#1d2027);--_fg:var(--herald-fg,#eceef3);--_muted:var(--herald-muted,#aab1be);
   --_accent:var(--herald-accent,#7d9bff);--_accent-fg:var(--herald-accent-fg,#0d1020);
   --_border:var(--herald-border,rgba(255,255,255,.16));--_shadow:var(--herald-shadow,0 12px 32px rgba(0,0,0,.55));
-  --_backdrop:var(--herald-backdrop,rgba(0,0,0,.65));--_focus:var(--herald-focus,#9bb3ff);--_page:#121418;`;
+  --_backdrop:var(--herald-backdrop,rgba(0,0,0,.65));--_focus:var(--herald-focus,#9bb3ff);--_page:#121418;
+  --_toast-bg:var(--herald-toast-bg,#eceef3);--_toast-fg:var(--herald-toast-fg,#1b1d22);`;
 
 export const STYLESHEET = `
-.herald-root{--_page:#f3f4f6;
+.herald-root{--_page:#f3f4f6;container:herald/inline-size;
+  --_toast-bg:var(--herald-toast-bg,#1f232b);--_toast-fg:var(--herald-toast-fg,#f3f4f7);
   --_bg:var(--herald-bg,#ffffff);--_fg:var(--herald-fg,#1b1d22);--_muted:var(--herald-muted,#555d6b);
   --_accent:var(--herald-accent,#2f56d6);--_accent-fg:var(--herald-accent-fg,#ffffff);
   --_border:var(--herald-border,rgba(20,24,32,.14));--_radius:var(--herald-radius,12px);
@@ -74,16 +76,18 @@ export const STYLESHEET = `
 .herald-root .herald-fullscreen .herald-title{font-size:2em;line-height:1.2}
 .herald-root .herald-fullscreen .herald-body{font-size:1.1em}
 .herald-root .herald-fullscreen .herald-actions{justify-content:center}
+.herald-root .herald-fullscreen .herald-action{padding:10px 22px;font-size:1.05em}
 .herald-root .herald-fullscreen .herald-close{position:absolute;top:16px;right:16px;font-size:28px}
 .herald-root .herald-card{position:fixed;right:16px;bottom:16px;width:min(360px,calc(100vw - 32px));z-index:calc(var(--_z) + 2)}
 .herald-root .herald-card.herald-pos-top{bottom:auto;top:16px}
 .herald-root .herald-card.herald-pos-center{bottom:auto;top:50%;transform:translateY(-50%)}
 .herald-root .herald-toast{position:fixed;left:50%;bottom:24px;transform:translateX(-50%);width:max-content;
   max-width:min(480px,calc(100vw - 32px));z-index:calc(var(--_z) + 4);flex-direction:row;align-items:center;padding:12px 14px 12px 18px;
-  background:var(--herald-toast-bg,#1f232b);color:var(--herald-toast-fg,#f3f4f7);border-color:transparent}
+  background:var(--_toast-bg);color:var(--_toast-fg);border-color:transparent}
 .herald-root .herald-toast.herald-pos-top{bottom:auto;top:24px}
 .herald-root .herald-toast .herald-body{color:inherit;opacity:.85}
-.herald-root .herald-toast .herald-action.herald-primary{background:var(--herald-toast-fg,#f3f4f7);color:var(--herald-toast-bg,#1f232b)}
+.herald-root .herald-toast .herald-action{border-color:currentColor;padding:5px 12px}
+.herald-root .herald-toast .herald-action.herald-primary{background:var(--_toast-fg);color:var(--_toast-bg);border-color:transparent}
 .herald-root .herald-tooltip{position:fixed;z-index:calc(var(--_z) + 2);width:max-content;max-width:min(300px,calc(100vw - 16px));
   padding:12px 14px;gap:8px;font-size:14px}
 .herald-root .herald-tooltip::before{content:"";position:absolute;left:var(--_arrow-x,50%);width:12px;height:12px;margin-left:-6px;
@@ -106,6 +110,19 @@ export const STYLESHEET = `
 .herald-preview .herald-preview-custom{position:absolute;inset:16px;display:flex;align-items:center;justify-content:center;
   border:1px dashed var(--_muted);border-radius:var(--_radius);color:var(--_muted);font:14px/1.4 var(--_font);text-align:center;padding:16px}
 @media (prefers-reduced-motion:reduce){.herald-root .herald{animation:none}}
+@container herald (max-width:560px){
+  .herald-root .herald-banner{flex-wrap:wrap;row-gap:8px;padding:10px 12px 12px 16px}
+  .herald-root .herald-banner .herald-content{flex:1 1 calc(100% - 56px)}
+  .herald-root .herald-banner .herald-close{order:1;align-self:flex-start}
+  .herald-root .herald-banner .herald-actions{order:2;flex-basis:100%}
+  .herald-root .herald-card{left:12px;right:12px;bottom:12px;width:auto}
+  .herald-root .herald-card.herald-pos-top{top:12px}
+  .herald-root .herald-toast{bottom:16px;max-width:calc(100% - 24px)}
+  .herald-root .herald-backdrop{padding:12px}
+  .herald-root .herald-modal{width:100%}
+  .herald-root .herald-fullscreen{padding:24px 20px}
+  .herald-root .herald-fullscreen .herald-title{font-size:1.6em}
+}
 `;
 
 const FOCUSABLE = 'a[href],button:not([disabled]),input:not([disabled]),select:not([disabled]),textarea:not([disabled]),[tabindex]:not([tabindex="-1"])';
