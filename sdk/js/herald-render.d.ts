@@ -38,6 +38,8 @@ export interface PreviewOptions {
   width?: number;
   height?: number;
   labels?: Labels;
+  /** The preview area's accessible name (role group). Default "Message preview". */
+  label?: string;
   /** A button of the message was pressed (nothing is sent anywhere). */
   onAction?: (action: { id: string; label?: string; url?: string }, msg: Message) => void;
   /** Its close control was pressed. */

@@ -188,6 +188,8 @@ export class DomRenderer {
     const p = this.preview;
     if (p) {
       root.classList.add('herald-preview');
+      root.setAttribute('role', 'group');
+      root.setAttribute('aria-label', p.label || 'Message preview');
       if (p.theme === 'light' || p.theme === 'dark') root.classList.add(`herald-${p.theme}`);
       if (p.width) root.style.width = `${p.width}px`;
       if (p.height) root.style.height = `${p.height}px`;
@@ -212,7 +214,16 @@ export class DomRenderer {
     if (!build) return;
     const entry = build();
     entry.msg = msg;
-    if (this.preview) entry.blocking = false; // no focus moves, no scroll lock, no trap
+    if (this.preview) {
+      // No focus moves, no scroll lock, no trap; and for assistive technology
+      // neither a modal that hides the host page nor a live region that
+      // announces every redraw.
+      entry.blocking = false;
+      for (const el of [entry.el, ...entry.el.querySelectorAll('[role]')]) {
+        el.removeAttribute('aria-modal');
+        if (/^(alert|status)$/.test(el.getAttribute('role') || '')) el.setAttribute('aria-live', 'off');
+      }
+    }
     entry.el.setAttribute('data-herald-id', msg.id);
     entry.el.setAttribute('data-herald-kind', msg.kind);
     if (msg.priority) entry.el.setAttribute('data-herald-priority', msg.priority);
@@ -547,7 +558,7 @@ export class DomRenderer {
   // --- tooltips -------------------------------------------------------------
 
   watchAnchors() {
-    if (this.observer || typeof MutationObserver === 'undefined') return;
+    if (this.preview || this.observer || typeof MutationObserver === 'undefined') return;
     this.observer = new MutationObserver((records) => {
       if (records.some((r) => !this.root || !this.root.contains(r.target))) this.schedulePlacement();
     });
@@ -664,7 +675,8 @@ function applyTheme(el, theme) {
  * Sandboxed: positioned inside the container (CSS containment), no focus
  * moved or trapped, no page-wide listeners, no acks. Options: theme
  * ('light' | 'dark', default: the page's prefers-color-scheme), width and
- * height (px, default: the container's), labels, onAction(action, msg),
+ * height (px, default: the container's), labels, label (the preview's
+ * accessible name, default "Message preview"), onAction(action, msg),
  * onDismiss(msg). Returns {root, update(msg), destroy()}.
  */
 export function renderPreview(container, msg, options = {}) {
@@ -686,7 +698,7 @@ export function renderPreview(container, msg, options = {}) {
     document: container.ownerDocument,
     labels: options.labels,
     toastMs: 0,
-    preview: { theme: options.theme, width: options.width, height: options.height },
+    preview: { theme: options.theme, width: options.width, height: options.height, label: options.label },
   });
   const root = view.ensureRoot();
   let placeholder = null;

@@ -182,6 +182,9 @@ test('renderPreview draws inside its container with the live drawing code, and l
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'host-button', 'Tab moves on in the host page, not into a trap');
     assert.equal(await page.evaluate(() => document.documentElement.style.overflow), '', 'the page still scrolls');
+    // For screen readers: a dialog in a preview does not hide the host page (aria-modal), the area is named.
+    assert.equal(await page.$eval(`${previewSel} [role="dialog"]`, (d) => d.getAttribute('aria-modal')), null);
+    assert.equal(await page.$eval('#preview .herald-preview', (r) => `${r.getAttribute('role')}:${r.getAttribute('aria-label')}`), 'group:Message preview');
     // Buttons report to the console, never to a server.
     await page.click(`${previewSel} [data-herald-action="upgrade"]`);
     assert.deepEqual(await page.evaluate(() => window.actions), ['upgrade']);
