@@ -223,14 +223,19 @@ function Renderers() {
  * The messages the app draws itself that are on screen now (one per slot,
  * as the core schedules them; every active custom message): items
  * {message, kind, dismissible, click(actionId), dismiss(), displayed()}.
- * `kind` (a kind or an array of kinds) filters them. Items returned are
+ * `kind` (a kind or an array of kinds) filters them; without it, the kinds
+ * no component of `renderers` draws. Items returned are
  * acked `displayed` once rendered while the tab is visible.
  */
 export function useHeraldMessages({ kind } = {}) {
-  const { store } = useCtx('useHeraldMessages');
+  const { store, renderers } = useCtx('useHeraldMessages');
   const all = useSyncExternalStore(store.subscribe, store.getItems, store.getItems);
   const kinds = kind === undefined ? null : [].concat(kind).join(',');
-  const items = useMemo(() => (kinds === null ? all : all.filter((i) => kinds.split(',').includes(i.kind))), [all, kinds]);
+  const items = useMemo(
+    // Without a kind: what no component of `renderers` draws already.
+    () => (kinds === null ? all.filter((i) => !renderers[i.kind]) : all.filter((i) => kinds.split(',').includes(i.kind))),
+    [all, kinds, renderers],
+  );
   useDisplayed(items);
   return items;
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Herald, jwtExp } from '../herald-core.js';
-import { HeraldNode, recordingWebSocket, uniqueUser, until } from './herald-node.mjs';
+import { HeraldNode, recordingWebSocket, uniqueUser, until } from '../test-helpers/herald-node.mjs';
 
 let node;
 const clients = [];

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { test } from 'node:test';
 import { build } from 'esbuild';
-import { REPO } from './herald-node.mjs';
+import { REPO } from '../test-helpers/herald-node.mjs';
 
 const JS = join(REPO, 'sdk/js');
 const REACT = join(REPO, 'sdk/react');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { REPO } from './herald-node.mjs';
+import { REPO } from '../test-helpers/herald-node.mjs';
 
 test('herald.d.ts, herald-core.d.ts, herald-render.d.ts and @herald/react index.d.ts type-check their documented use', () => {
   const tsc = join(REPO, 'sdk/node_modules/typescript/bin/tsc');

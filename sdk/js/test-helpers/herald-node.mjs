@@ -1,3 +1,4 @@
+// Test helper (not a test file: node --test runs everything under test/).
 // A real `herald serve` (embedded, dev mode) on free ports for the core's
 // Node tests, and a WebSocket (the ws package) that records what goes over
 // the wire. The binary: HERALD_BIN, else <repo>/target/debug/herald.
