@@ -21,6 +21,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 const DEMO_HTML: &str = include_str!("../../demo/index.html");
 const SDK_JS: &str = include_str!("../../sdk/js/herald.js");
+const SDK_CORE_JS: &str = include_str!("../../sdk/js/herald-core.js");
+const SDK_RENDER_JS: &str = include_str!("../../sdk/js/herald-render.js");
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -33,7 +35,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/product", get(demo))
         .route("/checkout", get(demo))
         // Apps on other origins import the SDK as a module: CORS allows it.
-        .route("/sdk/herald.js", get(sdk))
+        .route("/sdk/herald.js", get(|| sdk(SDK_JS)))
+        // herald.js imports these two; apps may import the core alone.
+        .route("/sdk/herald-core.js", get(|| sdk(SDK_CORE_JS)))
+        .route("/sdk/herald-render.js", get(|| sdk(SDK_RENDER_JS)))
         .with_state(node)
 }
 
@@ -44,13 +49,13 @@ async fn demo() -> impl IntoResponse {
     )
 }
 
-async fn sdk() -> impl IntoResponse {
+async fn sdk(js: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
-        SDK_JS,
+        js,
     )
 }
 

@@ -360,3 +360,32 @@ test('a visitor with a guest id sees `herald broadcast`', async () => {
     await page.close();
   }
 });
+
+test('every kind on a phone, light and dark: inside the viewport, nothing cut off (screenshots)', async () => {
+  const user = uniqueUser('phone');
+  const { page, wire } = await openDemo(env.browser.context, env.herald, user);
+  try {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      for (const [kind, spec] of Object.entries(KINDS)) {
+        const { image, ...extra } = spec.extra;
+        if (image) extra.image_url = `${images.url}/notebook.svg`;
+        if (kind === 'tooltip') extra.anchor = '#home-title';
+        const id = await env.herald.publish({ to: { users: [user] }, kind, title: `A ${kind} on a phone`, body: `The body of the ${kind}, long enough to wrap on a narrow screen.`, ...extra });
+        const el = await page.waitForSelector(sel(id), { state: 'visible' });
+        await wire.waitAck(id, 'displayed');
+        const boxes = await el.evaluate((e) => [e, ...e.querySelectorAll('*')].filter((n) => n.getClientRects().length).map((n) => n.getBoundingClientRect().toJSON()));
+        for (const b of boxes) {
+          assert.ok(b.left >= -0.5 && b.right <= 390.5, `${kind} (${scheme}) fits the phone's width: ${JSON.stringify(b)}`);
+        }
+        await screenshot(page, `${kind}-phone-${scheme}`);
+        await el.$eval('.herald-close', (b) => b.click());
+        await page.waitForSelector(sel(id), { state: 'detached' });
+      }
+    }
+  } finally {
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.close();
+  }
+});

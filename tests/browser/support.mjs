@@ -3,7 +3,8 @@
 // page really sends and receives (observed through the browser, not the SDK).
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +67,9 @@ export class Herald {
   }
 
   async start() {
+    if (!existsSync(HERALD_BIN)) {
+      throw new Error(`no herald binary at ${HERALD_BIN}: build it with \`cargo build --bin herald\`, or point HERALD_BIN at one`);
+    }
     if (!this.port) {
       this.port = await freePort();
       this.adminPort = await freePort();
@@ -212,8 +216,53 @@ export async function imageServer() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
-/** Debian's chromium through playwright-core, with a fresh user data dir. */
-export async function launchBrowser() {
+/** Files a test made (a bundle, say), served at /__fixtures/NAME beside tests/browser/fixtures/. */
+export const FIXTURES = new Map();
+
+/** The demo's routes: the node answers them all with demo/index.html. */
+const DEMO_PATHS = new Set(['/', '/pricing', '/product', '/checkout']);
+
+/**
+ * Answers the page's requests for the SDK (`/sdk/*.js`) and the demo page
+ * from this working tree instead of the node, whose binary embeds the files
+ * it was built with: the tests then test the SDK as it is now. The SDK's own
+ * URLs and the demo's stay the same (same origin, same paths).
+ * served.test.mjs checks what the node itself serves.
+ */
+export async function serveWorkingTree(context) {
+  await context.route(
+    (url) => url.hostname === '127.0.0.1' && (url.pathname.startsWith('/sdk/') || url.pathname.startsWith('/__fixtures/') || DEMO_PATHS.has(url.pathname)),
+    async (route) => {
+      const url = new URL(route.request().url());
+      if (url.pathname.startsWith('/__fixtures/')) {
+        const name = url.pathname.slice('/__fixtures/'.length);
+        const made = FIXTURES.get(name);
+        const body = made ? made.body : /^[a-z0-9-]+\.(html|js)$/.test(name) ? await readFile(join(here, 'fixtures', name)).catch(() => null) : null;
+        if (!body) return route.fulfill({ status: 404, body: `no fixture ${name}` });
+        const type = (made && made.type) || (name.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8');
+        return route.fulfill({ contentType: type, body });
+      }
+      if (DEMO_PATHS.has(url.pathname)) {
+        if (route.request().resourceType() !== 'document') return route.fallback();
+        return route.fulfill({ contentType: 'text/html; charset=utf-8', body: await readFile(join(REPO, 'demo/index.html')) });
+      }
+      const name = url.pathname.slice('/sdk/'.length);
+      if (!/^[a-z-]+\.js$/.test(name)) return route.fallback();
+      const body = await readFile(join(REPO, 'sdk/js', name)).catch(() => null);
+      if (!body) return route.fulfill({ status: 404, body: 'not in sdk/js' });
+      return route.fulfill({ contentType: 'text/javascript; charset=utf-8', headers: { 'access-control-allow-origin': '*' }, body });
+    },
+  );
+}
+
+/**
+ * Debian's chromium through playwright-core, with a fresh user data dir.
+ * `workingTree` (default true): the SDK and demo come from this checkout.
+ */
+export async function launchBrowser({ workingTree = true } = {}) {
+  if (!existsSync(CHROMIUM_BIN)) {
+    throw new Error(`no chromium at ${CHROMIUM_BIN}: install it with \`apt-get install -y chromium\`, or point CHROMIUM_BIN at one`);
+  }
   const profile = await mkdtemp(join(tmpdir(), 'herald-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_BIN,
@@ -227,9 +276,13 @@ export async function launchBrowser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // Pages the tests serve themselves (serveWorkingTree) have no address
+      // space of their own; Chromium would then refuse their sockets to 127.0.0.1.
+      '--disable-features=LocalNetworkAccessChecks',
     ],
     viewport: { width: 1280, height: 800 },
   });
+  if (workingTree) await serveWorkingTree(context);
   return {
     context,
     async close() {

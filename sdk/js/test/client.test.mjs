@@ -312,3 +312,121 @@ test('the url may be ws(s) and is required outside a browser, as is a token', ()
   assert.throws(() => Herald.connect({ url: 'http://h', WebSocket: FakeSocket }), /token or getToken/);
   assert.throws(() => Herald.connect({ url: 'ftp://h', token: 't', WebSocket: FakeSocket }), /http\(s\) or ws\(s\)/);
 });
+
+// --- token refresh (SPEC §10.2) ----------------------------------------------
+
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+/** A JWT-shaped token for user u expiring at `exp` (unix seconds); not signed. */
+const jwt = (exp, n = 0) => `${b64({ alg: 'HS256' })}.${b64({ sub: 'u1', exp, n })}.sig`;
+
+test('refreshes the token over the open socket before it expires, and again after the answer', async () => {
+  // Date.now() is 1_000_000 ms (1000 s): tokens live 100 s.
+  let n = 0;
+  const { c, states } = connect({ getToken: async () => jwt(Math.floor(Date.now() / 1000) + 100, ++n) });
+  const renewed = [];
+  c.on('auth', (a) => renewed.push(a.exp));
+  await settle();
+  const ws = last();
+  ws.accept();
+  // 100 s of life: at half of it at the earliest (60 s before exp is sooner than 80%), less up to 10% of jitter.
+  mock.timers.tick(44_999);
+  await settle();
+  assert.equal(ws.frames('auth').length, 0, 'not yet');
+  mock.timers.tick(1);
+  await settle();
+  assert.deepEqual(ws.frames('auth'), [{ t: 'auth', token: jwt(1145, 2) }]);
+  ws.recv({ t: 'auth', exp: 1345 });
+  assert.deepEqual(renewed, [1345]);
+  assert.equal(c.tokenExp, 1345);
+  // The next one: 300 s from now, at 80% less jitter (0.5 * 10%): 225 s.
+  mock.timers.tick(224_999);
+  await settle();
+  assert.equal(ws.frames('auth').length, 1);
+  mock.timers.tick(1);
+  await settle();
+  assert.equal(ws.frames('auth').length, 2);
+  assert.equal(FakeSocket.all.length, 1, 'never a new socket');
+  assert.deepEqual(states.map((s) => s.state), ['connecting', 'open']);
+});
+
+test('auth_failed: retried with backoff while the old token lives, then the 1008 reconnect takes over', async () => {
+  let n = 0;
+  const errors = [];
+  const { c } = connect({ getToken: async () => jwt(1100, ++n) }); // always the same exp: 100 s from the start
+  c.on('error', (e) => errors.push(e.code));
+  await settle();
+  const ws = last();
+  ws.accept();
+  mock.timers.tick(45_000);
+  await settle();
+  assert.equal(ws.frames('auth').length, 1);
+  ws.recv({ t: 'error', code: 'auth_failed', message: 'bad token' });
+  assert.deepEqual(errors, ['auth_failed']);
+  mock.timers.tick(999);
+  await settle();
+  assert.equal(ws.frames('auth').length, 1);
+  mock.timers.tick(1); // backoff: 0.5 * 2 s
+  await settle();
+  assert.equal(ws.frames('auth').length, 2, 'tried again');
+  // No answer at all: the attempt times out after 10 s and is retried later.
+  mock.timers.tick(10_000);
+  await settle();
+  mock.timers.tick(2_000);
+  await settle();
+  assert.equal(ws.frames('auth').length, 3);
+  ws.recv({ t: 'error', code: 'auth_failed', message: 'bad token' });
+  // The old token expires: the server closes with 1008, and the normal reconnect fetches a token.
+  mock.timers.tick(60_000);
+  await settle();
+  last().drop(1008, 'token expired');
+  assert.equal(c.state, 'reconnecting');
+  mock.timers.tick(1000);
+  await settle();
+  assert.equal(FakeSocket.all.length, 2);
+});
+
+test('a server without the auth frame (unknown_type) is not asked again; a static token is never refreshed', async () => {
+  const { c } = connect({ getToken: async () => jwt(1100) });
+  await settle();
+  const ws = last();
+  ws.accept();
+  mock.timers.tick(45_000);
+  await settle();
+  assert.equal(ws.frames('auth').length, 1);
+  ws.recv({ t: 'error', code: 'unknown_type', message: 'unknown frame type "auth"' });
+  mock.timers.tick(50_000);
+  await settle();
+  assert.equal(ws.frames('auth').length, 1);
+  assert.equal(c.state, 'open');
+
+  connect({ token: jwt(1100) });
+  await settle();
+  const other = last();
+  other.accept();
+  mock.timers.tick(99_000);
+  await settle();
+  assert.equal(other.frames('auth').length, 0, 'a static token cannot be renewed');
+});
+
+// --- a view, and dismissible: false (SPEC §10.1) -----------------------------
+
+test('with a view: dismissible: false refuses dismiss(), a click acks it; a retract hides it without an ack', async () => {
+  const log = [];
+  const view = { show: (m) => log.push(`show:${m.id}`), hide: (m, why) => log.push(`hide:${m.id}:${why}`) };
+  const { c } = connect({ token: 'tok', view });
+  await settle();
+  const ws = last();
+  ws.accept();
+  ws.recv({ t: 'msg', id: 'm', kind: 'modal', title: 'Confirm', dismissible: false, actions: [{ id: 'yes', label: 'Yes' }], reason: 'push' });
+  ws.recv({ t: 'msg', id: 'b', kind: 'banner', title: 'Gone soon', reason: 'push' });
+  assert.deepEqual(log, ['show:m', 'show:b']);
+  assert.equal(c.dismiss('m'), false);
+  assert.equal(c.click('m', 'yes'), true);
+  ws.recv({ t: 'retract', id: 'b' });
+  assert.deepEqual(log, ['show:m', 'show:b', 'hide:m:clicked', 'hide:b:retracted']);
+  assert.deepEqual(ws.frames('ack'), [{ t: 'ack', id: 'm', status: 'clicked', action: 'yes' }]);
+  // Positive control: an ordinary message is dismissed.
+  ws.recv({ t: 'msg', id: 'd', kind: 'card', title: 'Dismiss me', reason: 'push' });
+  assert.equal(c.dismiss('d'), true);
+  assert.deepEqual(ws.frames('ack').at(-1), { t: 'ack', id: 'd', status: 'dismissed' });
+});

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { LruSet, Scheduler, backoffDelay, isExpired, jwtExp, nextPos, parsePos, priorityRank, reconnectPlan, safeUrl, wsUrl } from '../herald.js';
+import { LruSet, Scheduler, backoffDelay, isDismissible, isExpired, jwtExp, nextPos, parsePos, priorityRank, reconnectPlan, refreshDelay, safeUrl, wsUrl } from '../herald.js';
 
 const fixed = (v) => () => v;
 
@@ -278,4 +278,33 @@ test('the hello position starts a fresh session and never moves an older one bac
   assert.equal(nextPos('e1.200-9', 'e1.100-5', 'hello'), 'e1.200-9');
   assert.equal(nextPos('e1.100-5', 'e1.300-9', 'hello'), 'e1.300-9');
   assert.equal(nextPos('e1.100-5', 'e2.1-1', 'hello'), 'e2.1-1', 'a new epoch replaces it');
+});
+
+test('refreshDelay: 80% of the lifetime or 60 s before expiry, whichever is sooner, never before half, less up to 10% jitter', () => {
+  const none = () => 0;
+  assert.equal(refreshDelay(3600_000, none), 2880_000); // 1 h: at 48 min
+  assert.equal(refreshDelay(600_000, none), 480_000); // 10 min: 80% is sooner than 9 min
+  assert.equal(refreshDelay(200_000, none), 140_000); // 200 s: 60 s before is sooner than 80%
+  assert.equal(refreshDelay(20_000, none), 10_000); // 20 s: 60 s before is past; half of it
+  assert.equal(refreshDelay(3600_000, () => 0.999999), 2520_000); // the most jitter: 42 min
+  assert.equal(refreshDelay(0), 0);
+  assert.equal(refreshDelay(-5), 0);
+});
+
+test('isDismissible: only an explicit false', () => {
+  assert.equal(isDismissible({}), true);
+  assert.equal(isDismissible({ dismissible: true }), true);
+  assert.equal(isDismissible({ dismissible: false }), false);
+});
+
+test('jwtExp decodes without atob too (React Native engines)', () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const token = `${b64({ alg: 'HS256' })}.${b64({ sub: 'ü-user', exp: 1700000123 })}.sig`;
+  const saved = globalThis.atob;
+  try {
+    globalThis.atob = undefined;
+    assert.equal(jwtExp(token), 1700000123);
+  } finally {
+    globalThis.atob = saved;
+  }
 });
