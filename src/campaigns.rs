@@ -403,7 +403,7 @@ impl Engine {
     /// Evaluates an occurrence in the background: the session loop never
     /// waits on counters.
     pub fn fire(self: &Arc<Self>, session: Arc<Session>, what: Occurrence) {
-        let candidates = self.registry.candidates(&what, &session.identity);
+        let candidates = self.registry.candidates(&what, &session.identity());
         if candidates.is_empty() {
             return;
         }
@@ -414,7 +414,7 @@ impl Engine {
     /// At most one message per occurrence: the highest-priority campaign
     /// whose limits allow a display wins.
     async fn deliver_first_allowed(&self, session: Arc<Session>, candidates: Vec<Arc<Compiled>>) {
-        let user = session.identity.user.clone();
+        let user = session.user.clone();
         for c in candidates {
             let Some(p) = c.message_for(&user) else {
                 continue;

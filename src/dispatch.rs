@@ -319,11 +319,17 @@ impl Dispatcher {
             &p.audience,
             |s| match &shared {
                 Some(frame) => frame.clone(),
-                None if p.personalized => encode(s.identity.locale.as_deref(), Some(&s.identity)),
-                None => per_locale
-                    .entry(s.identity.locale.clone())
-                    .or_insert_with(|| encode(s.identity.locale.as_deref(), None))
-                    .clone(),
+                None if p.personalized => {
+                    let id = s.identity();
+                    encode(id.locale.as_deref(), Some(&id))
+                }
+                None => {
+                    let locale = s.identity().locale.clone();
+                    per_locale
+                        .entry(locale)
+                        .or_insert_with_key(|l| encode(l.as_deref(), None))
+                        .clone()
+                }
             },
             |s| {
                 if per_session {
@@ -346,7 +352,7 @@ impl Dispatcher {
         self.events.emit(
             Record::new(Stream::Events, "delivered")
                 .with("msg", p.id())
-                .with("user", &*s.identity.user)
+                .with("user", &*s.user)
                 .with("sid", self.hub.sid_text(s.sid))
                 .with_opt("campaign", p.envelope.campaign.as_deref()),
         );
@@ -435,12 +441,8 @@ impl Dispatcher {
         missed
             .chain(active)
             .map(|(p, reason)| {
-                let json = msg_frame(
-                    &p.envelope,
-                    session.identity.locale.as_deref(),
-                    Some(&session.identity),
-                    reason,
-                );
+                let id = session.identity();
+                let json = msg_frame(&p.envelope, id.locale.as_deref(), Some(&id), reason);
                 // Replayed frames are the reference, never dropped as duplicates.
                 Outgoing::text(&json, born, 0)
             })
@@ -456,12 +458,10 @@ impl Dispatcher {
     /// so that acks find its campaign and a retraction finds the session.
     pub fn deliver_to(&self, session: &crate::hub::Session, p: &Arc<Publish>, reason: Reason) {
         self.lock_recent().remember(p, Instant::now());
-        let json = msg_frame(
-            &p.envelope,
-            session.identity.locale.as_deref(),
-            Some(&session.identity),
-            reason,
-        );
+        let json = {
+            let id = session.identity();
+            msg_frame(&p.envelope, id.locale.as_deref(), Some(&id), reason)
+        };
         let frame = Outgoing::text(&json, Instant::now(), crate::history::seq_of(p));
         if self.hub.push_to(session, frame) == crate::hub::outbox::Pushed::Queued {
             self.metrics.deliveries.inc();

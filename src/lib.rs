@@ -60,7 +60,7 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub dispatcher: Arc<Dispatcher>,
     pub bus: Arc<Bus>,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     /// Present in dev mode only: mints tokens for `/dev/token`.
     pub dev_signer: Option<Signer>,
     pub session_ctx: Arc<SessionCtx>,
@@ -177,7 +177,7 @@ pub async fn run(
              or auth.jwks_file before exposing this node."
         );
     }
-    let verifier = Verifier::new(&config.auth, dev_secret.as_deref())?;
+    let verifier = Arc::new(Verifier::new(&config.auth, dev_secret.as_deref())?);
     let dev_signer = dev_secret.as_deref().map(Signer::hs256);
 
     let metrics = Arc::new(Metrics::default());
@@ -300,6 +300,7 @@ pub async fn run(
             metrics: metrics.clone(),
             hub: hub.clone(),
             campaigns: engine.clone(),
+            verifier: verifier.clone(),
         }),
         campaigns: engine,
         ws_config: ws_config(&config.session),

@@ -12,6 +12,10 @@ pub enum ClientFrame {
     Ack(Ack),
     Event(Event),
     Ping,
+    /// A fresh token for this session (SPEC §10.2).
+    Auth {
+        token: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,6 +79,8 @@ impl FrameError {
 
 /// Longest event name and ack id accepted.
 const MAX_NAME: usize = 128;
+/// Longest token an `auth` frame may carry.
+const MAX_TOKEN: usize = 8 * 1024;
 /// Most entries in any object or list of an event's `props`, and how deep
 /// they may nest: campaign `trigger.where` expressions are costed for lists
 /// of at most [`crate::expr::ASSUMED_RANGE`] entries.
@@ -125,6 +131,14 @@ impl ClientFrame {
         let field = |e: serde_json::Error| FrameError::BadField(e.to_string());
         match t {
             "ping" => Ok(Self::Ping),
+            "auth" => match map.get("token") {
+                Some(serde_json::Value::String(t)) if !t.is_empty() && t.len() <= MAX_TOKEN => {
+                    Ok(Self::Auth { token: t.clone() })
+                }
+                _ => Err(FrameError::BadField(format!(
+                    "token: a JWT of 1 to {MAX_TOKEN} bytes"
+                ))),
+            },
             "ack" => {
                 let ack: Ack = serde_json::from_value(value).map_err(field)?;
                 if ack.id.is_empty() || ack.id.len() > MAX_NAME {
@@ -154,6 +168,7 @@ impl ClientFrame {
             Self::Ack(_) => "ack",
             Self::Event(_) => "event",
             Self::Ping => "ping",
+            Self::Auth { .. } => "auth",
         }
     }
 }
@@ -181,6 +196,10 @@ pub enum ServerFrame<'a> {
         message: &'a str,
     },
     Pong,
+    /// A token refresh was accepted: the session now ends at `exp`.
+    Auth {
+        exp: u64,
+    },
 }
 
 impl ServerFrame<'_> {
@@ -323,6 +342,14 @@ mod tests {
             "bad_field"
         );
         assert_eq!(code(r#"{"t":"event","name":""}"#), "bad_field");
+        assert_eq!(code(r#"{"t":"auth"}"#), "bad_field");
+        assert_eq!(code(r#"{"t":"auth","token":""}"#), "bad_field");
+        assert_eq!(
+            ClientFrame::parse(r#"{"t":"auth","token":"a.b.c"}"#),
+            Ok(ClientFrame::Auth {
+                token: "a.b.c".into()
+            })
+        );
     }
 
     #[test]
@@ -365,5 +392,9 @@ mod tests {
             r#"{"t":"hello","sid":"s1","user":"u1","heartbeat_s":25}"#
         );
         assert_eq!(ServerFrame::Pong.to_json(), r#"{"t":"pong"}"#);
+        assert_eq!(
+            ServerFrame::Auth { exp: 7 }.to_json(),
+            r#"{"t":"auth","exp":7}"#
+        );
     }
 }

@@ -210,3 +210,70 @@ async fn a_token_issued_in_the_future_is_refused() {
     }
     h.stop().await;
 }
+
+/// SPEC §10.2: a fresh token over the open socket.
+#[tokio::test]
+async fn a_session_refreshes_its_token_without_reconnecting() {
+    let h = Herald::start(config()).await;
+    let now = herald::auth::unix_now();
+    let mut first = claims_with("ada", &["free"], json!({"plan": "free"}));
+    first.exp = now + 2;
+    let mut c = h.connect_claims(first).await;
+    let vip = json!({"to": {"segments": ["vip"]}, "kind": "toast", "title": "for vip"});
+    // Not a vip yet: the control comes first.
+    h.publish(vip.clone()).await;
+    h.expect_control_next(&mut c, "ada").await;
+    let mut second = claims_with("ada", &["vip"], json!({"plan": "pro"}));
+    second.exp = now + 3600;
+    c.send(&json!({"t": "auth", "token": token(&second)}).to_string())
+        .await;
+    assert_eq!(c.recv().await, json!({"t": "auth", "exp": now + 3600}));
+    // The new segments and attributes hold from now on.
+    h.publish(vip).await;
+    assert_eq!(c.recv_title().await, "for vip");
+    h.publish(json!({"to": {"where": "attrs.plan == 'pro'"}, "kind": "toast", "title": "pro"}))
+        .await;
+    assert_eq!(c.recv_title().await, "pro");
+    // The first token's expiry passes; the session lives on.
+    eventually("the first token expired", || async {
+        herald::auth::unix_now() > now + 3
+    })
+    .await;
+    h.expect_control_next(&mut c, "ada").await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_refresh_gets_auth_failed_and_changes_nothing() {
+    let h = Herald::start(config()).await;
+    let now = herald::auth::unix_now();
+    let mut first = claims("ada");
+    first.exp = now + 3;
+    let mut c = h.connect_claims(first).await;
+    let mut other = claims("bob");
+    other.exp = now + 3600;
+    let mut expired = claims("ada");
+    expired.exp = now - 3600;
+    let wrong_key = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "ada", "exp": now + 3600}),
+        &EncodingKey::from_secret(b"another-secret-entirely"),
+    )
+    .expect("sign");
+    for (what, t) in [
+        ("another user", token(&other)),
+        ("expired", token(&expired)),
+        ("wrong key", wrong_key),
+        ("not a JWT", "nope".into()),
+    ] {
+        c.send(&json!({"t": "auth", "token": t}).to_string()).await;
+        let f = c.recv().await;
+        assert_eq!(f["t"], "error", "{what}: {f}");
+        assert_eq!(f["code"], "auth_failed", "{what}: {f}");
+    }
+    // Still ada's session, and still ending at the first token's expiry.
+    h.expect_control_next(&mut c, "ada").await;
+    let (code, reason) = c.closed().await;
+    assert_eq!((code, reason.as_str()), (1008, "token expired"));
+    h.stop().await;
+}

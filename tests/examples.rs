@@ -98,7 +98,11 @@ async fn snippet(
         .await
         .unwrap_or_else(|_| panic!("{program} {script} {file} did not finish in time"))
         .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}); install it (apt-get install -y python3 nodejs)")
+            panic!(
+                "cannot run {program} ({e}); install it (apt-get install -y python3 nodejs), then \
+                 python3 -m venv clients/python/.venv && clients/python/.venv/bin/pip install -e 'clients/python[redis,test]', \
+                 and npm ci --prefix examples/publish (scripts/test does both)"
+            )
         });
     (
         out.status.code().unwrap_or(-1),
@@ -118,8 +122,19 @@ async fn publish_with(h: &Herald, program: &str, script: &str, file: &str) -> Va
         .unwrap_or_else(|e| panic!("{script} printed no JSON answer ({e}): {stdout}"))
 }
 
+/// The Python with `herald-client` installed: the virtualenv that
+/// scripts/test and .ci/run make (`HERALD_PYTHON` overrides it).
+fn python_bin() -> String {
+    std::env::var("HERALD_PYTHON").unwrap_or_else(|_| {
+        repo()
+            .join("clients/python/.venv/bin/python")
+            .display()
+            .to_string()
+    })
+}
+
 async fn python(h: &Herald, file: &str) -> Value {
-    publish_with(h, "python3", "examples/publish/publish.py", file).await
+    publish_with(h, &python_bin(), "examples/publish/publish.py", file).await
 }
 
 async fn node(h: &Herald, file: &str) -> Value {
@@ -189,8 +204,9 @@ async fn node_and_python_snippets_publish_to_a_user_with_an_api_key() {
     assert_eq!(c.recv_title().await, "Export ready");
 
     // Without the key the node refuses, and the snippets say so and fail.
+    let py = python_bin();
     for (program, script) in [
-        ("python3", "examples/publish/publish.py"),
+        (py.as_str(), "examples/publish/publish.py"),
         ("node", "examples/publish/publish.mjs"),
     ] {
         let (code, _, stderr) = snippet(

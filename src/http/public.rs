@@ -141,6 +141,7 @@ async fn upgrade(
         }
         identity.locale = Some(locale.as_str().into());
     }
+    let query_locale: Option<Box<str>> = query.locale.as_deref().map(Into::into);
     let since = query.since.clone().filter(|s| !s.is_empty());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
@@ -170,14 +171,16 @@ async fn upgrade(
         .await;
         let session = &reg.session;
         // Setup futures are boxed so the session task keeps only the loop's state.
-        Box::pin(node.bus.user_ready(&session.identity.user)).await;
+        Box::pin(node.bus.user_ready(&session.user)).await;
+        let identity = session.identity().clone();
         // After hello, before anything live: what the client missed since
         // its last position (all of it or nothing), then the active messages.
         let resumed = match &since {
-            Some(since) => Some(Box::pin(node.bus.resume(&session.identity, since)).await),
+            Some(since) => Some(Box::pin(node.bus.resume(&identity, since)).await),
             None => None,
         };
-        let active = Box::pin(node.bus.replay_for(&session.identity)).await;
+        let active = Box::pin(node.bus.replay_for(&identity)).await;
+        drop(identity);
         let missed = resumed.as_ref().map_or(&[][..], |r| &r.messages[..]);
         let retracted = resumed.as_ref().map_or(&[][..], |r| &r.retracted[..]);
         session.outbox.prepend(
@@ -191,7 +194,7 @@ async fn upgrade(
         let sid = node.hub.sid_text(session.sid);
         let hello = ServerFrame::Hello {
             sid: &sid,
-            user: &session.identity.user,
+            user: &session.user,
             heartbeat_s: node.config.session.heartbeat.as_secs().max(1),
             recovered: resumed.as_ref().map(|r| r.recovered),
             pos: head.as_deref(),
@@ -205,6 +208,7 @@ async fn upgrade(
             node.session_ctx.clone(),
             hello,
             replayed_upto,
+            query_locale,
         ));
     });
 

@@ -34,9 +34,26 @@ pub struct Limits {
 /// A live session as the hub sees it.
 pub struct Session {
     pub sid: u64,
-    pub identity: Identity,
+    /// The token's `sub`: fixed for the session's life.
+    pub user: Arc<str>,
+    /// Segments, attributes, expiry and locale: replaced when the client
+    /// refreshes its token (SPEC §10.2), read by every delivery.
+    identity: std::sync::RwLock<Identity>,
     pub ip: IpAddr,
     pub outbox: Outbox,
+}
+
+impl Session {
+    /// The session's current identity (held briefly: deliveries read it).
+    pub fn identity(&self) -> std::sync::RwLockReadGuard<'_, Identity> {
+        self.identity.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the identity after a token refresh; the user stays.
+    pub fn refresh(&self, identity: Identity) {
+        debug_assert_eq!(identity.user, self.user);
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity;
+    }
 }
 
 /// Why a connection was refused before the upgrade.
@@ -192,7 +209,8 @@ impl Hub {
         let user = identity.user.clone();
         let session = Arc::new(Session {
             sid,
-            identity,
+            user: user.clone(),
+            identity: std::sync::RwLock::new(identity),
             ip,
             outbox: Outbox::default(),
         });
@@ -229,7 +247,7 @@ impl Hub {
     }
 
     fn unregister(&self, session: &Session) {
-        let user = &session.identity.user;
+        let user = &session.user;
         if let Entry::Occupied(mut e) = self.users.entry(user.clone()) {
             e.get_mut().retain(|s| *s != session.sid);
             if e.get().is_empty() {
@@ -283,7 +301,7 @@ impl Hub {
     ) -> usize {
         let mut delivered = 0;
         let mut visit = |s: &Session| {
-            if audience.matches(&s.identity) {
+            if audience.matches(&s.identity()) {
                 match s.outbox.push(frame(s), self.limits.queue) {
                     Pushed::Queued => {
                         delivered += 1;
@@ -291,7 +309,7 @@ impl Hub {
                     }
                     Pushed::Overflow => {
                         self.metrics.drop_reason("slow_consumer");
-                        tracing::warn!(user = %s.identity.user, sid = s.sid, "slow consumer: closing with 4008");
+                        tracing::warn!(user = %s.user, sid = s.sid, "slow consumer: closing with 4008");
                     }
                     Pushed::Closed => {}
                 }

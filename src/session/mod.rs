@@ -48,6 +48,8 @@ pub struct SessionCtx {
     pub metrics: Arc<Metrics>,
     pub hub: Arc<crate::hub::Hub>,
     pub campaigns: Arc<crate::campaigns::Engine>,
+    /// Verifies the tokens of `auth` frames, as the handshake does.
+    pub verifier: Arc<crate::auth::Verifier>,
 }
 
 /// Runs one session until it ends, then unregisters it (by dropping `reg`).
@@ -65,18 +67,21 @@ pub async fn run<S>(
     ctx: Arc<SessionCtx>,
     hello: String,
     replayed_upto: u64,
+    query_locale: Option<Box<str>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let session = reg.session.clone();
-    let user = session.identity.user.clone();
+    let user = session.user.clone();
     let sid = session.sid;
     let metrics = &ctx.metrics;
     let heartbeat = ctx.cfg.heartbeat;
     let started = Instant::now();
-    let expires = started
-        + Duration::from_secs(session.identity.exp.saturating_sub(crate::auth::unix_now()))
-            .min(MAX_SESSION);
+    let deadline_of = |exp: u64| {
+        Instant::now()
+            + Duration::from_secs(exp.saturating_sub(crate::auth::unix_now())).min(MAX_SESSION)
+    };
+    let mut expires = deadline_of(session.identity().exp);
     let mut state = SessionState::new(&ctx.cfg, started.into_std());
     let mut last_seen = started;
     let mut next_ping = started + heartbeat;
@@ -90,7 +95,7 @@ pub async fn run<S>(
             .next_idle_after(done)
             .map(|s| (since + Duration::from_secs(s), s))
     };
-    let deadline = |next_ping: Instant, idle: Option<(Instant, u64)>| {
+    let deadline = |next_ping: Instant, expires: Instant, idle: Option<(Instant, u64)>| {
         let d = next_ping.min(expires);
         idle.map_or(d, |(at, _)| d.min(at))
     };
@@ -104,7 +109,11 @@ pub async fn run<S>(
     }
     tracing::debug!(%user, sid, "session open");
 
-    let timer = tokio::time::sleep_until(deadline(next_ping, next_idle(idle_since, idle_done_s)));
+    let timer = tokio::time::sleep_until(deadline(
+        next_ping,
+        expires,
+        next_idle(idle_since, idle_done_s),
+    ));
     tokio::pin!(timer);
 
     let end: End = loop {
@@ -143,9 +152,20 @@ pub async fn run<S>(
                     Message::Close(_) => break End::PeerClosed,
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 };
+                let mut outcome = outcome;
+                if let Some(ClientFrame::Auth { token }) = &outcome.frame {
+                    // A fresh token: verified as at the handshake, for the
+                    // same user; the session then ends at its expiry.
+                    let (reply, refreshed) = refresh(&ctx.verifier, &session, token, query_locale.as_deref());
+                    outcome.reply = Some(reply);
+                    if let Some(exp) = refreshed {
+                        expires = deadline_of(exp);
+                        timer.as_mut().reset(deadline(next_ping, expires, next_idle(idle_since, idle_done_s)));
+                    }
+                }
                 if let Some(frame) = outcome.frame {
                     metrics.client_frames.get_or_create(&FrameType { r#type: frame.kind() }).inc();
-                    if !matches!(frame, ClientFrame::Ping) {
+                    if !matches!(frame, ClientFrame::Ping | ClientFrame::Auth { .. }) {
                         idle_since = last_seen;
                         idle_done_s = 0;
                     }
@@ -192,7 +212,7 @@ pub async fn run<S>(
                     idle_done_s = seconds;
                     ctx.campaigns.fire(session.clone(), Occurrence::Idle { seconds });
                 }
-                timer.as_mut().reset(deadline(next_ping, next_idle(idle_since, idle_done_s)));
+                timer.as_mut().reset(deadline(next_ping, expires, next_idle(idle_since, idle_done_s)));
             }
         }
     };
@@ -212,6 +232,35 @@ pub async fn run<S>(
     Box::pin(finish(&mut ws, end)).await;
     drop(reg);
     tracing::debug!(%user, sid, "session closed");
+}
+
+/// An `auth` frame's token checked and, when it is good and for the same
+/// user, made the session's identity. Returns the reply and, on success,
+/// the new expiry.
+fn refresh(
+    verifier: &crate::auth::Verifier,
+    session: &crate::hub::Session,
+    token: &str,
+    query_locale: Option<&str>,
+) -> (String, Option<u64>) {
+    let refused = |why: &str| (state::error_frame("auth_failed", why), None);
+    match verifier.verify(token) {
+        Ok(mut identity) if identity.user == session.user => {
+            // A locale chosen on the connection outranks the token's.
+            if let Some(locale) = query_locale {
+                identity.locale = Some(locale.into());
+            }
+            let exp = identity.exp;
+            session.refresh(identity);
+            tracing::debug!(user = %session.user, sid = session.sid, exp, "token refreshed");
+            (
+                crate::protocol::ServerFrame::Auth { exp }.to_json(),
+                Some(exp),
+            )
+        }
+        Ok(_) => refused("the token is for another user"),
+        Err(e) => refused(&e.to_string()),
+    }
 }
 
 /// Sends one frame tungstenite builds (hello, pong, error, ping) within
@@ -348,7 +397,7 @@ fn on_client_frame(
     frame: ClientFrame,
     feeds_campaigns: bool,
 ) {
-    let user = &session.identity.user;
+    let user = &session.user;
     let sid = session.sid;
     match frame {
         ClientFrame::Ack(ack) => {
@@ -372,6 +421,6 @@ fn on_client_frame(
                 );
             }
         }
-        ClientFrame::Ping => {}
+        ClientFrame::Ping | ClientFrame::Auth { .. } => {}
     }
 }
