@@ -365,9 +365,9 @@ fn bench_deliver(c: &mut Criterion) {
     g.finish();
 }
 
-/// The return type's size of a 5-argument function, without calling it: how
+/// The return type's size of a 6-argument function, without calling it: how
 /// `async fn`s are measured here (their futures are opaque types).
-fn returned_size<A, B, C, D, E, R>(_: fn(A, B, C, D, E) -> R) -> usize {
+fn returned_size<A, B, C, D, E, F, R>(_: fn(A, B, C, D, E, F) -> R) -> usize {
     std::mem::size_of::<R>()
 }
 
