@@ -5,7 +5,7 @@
 //! (list of strings) and `attrs` (map of the token's attributes).
 
 use crate::auth::Identity;
-use crate::envelope::EnvelopeError;
+use crate::error::FieldError;
 use crate::expr::Filter;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,12 +58,12 @@ fn strings(
     value: &serde_json::Value,
     max: usize,
     max_len: usize,
-) -> Result<Vec<String>, EnvelopeError> {
+) -> Result<Vec<String>, FieldError> {
     let list = value
         .as_array()
-        .ok_or_else(|| EnvelopeError::new(field, "must be an array of strings"))?;
+        .ok_or_else(|| FieldError::new(field, "must be an array of strings"))?;
     if list.is_empty() || list.len() > max {
-        return Err(EnvelopeError::new(
+        return Err(FieldError::new(
             field,
             format!("must hold 1 to {max} entries"),
         ));
@@ -71,7 +71,7 @@ fn strings(
     list.iter()
         .map(|v| match v.as_str() {
             Some(s) if !s.is_empty() && s.len() <= max_len => Ok(s.to_owned()),
-            _ => Err(EnvelopeError::new(
+            _ => Err(FieldError::new(
                 field,
                 format!("entries must be strings of 1 to {max_len} bytes"),
             )),
@@ -81,7 +81,7 @@ fn strings(
 
 impl Audience {
     /// Compiles the envelope's `to`.
-    pub fn compile(to: &serde_json::Value) -> Result<Self, EnvelopeError> {
+    pub fn compile(to: &serde_json::Value) -> Result<Self, FieldError> {
         let mut audience = Audience {
             users: None,
             user_set: None,
@@ -108,7 +108,7 @@ impl Audience {
                         }
                         "where" => {
                             let src = value.as_str().ok_or_else(|| {
-                                EnvelopeError::new("to.where", "must be a CEL expression string")
+                                FieldError::new("to.where", "must be a CEL expression string")
                             })?;
                             audience.filter = Some(Filter::compile(
                                 "to.where",
@@ -117,7 +117,7 @@ impl Audience {
                             )?);
                         }
                         other => {
-                            return Err(EnvelopeError::new(
+                            return Err(FieldError::new(
                                 format!("to.{other}"),
                                 "unknown audience key; use users, segments or where",
                             ));
@@ -126,7 +126,7 @@ impl Audience {
                 }
                 Ok(audience)
             }
-            _ => Err(EnvelopeError::new(
+            _ => Err(FieldError::new(
                 "to",
                 "must be \"all\" or an object with users, segments and/or where",
             )),

@@ -264,6 +264,30 @@ fn identity_from_claims(c: Claims) -> Result<Identity, AuthError> {
     })
 }
 
+/// `k=v,k2=v2` with numbers and booleans typed, as `herald token --attr` does.
+pub fn parse_attrs(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut map = serde_json::Map::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("attrs: expected key=value, got {pair:?}"))?;
+        map.insert(k.trim().to_owned(), typed_value(v.trim()));
+    }
+    Ok(map)
+}
+
+pub fn typed_value(v: &str) -> serde_json::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        i.into()
+    } else if let Ok(f) = v.parse::<f64>() {
+        f.into()
+    } else if let Ok(b) = v.parse::<bool>() {
+        b.into()
+    } else {
+        v.into()
+    }
+}
+
 /// Mints HS256 tokens: dev mode's `/dev/token` and `herald token`.
 #[derive(Clone)]
 pub struct Signer {

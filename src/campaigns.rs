@@ -10,12 +10,15 @@
 
 use crate::audience::Audience;
 use crate::auth::Identity;
-use crate::bus::{Bus, BusError};
+use crate::bus::counters::{Limits, Verdict};
+use crate::bus::{Bus, BusError, CampaignSink, Store};
 use crate::dispatch::{Dispatcher, Reason};
-use crate::envelope::{self, Command, Envelope, EnvelopeError, Priority, Publish};
+use crate::envelope::{self, Command, Envelope, Priority, Publish};
+use crate::error::FieldError;
 use crate::expr::Filter;
 use crate::hub::{Hub, Session};
 use crate::protocol::{Ack, AckStatus};
+use crate::tasks::Background;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -117,10 +120,10 @@ const MAX_ID: usize = 128;
 
 impl Compiled {
     /// Checks and compiles a campaign; every refusal names the field.
-    pub fn new(mut c: Campaign, id_from_path: Option<&str>) -> Result<Self, EnvelopeError> {
+    pub fn new(mut c: Campaign, id_from_path: Option<&str>) -> Result<Self, FieldError> {
         if let Some(path_id) = id_from_path {
             if !c.id.is_empty() && c.id != path_id {
-                return Err(EnvelopeError::new(
+                return Err(FieldError::new(
                     "id",
                     format!("{:?} does not match the path id {path_id:?}", c.id),
                 ));
@@ -134,7 +137,7 @@ impl Compiled {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
         {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 "id",
                 "1 to 128 characters of letters, digits, - _ .",
             ));
@@ -144,23 +147,20 @@ impl Compiled {
             + usize::from(t.connect == Some(true))
             + usize::from(t.idle_s.is_some());
         if kinds != 1 {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 "trigger",
                 "exactly one of event, connect: true, idle_s",
             ));
         }
         if let Some(name) = &t.event {
             if name.is_empty() || name.len() > MAX_ID {
-                return Err(EnvelopeError::new("trigger.event", "1 to 128 bytes"));
+                return Err(FieldError::new("trigger.event", "1 to 128 bytes"));
             }
         } else if t.filter.is_some() {
-            return Err(EnvelopeError::new(
-                "trigger.where",
-                "only for event triggers",
-            ));
+            return Err(FieldError::new("trigger.where", "only for event triggers"));
         }
         if t.idle_s == Some(0) {
-            return Err(EnvelopeError::new("trigger.idle_s", "must be at least 1"));
+            return Err(FieldError::new("trigger.idle_s", "must be at least 1"));
         }
         let filter = t
             .filter
@@ -169,18 +169,18 @@ impl Compiled {
             .transpose()?;
         let audience = match &c.audience {
             Some(a) => Audience::compile(a)
-                .map_err(|e| EnvelopeError::new(e.field.replacen("to", "audience", 1), e.reason))?,
+                .map_err(|e| FieldError::new(e.field.replacen("to", "audience", 1), e.reason))?,
             None => Audience::compile(&serde_json::Value::String("all".into()))?,
         };
         if c.message.to.is_some() || c.message.id.is_some() || c.message.op != envelope::Op::Publish
         {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 "message",
                 "an envelope without to, id or op: the campaign sets them",
             ));
         }
         if c.message.priority != Priority::Normal {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 "message.priority",
                 "set priority on the campaign; it applies to its message",
             ));
@@ -188,17 +188,17 @@ impl Compiled {
         // The message must be a valid envelope once addressed.
         let probe = Self::address(&c, "probe", "probe");
         envelope::check(probe, 0)
-            .map_err(|e| EnvelopeError::new(format!("message.{}", e.field), e.reason))?;
+            .map_err(|e| FieldError::new(format!("message.{}", e.field), e.reason))?;
         if let Some(f) = &c.frequency {
             if f.max == 0 {
-                return Err(EnvelopeError::new("frequency.max", "must be at least 1"));
+                return Err(FieldError::new("frequency.max", "must be at least 1"));
             }
             if f.per_s == Some(0) {
-                return Err(EnvelopeError::new("frequency.per_s", "must be at least 1"));
+                return Err(FieldError::new("frequency.per_s", "must be at least 1"));
             }
         }
         if c.delay_s > 86_400 {
-            return Err(EnvelopeError::new("delay_s", "at most 86400"));
+            return Err(FieldError::new("delay_s", "at most 86400"));
         }
         Ok(Self {
             campaign: c,
@@ -294,7 +294,7 @@ impl Registry {
         self.write().remove(id).is_some()
     }
 
-    pub fn replace_all(&self, list: Vec<Arc<Compiled>>) {
+    pub fn replace_all_compiled(&self, list: Vec<Arc<Compiled>>) {
         *self.write() = list
             .into_iter()
             .map(|c| (c.campaign.id.clone(), c))
@@ -355,6 +355,44 @@ impl Registry {
     }
 }
 
+/// Stored campaigns, as the state hands them over: compiled here; one that
+/// no longer compiles (stored by an older node, or written by hand) is
+/// skipped with a warning, never applied.
+impl CampaignSink for Registry {
+    fn replace_all(&self, stored: Vec<(String, String)>) {
+        self.replace_all_compiled(
+            stored
+                .iter()
+                .filter_map(|(id, json)| compile_stored(id, json))
+                .map(Arc::new)
+                .collect(),
+        );
+    }
+
+    fn changed(&self, id: &str, stored: Option<&str>) {
+        match stored.map(|json| compile_stored(id, json)) {
+            Some(Some(c)) => self.put(Arc::new(c)),
+            Some(None) => {}
+            None => {
+                self.remove(id);
+            }
+        }
+    }
+}
+
+fn compile_stored(id: &str, json: &str) -> Option<Compiled> {
+    let compiled = serde_json::from_str::<Campaign>(json)
+        .map_err(FieldError::from_serde)
+        .and_then(|c| Compiled::new(c, None));
+    match compiled {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(campaign = id, error = %e, "stored campaign no longer valid; ignored");
+            None
+        }
+    }
+}
+
 /// Runs campaigns for this node: stores them through the bus, and turns
 /// session occurrences into at most one message each.
 pub struct Engine {
@@ -363,32 +401,87 @@ pub struct Engine {
     hub: Arc<Hub>,
     dispatcher: Arc<Dispatcher>,
     metrics: Arc<crate::metrics::Metrics>,
+    background: Arc<Background>,
     global_cap_per_hour: u32,
+    /// Messages waiting out their campaign's `delay_s`, for [`Engine::run_delays`].
+    delayed: tokio::sync::mpsc::Sender<Delayed>,
+}
+
+/// A campaign message to deliver later to one session, known by its sid:
+/// nothing holds the session meanwhile.
+struct Delayed {
+    at: tokio::time::Instant,
+    sid: u64,
+    message: Arc<Publish>,
+}
+
+/// What [`Engine::run_delays`] drains.
+pub struct Delays(tokio::sync::mpsc::Receiver<Delayed>);
+
+/// What the engine works with, besides the registry and the bus.
+pub struct EngineParts {
+    pub hub: Arc<Hub>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub background: Arc<Background>,
+    pub global_cap_per_hour: u32,
+    /// Messages that may wait out a `delay_s` at once; more are dropped, counted.
+    pub max_delayed: usize,
 }
 
 impl Engine {
-    pub fn new(
-        registry: Arc<Registry>,
-        bus: Arc<Bus>,
-        hub: Arc<Hub>,
-        dispatcher: Arc<Dispatcher>,
-        metrics: Arc<crate::metrics::Metrics>,
-        global_cap_per_hour: u32,
-    ) -> Self {
-        Self {
+    pub fn new(registry: Arc<Registry>, bus: Arc<Bus>, parts: EngineParts) -> (Self, Delays) {
+        let (delayed, rx) = tokio::sync::mpsc::channel(parts.max_delayed.max(1));
+        let engine = Self {
             registry,
             bus,
-            hub,
-            dispatcher,
-            metrics,
-            global_cap_per_hour,
+            hub: parts.hub,
+            dispatcher: parts.dispatcher,
+            metrics: parts.metrics,
+            background: parts.background,
+            global_cap_per_hour: parts.global_cap_per_hour,
+            delayed,
+        };
+        (engine, Delays(rx))
+    }
+
+    /// Delivers delayed campaign messages at their time, to the sessions
+    /// still open, until `shutdown`. One task and one timer queue for all.
+    pub async fn run_delays(
+        &self,
+        mut delays: Delays,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut queue = tokio_util::time::DelayQueue::new();
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                next = delays.0.recv() => match next {
+                    Some(d) => {
+                        let at = d.at;
+                        queue.insert_at(d, at);
+                    }
+                    None => return,
+                },
+                Some(due) = futures::StreamExt::next(&mut queue) => {
+                    let d = due.into_inner();
+                    // The session may have ended meanwhile; the display was
+                    // counted, as a caller cannot tell a closed tab from a dismissal.
+                    if let Some(session) = self.hub.session(d.sid) {
+                        self.dispatcher.deliver_to(&session, &d.message, Reason::Trigger);
+                    }
+                }
+            }
         }
     }
 
     /// Stores a checked campaign; every node applies it at once.
     pub async fn put(&self, c: Compiled) -> Result<(), BusError> {
         let c = Arc::new(c);
-        self.bus.campaign_store(&c.campaign).await?;
+        let json =
+            serde_json::to_string(&c.campaign).map_err(|e| BusError::Unavailable(e.to_string()))?;
+        self.bus.campaign_store(&c.campaign.id, &json).await?;
         self.registry.put(c);
         Ok(())
     }
@@ -408,7 +501,9 @@ impl Engine {
             return;
         }
         let engine = self.clone();
-        tokio::spawn(async move { engine.deliver_first_allowed(session, candidates).await });
+        self.background.spawn("campaign", async move {
+            engine.deliver_first_allowed(session, candidates).await
+        });
     }
 
     /// At most one message per occurrence: the highest-priority campaign
@@ -419,11 +514,14 @@ impl Engine {
             let Some(p) = c.message_for(&user) else {
                 continue;
             };
+            let f = c.campaign.frequency.as_ref();
             let limits = Limits {
                 campaign: &c.campaign.id,
                 user: &user,
                 msg_id: p.id(),
-                frequency: c.campaign.frequency.as_ref(),
+                max: f.map(|f| f.max),
+                per_s: f.and_then(|f| f.per_s),
+                until: f.is_some_and(|f| f.until.is_some()),
                 global_cap_per_hour: if c.campaign.priority == Priority::Urgent {
                     0
                 } else {
@@ -448,11 +546,17 @@ impl Engine {
                 }
             }
             if c.campaign.delay_s > 0 {
-                tokio::time::sleep(std::time::Duration::from_secs(c.campaign.delay_s)).await;
-            }
-            // The session may have ended meanwhile; the display was counted,
-            // as a caller cannot tell a closed tab from a dismissal.
-            if self.hub.session(session.sid).is_some() {
+                let later = Delayed {
+                    at: tokio::time::Instant::now()
+                        + std::time::Duration::from_secs(c.campaign.delay_s),
+                    sid: session.sid,
+                    message: p,
+                };
+                if self.delayed.try_send(later).is_err() {
+                    self.metrics.drop_reason("campaign_delays_full");
+                    tracing::warn!(%user, campaign = %c.campaign.id, "too many delayed campaign messages; dropped");
+                }
+            } else {
                 self.dispatcher.deliver_to(&session, &p, Reason::Trigger);
             }
             return;
@@ -484,139 +588,12 @@ impl Engine {
     }
 }
 
-/// The limits one display must pass, as the counter store sees them.
-#[derive(Debug, Clone)]
-pub struct Limits<'a> {
-    pub campaign: &'a str,
-    pub user: &'a str,
-    pub msg_id: &'a str,
-    pub frequency: Option<&'a Frequency>,
-    /// 0: exempt (urgent campaigns).
-    pub global_cap_per_hour: u32,
-}
-
-/// Why a display was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    Frequency,
-    Until,
-    GlobalCap,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Allowed => "allowed",
-            Self::Frequency => "frequency",
-            Self::Until => "until",
-            Self::GlobalCap => "global_cap",
-        }
-    }
-
-    pub fn from_code(code: i64) -> Self {
-        match code {
-            1 => Self::Allowed,
-            -1 => Self::GlobalCap,
-            -2 => Self::Until,
-            _ => Self::Frequency,
-        }
-    }
-}
-
-/// Embedded counters: display times per (campaign, user), the hourly cap
-/// per user, and who reached `until`. Like the Redis keys, which expire with
-/// their window, entries whose window has passed are swept once a minute;
-/// displays of a campaign without `frequency` are not kept at all.
-#[derive(Default)]
-pub struct MemoryCounters {
-    inner: std::sync::Mutex<MemoryInner>,
-}
-
-#[derive(Default)]
-struct MemoryInner {
-    /// The campaign's window (ms; `None`: for ever) and the display times.
-    displays: HashMap<(String, String), (Option<u64>, Vec<u64>)>,
-    cap: HashMap<String, Vec<u64>>,
-    done: std::collections::HashSet<(String, String)>,
-    next_sweep_ms: u64,
-}
-
-const HOUR_MS: u64 = 3_600_000;
-const SWEEP_EVERY_MS: u64 = 60_000;
-
-impl MemoryCounters {
-    /// Checks and, when allowed, counts one display, atomically.
-    pub fn check(&self, l: &Limits<'_>, now_ms: u64) -> Verdict {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if now_ms >= m.next_sweep_ms {
-            m.sweep(now_ms);
-        }
-        let key = (l.campaign.to_owned(), l.user.to_owned());
-        if l.frequency.is_some_and(|f| f.until.is_some()) && m.done.contains(&key) {
-            return Verdict::Until;
-        }
-        if let Some(f) = l.frequency {
-            let window = f.per_s.map(|s| s * 1000);
-            let (w, shown) = m.displays.entry(key.clone()).or_default();
-            *w = window;
-            if let Some(per) = window {
-                shown.retain(|t| *t + per > now_ms);
-            }
-            if shown.len() >= f.max as usize {
-                return Verdict::Frequency;
-            }
-        }
-        if l.global_cap_per_hour > 0 {
-            let cap = m.cap.entry(l.user.to_owned()).or_default();
-            cap.retain(|t| *t + HOUR_MS > now_ms);
-            if cap.len() >= l.global_cap_per_hour as usize {
-                return Verdict::GlobalCap;
-            }
-            cap.push(now_ms);
-        }
-        if l.frequency.is_some() {
-            m.displays.entry(key).or_default().1.push(now_ms);
-        }
-        Verdict::Allowed
-    }
-
-    pub fn done(&self, campaign: &str, user: &str) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .done
-            .insert((campaign.to_owned(), user.to_owned()));
-    }
-
-    /// Entries kept: (campaign, user) display lists and per-user caps.
-    #[cfg(test)]
-    fn kept(&self) -> (usize, usize) {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        (m.displays.len(), m.cap.len())
-    }
-}
-
-impl MemoryInner {
-    /// Drops what no check can count any more: displays older than their
-    /// campaign's window, caps older than an hour.
-    fn sweep(&mut self, now_ms: u64) {
-        self.displays.retain(|_, (window, shown)| match window {
-            Some(per) => shown.iter().any(|t| *t + *per > now_ms),
-            None => !shown.is_empty(),
-        });
-        self.cap
-            .retain(|_, times| times.iter().any(|t| *t + HOUR_MS > now_ms));
-        self.next_sweep_ms = now_ms + SWEEP_EVERY_MS;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn campaign(v: serde_json::Value) -> Result<Compiled, EnvelopeError> {
+    fn campaign(v: serde_json::Value) -> Result<Compiled, FieldError> {
         Compiled::new(serde_json::from_value(v).expect("shape"), None)
     }
 
@@ -677,90 +654,5 @@ mod tests {
         );
         assert_eq!(with("id", json!("bad id!")), Some("id".into()));
         assert_eq!(campaign(base).err(), None, "positive control");
-    }
-
-    #[test]
-    fn memory_counters_enforce_frequency_cap_and_until() {
-        let m = MemoryCounters::default();
-        let f = Frequency {
-            max: 2,
-            per_s: Some(60),
-            until: Some(Until::Clicked),
-        };
-        let l = Limits {
-            campaign: "c",
-            user: "u",
-            msg_id: "m",
-            frequency: Some(&f),
-            global_cap_per_hour: 3,
-        };
-        assert_eq!(m.check(&l, 1_000), Verdict::Allowed);
-        assert_eq!(m.check(&l, 2_000), Verdict::Allowed);
-        assert_eq!(m.check(&l, 3_000), Verdict::Frequency);
-        assert_eq!(m.check(&l, 62_000), Verdict::Allowed, "the window slid");
-        let other = Limits {
-            campaign: "d",
-            frequency: None,
-            ..l.clone()
-        };
-        assert_eq!(
-            m.check(&other, 62_500),
-            Verdict::GlobalCap,
-            "3 per hour already"
-        );
-        m.done("c", "u");
-        assert_eq!(m.check(&l, 200_000), Verdict::Until);
-    }
-
-    #[test]
-    fn memory_counters_forget_what_no_window_holds_any_more() {
-        let m = MemoryCounters::default();
-        let f = Frequency {
-            max: 5,
-            per_s: Some(60),
-            until: None,
-        };
-        let windowed = Limits {
-            campaign: "c",
-            user: "u",
-            msg_id: "m",
-            frequency: Some(&f),
-            global_cap_per_hour: 5,
-        };
-        let unlimited = Limits {
-            campaign: "d",
-            user: "v",
-            frequency: None,
-            global_cap_per_hour: 0,
-            ..windowed.clone()
-        };
-        assert_eq!(m.check(&windowed, 1_000), Verdict::Allowed);
-        for t in 0..100 {
-            assert_eq!(m.check(&unlimited, 1_000 + t), Verdict::Allowed);
-        }
-        assert_eq!(
-            m.kept(),
-            (1, 1),
-            "nothing kept for a campaign without frequency"
-        );
-        // A minute later the window has passed, the hour has not.
-        assert_eq!(m.check(&unlimited, 62_000), Verdict::Allowed);
-        assert_eq!(m.kept(), (0, 1));
-        // An hour later the cap is swept too.
-        assert_eq!(m.check(&unlimited, 3_700_000), Verdict::Allowed);
-        assert_eq!(m.kept(), (0, 0));
-        // A lifetime cap (no window) is kept, as in Redis.
-        let lifetime = Frequency {
-            max: 1,
-            per_s: None,
-            until: None,
-        };
-        let once = Limits {
-            frequency: Some(&lifetime),
-            ..unlimited.clone()
-        };
-        assert_eq!(m.check(&once, 3_700_001), Verdict::Allowed);
-        assert_eq!(m.check(&once, 9_000_000), Verdict::Frequency);
-        assert_eq!(m.kept(), (1, 0));
     }
 }

@@ -144,6 +144,10 @@ pub struct LimitsConfig {
     /// An admin API client must send its whole request body within this time.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Background jobs running at once (storing what arrived by plain
+    /// PUBLISH, dead records, acknowledgements, campaign checks); more are
+    /// shed and counted.
+    pub background_jobs: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +216,9 @@ pub struct CampaignsConfig {
     pub global_cap_per_hour: u32,
     /// A JSON array of campaigns stored at start (each replaces its id).
     pub file: Option<PathBuf>,
+    /// Campaign messages waiting out their `delay_s` on this node at once;
+    /// more are dropped and counted.
+    pub max_delayed: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -306,6 +313,7 @@ impl Default for LimitsConfig {
             max_envelope_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
+            background_jobs: 1024,
         }
     }
 }
@@ -327,6 +335,7 @@ impl Default for CampaignsConfig {
         Self {
             global_cap_per_hour: 5,
             file: None,
+            max_delayed: 100_000,
         }
     }
 }

@@ -13,10 +13,9 @@
 
 use crate::audience::Audience;
 use crate::auth::Identity;
-use crate::envelope::{
-    self, Action, Command, Envelope, EnvelopeError, Kind, Position, Priority, Publish,
-};
-use crate::events::{Events, Record, Stream};
+use crate::envelope::{self, Action, Command, Envelope, Kind, Position, Priority, Publish};
+use crate::error::FieldError;
+use crate::events::{Delivered, Events, Record};
 use crate::hub::outbox::Outgoing;
 use crate::hub::{Hub, Target};
 use crate::metrics::{Metrics, Source};
@@ -214,7 +213,7 @@ impl Dispatcher {
         source: &'static str,
         route: Route<'_>,
         payload: &[u8],
-    ) -> Result<Received, EnvelopeError> {
+    ) -> Result<Received, FieldError> {
         let born = Instant::now();
         match envelope::parse(payload, self.max_envelope_bytes, crate::auth::unix_now_ms()) {
             Ok(command) => {
@@ -264,11 +263,7 @@ impl Dispatcher {
         let now_ms = crate::auth::unix_now_ms();
         if p.expired(now_ms) {
             self.metrics.drop_reason("expired");
-            self.events.emit(
-                Record::new(Stream::Events, "expired")
-                    .with("msg", p.id())
-                    .with_opt("campaign", p.envelope.campaign.as_deref()),
-            );
+            self.events.emit(Record::expired(p));
             return 0;
         }
         let key = match route {
@@ -338,24 +333,21 @@ impl Dispatcher {
             },
         );
         if self.events.record_deliveries && !per_session && delivered > 0 {
-            self.events.emit(
-                Record::new(Stream::Events, "delivered")
-                    .with("msg", p.id())
-                    .with("count", delivered.to_string())
-                    .with_opt("campaign", p.envelope.campaign.as_deref()),
-            );
+            self.events
+                .emit(Record::delivered(p, Delivered::Count(delivered)));
         }
         delivered
     }
 
     fn record_delivery(&self, p: &Publish, s: &crate::hub::Session) {
-        self.events.emit(
-            Record::new(Stream::Events, "delivered")
-                .with("msg", p.id())
-                .with("user", &*s.user)
-                .with("sid", self.hub.sid_text(s.sid))
-                .with_opt("campaign", p.envelope.campaign.as_deref()),
-        );
+        let sid = self.hub.sid_text(s.sid);
+        self.events.emit(Record::delivered(
+            p,
+            Delivered::Session {
+                user: &s.user,
+                sid: &sid,
+            },
+        ));
     }
 
     /// Sends the `retract` frame to the sessions the message could have
@@ -512,10 +504,7 @@ impl Dispatcher {
     ) -> Option<String> {
         let campaign = self.campaign_of(id);
         self.events.emit(
-            Record::new(Stream::Events, status.as_str())
-                .with("msg", id)
-                .with("user", &**user)
-                .with("sid", sid)
+            Record::ack(status.as_str(), id, user, sid)
                 .with_opt("action", action)
                 .with_opt("campaign", campaign.as_deref()),
         );
@@ -570,8 +559,7 @@ pub fn msg_frame(
     identity: Option<&Identity>,
     reason: Reason,
 ) -> String {
-    let rendered = (e.locales.is_some() || identity.is_some())
-        .then(|| crate::render::content(e, locale, identity));
+    let rendered = (e.locales.is_some() || identity.is_some()).then(|| e.content(locale, identity));
     let (title, body, actions) = match &rendered {
         Some((title, body, actions)) => (title.as_deref(), body.as_deref(), &actions[..]),
         None => (e.title.as_deref(), e.body.as_deref(), &e.actions[..]),

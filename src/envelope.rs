@@ -6,6 +6,8 @@
 //! expiry, so every node that receives the result agrees on both.
 
 use crate::audience::Audience;
+use crate::auth::Identity;
+use crate::error::FieldError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -20,36 +22,6 @@ pub const MAX_TITLE: usize = MAX_SHORT * 2;
 pub const MAX_BODY: usize = MAX_TEXT;
 pub const MAX_LABEL: usize = MAX_SHORT;
 const MAX_URL: usize = 2048;
-
-/// An envelope refused, naming the field and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct EnvelopeError {
-    pub field: String,
-    pub reason: String,
-}
-
-impl EnvelopeError {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// A JSON shape error, naming the field serde names in its message
-    /// ("unknown field `x`", "missing field `y`"), else "envelope".
-    pub fn from_serde(e: serde_json::Error) -> Self {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("envelope")
-            .to_owned();
-        Self::new(field, msg)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -190,6 +162,85 @@ pub struct Envelope {
     pub campaign: Option<String>,
 }
 
+impl Envelope {
+    /// Does the envelope need rendering per recipient? Also checks that every
+    /// placeholder is well formed, naming the field when one is not.
+    pub fn check_templates(&self) -> Result<bool, FieldError> {
+        let e = self;
+        let mut any = false;
+        let mut check = |field: String, s: Option<&str>| -> Result<(), FieldError> {
+            if let Some(s) = s.filter(|s| s.contains("{{")) {
+                crate::render::check(s).map_err(|r| FieldError::new(field, r))?;
+                any = true;
+            }
+            Ok(())
+        };
+        check("title".into(), e.title.as_deref())?;
+        check("body".into(), e.body.as_deref())?;
+        for (i, a) in e.actions.iter().enumerate() {
+            check(format!("actions[{i}].label"), Some(&a.label))?;
+        }
+        for (tag, v) in e.locales.iter().flatten() {
+            check(format!("locales.{tag}.title"), v.title.as_deref())?;
+            check(format!("locales.{tag}.body"), v.body.as_deref())?;
+            for (i, a) in v.actions.iter().flatten().enumerate() {
+                check(format!("locales.{tag}.actions[{i}].label"), Some(&a.label))?;
+            }
+        }
+        Ok(any)
+    }
+
+    /// The locale variant key for a recipient: an exact tag first, then the
+    /// primary language (`fr-CA` falls back to `fr`), compared case-insensitively.
+    pub fn pick_locale(&self, locale: Option<&str>) -> Option<&str> {
+        let locales = self.locales.as_ref()?;
+        let wanted = locale?;
+        let primary = wanted.split(['-', '_']).next().unwrap_or(wanted);
+        locales
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(wanted))
+            .or_else(|| locales.keys().find(|k| k.eq_ignore_ascii_case(primary)))
+            .map(String::as_str)
+    }
+
+    /// Title, body and actions for a recipient: the locale variant's where it
+    /// has them, the base fields otherwise, placeholders filled when asked.
+    pub fn content(
+        &self,
+        locale: Option<&str>,
+        id: Option<&Identity>,
+    ) -> (Option<String>, Option<String>, Vec<Action>) {
+        let e = self;
+        let variant = e
+            .pick_locale(locale)
+            .and_then(|k| e.locales.as_ref()?.get(k));
+        let title = variant
+            .and_then(|v| v.title.as_deref())
+            .or(e.title.as_deref());
+        let body = variant
+            .and_then(|v| v.body.as_deref())
+            .or(e.body.as_deref());
+        let actions = variant
+            .and_then(|v| v.actions.as_ref())
+            .unwrap_or(&e.actions);
+        let fill = |s: &str, max: usize| match id {
+            Some(id) => crate::render::fill(s, id, max),
+            None => s.to_owned(),
+        };
+        (
+            title.map(|t| fill(t, MAX_TITLE)),
+            body.map(|b| fill(b, MAX_BODY)),
+            actions
+                .iter()
+                .map(|a| Action {
+                    label: fill(&a.label, MAX_LABEL),
+                    ..a.clone()
+                })
+                .collect(),
+        )
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -258,77 +309,73 @@ pub fn new_id() -> String {
 }
 
 /// Parses and checks an envelope. `now_ms` turns `ttl_s` into `expires_at`.
-pub fn parse(bytes: &[u8], max_bytes: usize, now_ms: u64) -> Result<Command, EnvelopeError> {
+pub fn parse(bytes: &[u8], max_bytes: usize, now_ms: u64) -> Result<Command, FieldError> {
     check(decode(bytes, max_bytes)?, now_ms)
 }
 
 /// Deserializes an envelope of at most `max_bytes`, unchecked.
-pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Envelope, EnvelopeError> {
+pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Envelope, FieldError> {
     if bytes.len() > max_bytes {
-        return Err(EnvelopeError::new(
+        return Err(FieldError::new(
             "envelope",
             format!("{} bytes is over the {max_bytes}-byte limit", bytes.len()),
         ));
     }
-    serde_json::from_slice(bytes).map_err(EnvelopeError::from_serde)
+    serde_json::from_slice(bytes).map_err(FieldError::from_serde)
 }
 
 /// Refuses what only Herald sets, in an envelope from a publisher (the
 /// API, the CLI, the ingress stream): `pos`, on messages and retractions.
-pub fn from_publisher(e: &Envelope) -> Result<(), EnvelopeError> {
+pub fn from_publisher(e: &Envelope) -> Result<(), FieldError> {
     match e.pos {
-        Some(_) => Err(EnvelopeError::new("pos", "set by Herald; leave it out")),
+        Some(_) => Err(FieldError::new("pos", "set by Herald; leave it out")),
         None => Ok(()),
     }
 }
 
 /// Checks a deserialized envelope (the HTTP API and CLI build them too).
-pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
+pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
     if let Some(id) = &e.id {
         if id.is_empty() || id.len() > MAX_ID {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 "id",
                 format!("must be 1 to {MAX_ID} bytes"),
             ));
         }
         if id.chars().any(char::is_control) {
-            return Err(EnvelopeError::new(
-                "id",
-                "must not contain control characters",
-            ));
+            return Err(FieldError::new("id", "must not contain control characters"));
         }
     }
     if e.op == Op::Retract {
         let id =
-            e.id.ok_or_else(|| EnvelopeError::new("id", "required for op retract"))?;
+            e.id.ok_or_else(|| FieldError::new("id", "required for op retract"))?;
         return Ok(Command::Retract { id, pos: e.pos });
     }
     if e.op == Op::Campaign {
         let id =
-            e.id.ok_or_else(|| EnvelopeError::new("id", "required for op campaign"))?;
+            e.id.ok_or_else(|| FieldError::new("id", "required for op campaign"))?;
         return Ok(Command::Campaign { id });
     }
-    let to = e
-        .to
-        .as_ref()
-        .ok_or_else(|| EnvelopeError::new("to", "required: \"all\", users, segments or where"))?;
+    let to =
+        e.to.as_ref()
+            .ok_or_else(|| FieldError::new("to", "required: \"all\", users, segments or where"))?;
     let audience = Audience::compile(to)?;
     if e.op == Op::Disconnect {
         let users = audience
             .users()
-            .ok_or_else(|| EnvelopeError::new("to.users", "required for op disconnect"))?;
+            .ok_or_else(|| FieldError::new("to.users", "required for op disconnect"))?;
         return Ok(Command::Disconnect {
             users: users.to_vec(),
         });
     }
     let kind = e.kind.ok_or_else(|| {
-        EnvelopeError::new(
+        FieldError::new(
             "kind",
             "required: banner, modal, card, toast, tooltip, fullscreen or custom",
         )
     })?;
     if kind != Kind::Custom && e.title.is_none() && e.body.is_none() {
-        return Err(EnvelopeError::new("title", "a title or a body is required"));
+        return Err(FieldError::new("title", "a title or a body is required"));
     }
     text("title", e.title.as_deref(), MAX_TITLE)?;
     text("body", e.body.as_deref(), MAX_BODY)?;
@@ -339,7 +386,7 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
         check_url("image_url", url, true)?;
     }
     if kind == Kind::Tooltip && e.anchor.is_none() {
-        return Err(EnvelopeError::new("anchor", "required for kind tooltip"));
+        return Err(FieldError::new("anchor", "required for kind tooltip"));
     }
     check_actions("actions", &e.actions)?;
     if let Some(locales) = &e.locales {
@@ -350,7 +397,7 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(EnvelopeError::new(
+                return Err(FieldError::new(
                     format!("locales.{tag}"),
                     "not a locale tag (e.g. fr, pt-BR)",
                 ));
@@ -371,15 +418,15 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
         }
     }
     if e.ttl_s == Some(0) {
-        return Err(EnvelopeError::new("ttl_s", "must be at least 1"));
+        return Err(FieldError::new("ttl_s", "must be at least 1"));
     }
     if let Some(ttl) = e.ttl_s.take() {
         let at = now_ms.saturating_add(ttl.saturating_mul(1000));
         e.expires_at = Some(e.expires_at.map_or(at, |x| x.min(at)));
     }
-    let personalized = crate::render::check_templates(&e)?;
+    let personalized = e.check_templates()?;
     if e.fallback && audience.users().is_none() {
-        return Err(EnvelopeError::new(
+        return Err(FieldError::new(
             "fallback",
             "only for audiences naming users",
         ));
@@ -394,9 +441,9 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, EnvelopeError> {
     })))
 }
 
-fn text(field: &str, value: Option<&str>, max: usize) -> Result<(), EnvelopeError> {
+fn text(field: &str, value: Option<&str>, max: usize) -> Result<(), FieldError> {
     match value {
-        Some(v) if v.len() > max => Err(EnvelopeError::new(
+        Some(v) if v.len() > max => Err(FieldError::new(
             field,
             format!("{} bytes is over the {max}-byte limit", v.len()),
         )),
@@ -404,22 +451,22 @@ fn text(field: &str, value: Option<&str>, max: usize) -> Result<(), EnvelopeErro
     }
 }
 
-fn check_actions(field: &str, actions: &[Action]) -> Result<(), EnvelopeError> {
+fn check_actions(field: &str, actions: &[Action]) -> Result<(), FieldError> {
     if actions.len() > MAX_ACTIONS {
-        return Err(EnvelopeError::new(
+        return Err(FieldError::new(
             field,
             format!("at most {MAX_ACTIONS} actions"),
         ));
     }
     for (i, a) in actions.iter().enumerate() {
         if a.id.is_empty() || a.id.len() > MAX_SHORT / 4 {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 format!("{field}[{i}].id"),
                 "must be 1 to 64 bytes",
             ));
         }
         if a.label.is_empty() || a.label.len() > MAX_LABEL {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 format!("{field}[{i}].label"),
                 format!("must be 1 to {MAX_LABEL} bytes"),
             ));
@@ -432,7 +479,7 @@ fn check_actions(field: &str, actions: &[Action]) -> Result<(), EnvelopeError> {
 }
 
 /// Absolute http(s) URLs, or (for actions) app-relative paths.
-fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), EnvelopeError> {
+fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), FieldError> {
     let ok = url.len() <= MAX_URL
         && !url
             .chars()
@@ -443,9 +490,9 @@ fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), Envelope
     if ok {
         Ok(())
     } else if absolute_only {
-        Err(EnvelopeError::new(field, "must be an http(s) URL"))
+        Err(FieldError::new(field, "must be an http(s) URL"))
     } else {
-        Err(EnvelopeError::new(
+        Err(FieldError::new(
             field,
             "must be an http(s) URL or a path starting with /",
         ))
@@ -456,7 +503,7 @@ fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), Envelope
 mod tests {
     use super::*;
 
-    fn refuse(json: &str) -> EnvelopeError {
+    fn refuse(json: &str) -> FieldError {
         match parse(json.as_bytes(), 65536, 1_000) {
             Err(e) => e,
             Ok(c) => panic!("accepted {json}: {c:?}"),
@@ -555,5 +602,36 @@ mod tests {
     #[test]
     fn custom_needs_no_text() {
         assert!(parse(br#"{"to":"all","kind":"custom","data":{"x":1}}"#, 65536, 0).is_ok());
+    }
+    #[test]
+    fn malformed_placeholders_are_refused_with_the_field() {
+        let mut e = Envelope {
+            title: Some("Hi {{user.name}}".into()),
+            ..Default::default()
+        };
+        assert_eq!(e.check_templates().expect_err("refused").field, "title");
+        e.title = Some("Hi {{attrs.name".into());
+        assert_eq!(e.check_templates().expect_err("refused").field, "title");
+        e.title = Some("Hi {{attrs.name|friend}}".into());
+        assert!(e.check_templates().expect("ok"));
+        e.title = Some("Hi".into());
+        assert!(!e.check_templates().expect("ok"));
+    }
+
+    #[test]
+    fn locale_exact_then_language_then_base() {
+        let e: Envelope = serde_json::from_value(serde_json::json!({
+            "title": "Hello", "body": "Base body",
+            "locales": {"fr": {"title": "Bonjour"}, "pt-BR": {"title": "Olá", "body": "Corpo"}}
+        }))
+        .expect("envelope");
+        assert_eq!(e.content(Some("fr-CA"), None).0.as_deref(), Some("Bonjour"));
+        assert_eq!(
+            e.content(Some("fr-CA"), None).1.as_deref(),
+            Some("Base body")
+        );
+        assert_eq!(e.content(Some("pt-br"), None).1.as_deref(), Some("Corpo"));
+        assert_eq!(e.content(Some("de"), None).0.as_deref(), Some("Hello"));
+        assert_eq!(e.content(None, None).0.as_deref(), Some("Hello"));
     }
 }

@@ -7,6 +7,7 @@
 //! into `XADD … MAXLEN ~ N` pipelines; embedded, records land in bounded
 //! in-memory rings that the admin API reads (`GET /v1/streams/{name}`).
 
+use crate::envelope::Publish;
 use crate::metrics::Metrics;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -62,12 +63,66 @@ impl Record {
         }
     }
 
+    /// A message that expired before it could be delivered.
+    pub fn expired(p: &Publish) -> Self {
+        Self::new(Stream::Events, "expired")
+            .with("msg", p.id())
+            .with_opt("campaign", p.envelope.campaign.as_deref())
+    }
+
+    /// One session reached (named users), or `count` on this node
+    /// (broadcast audiences: one record per node, not per session).
+    pub fn delivered(p: &Publish, to: Delivered<'_>) -> Self {
+        let r = Self::new(Stream::Events, "delivered").with("msg", p.id());
+        let r = match to {
+            Delivered::Session { user, sid } => r.with("user", user).with("sid", sid),
+            Delivered::Count(n) => r.with("count", n.to_string()),
+        };
+        r.with_opt("campaign", p.envelope.campaign.as_deref())
+    }
+
+    /// What a user did with a message (`displayed`, `clicked`, …).
+    pub fn ack(status: &str, msg: &str, user: &str, sid: &str) -> Self {
+        Self::new(Stream::Events, status)
+            .with("msg", msg)
+            .with("user", user)
+            .with("sid", sid)
+    }
+
+    /// A `fallback` recipient with no live session on any node.
+    pub fn undelivered(p: &Publish, user: &str) -> Self {
+        Self::new(Stream::Undelivered, "undelivered")
+            .with("msg", p.id())
+            .with("user", user)
+            .with_opt("campaign", p.envelope.campaign.as_deref())
+    }
+
+    /// A refused envelope, with the reason and its first 64 KiB.
+    pub fn dead(reason: &str, channel: &str, envelope: &str) -> Self {
+        Self::new(Stream::Dead, "dead")
+            .with("reason", reason)
+            .with("channel", channel)
+            .with("envelope", crate::render::cut(envelope, 64 * 1024))
+    }
+
+    /// Adds the node that wrote the record and the time (unix ms).
+    pub fn stamped(self, node: &str) -> Self {
+        self.with("node", node)
+            .with("ts", crate::auth::unix_now_ms().to_string())
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         self.fields
             .iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
             .collect()
     }
+}
+
+/// Who a `delivered` record counts.
+pub enum Delivered<'a> {
+    Session { user: &'a str, sid: &'a str },
+    Count(usize),
 }
 
 pub struct Events {
@@ -106,9 +161,7 @@ impl Events {
 
     /// Adds `node` and `ts` (unix ms) and queues the record; never blocks.
     pub fn emit(&self, record: Record) {
-        let record = record
-            .with("node", self.node.as_str())
-            .with("ts", crate::auth::unix_now_ms().to_string());
+        let record = record.stamped(&self.node);
         if let Some(rings) = &self.rings {
             let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
             let ring = &mut rings[record.stream as usize];

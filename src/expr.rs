@@ -20,7 +20,7 @@
 //! need more ([`stacker`]), so no expression is evaluated on a stack too
 //! small for it.
 
-use crate::envelope::EnvelopeError;
+use crate::error::FieldError;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
 use cel::extractors::This;
 use std::cell::RefCell;
@@ -123,16 +123,15 @@ impl Filter {
     /// Compiles a CEL expression over the given variables, within the
     /// bounds above; anything else it names, and anything over a bound, is
     /// refused here with the reason, never at evaluation time.
-    pub fn compile(field: &str, source: &str, variables: &[&str]) -> Result<Self, EnvelopeError> {
+    pub fn compile(field: &str, source: &str, variables: &[&str]) -> Result<Self, FieldError> {
         if source.trim().is_empty() || source.len() > MAX_SOURCE {
-            return Err(EnvelopeError::new(
+            return Err(FieldError::new(
                 field,
                 format!("must be 1 to {MAX_SOURCE} bytes of CEL"),
             ));
         }
         stacker::maybe_grow(COMPILE_RED_ZONE, COMPILE_STACK, || {
-            Self::compile_here(source, variables)
-                .map_err(|reason| EnvelopeError::new(field, reason))
+            Self::compile_here(source, variables).map_err(|reason| FieldError::new(field, reason))
         })
     }
 

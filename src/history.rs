@@ -104,7 +104,62 @@ impl Resumed {
     }
 }
 
+/// How far past the window a position is still honoured, the same for both
+/// backends: a position's time and the history's come from one clock
+/// (Redis's, or the embedded node's), so this only covers the node's clock
+/// against Redis's when it checks.
+const WINDOW_SLACK_MS: u64 = 1000;
+
+/// Is a position recent enough to resume from?
+pub fn within(since: Id, window: Duration, now_ms: u64) -> bool {
+    since.ms + window.as_millis() as u64 + WINDOW_SLACK_MS >= now_ms
+}
+
+/// One history stream as a resume reads it: the newest id trimmed away
+/// (`None`: none yet) and its entries after the position.
+pub struct StreamRead {
+    pub trimmed: Option<Id>,
+    pub entries: Vec<(Id, Entry)>,
+}
+
+/// The resume walk, one for both backends: every entry after `since` that
+/// targets `identity`, in order, and the retractions since; or nothing
+/// (`recovered: false`) when a stream dropped an entry after `since`. The
+/// caller has checked the epoch and [`within`].
+pub fn walk(
+    identity: &Identity,
+    since: Id,
+    streams: impl IntoIterator<Item = StreamRead>,
+    now_ms: u64,
+) -> Resumed {
+    let mut found: Vec<(Id, Arc<Publish>)> = Vec::new();
+    let mut retracted = Vec::new();
+    // The client has everything up to `since` already.
+    let mut upto = since.seq;
+    for stream in streams {
+        if stream.trimmed.is_some_and(|t| t > since) {
+            return Resumed::lost();
+        }
+        for (id, entry) in stream.entries {
+            if id <= since {
+                continue;
+            }
+            upto = upto.max(id.seq);
+            match entry {
+                Entry::Retract(msg) => retracted.push(msg),
+                Entry::Publish(p) if p.audience.matches(identity) && !p.expired(now_ms) => {
+                    found.push((id, p))
+                }
+                Entry::Publish(_) => {}
+            }
+        }
+    }
+    found.sort_by_key(|(id, _)| *id);
+    Resumed::new(found.into_iter().map(|(_, p)| p).collect(), retracted, upto)
+}
+
 /// One history entry: a message, or the retraction of one.
+#[derive(Clone)]
 pub enum Entry {
     Publish(Arc<Publish>),
     Retract(String),
@@ -160,14 +215,6 @@ impl Stream {
                 .unwrap_or_else(|| unreachable!("front exists"));
             self.max_deleted = Some(id);
         }
-    }
-
-    /// Entries after `since`, or `None` when one of them was trimmed away.
-    fn after(&self, since: Id) -> Option<impl Iterator<Item = &(Id, Entry)>> {
-        if self.max_deleted.is_some_and(|d| d > since) {
-            return None;
-        }
-        Some(self.entries.iter().filter(move |(id, _)| *id > since))
     }
 }
 
@@ -279,38 +326,23 @@ impl MemoryHistory {
             return Resumed::lost();
         };
         let now = crate::auth::unix_now_ms();
-        if epoch != self.epoch || since.ms + self.window_ms() < now {
+        if epoch != self.epoch || !within(since, self.window, now) {
             return Resumed::lost();
         }
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut global) = inner.global.after(since) else {
-            return Resumed::lost();
+        let read = |s: &Stream| StreamRead {
+            trimmed: s.max_deleted,
+            entries: s
+                .entries
+                .iter()
+                .filter(|(id, _)| *id > since)
+                .cloned()
+                .collect(),
         };
-        let mut found: Vec<(Id, Arc<Publish>)> = Vec::new();
-        let mut retracted = Vec::new();
-        // The client has everything up to `since` already.
-        let mut upto = since.seq;
-        let mut take = |entries: &mut dyn Iterator<Item = &(Id, Entry)>| {
-            for (id, e) in entries {
-                upto = upto.max(id.seq);
-                match e {
-                    Entry::Retract(msg) => retracted.push(msg.clone()),
-                    Entry::Publish(p) if p.audience.matches(identity) && !p.expired(now) => {
-                        found.push((*id, p.clone()))
-                    }
-                    Entry::Publish(_) => {}
-                }
-            }
-        };
-        take(&mut global);
-        if let Some(user) = inner.users.get(&identity.user) {
-            let Some(mut mine) = user.after(since) else {
-                return Resumed::lost();
-            };
-            take(&mut mine);
-        }
-        found.sort_by_key(|(id, _)| *id);
-        Resumed::new(found.into_iter().map(|(_, p)| p).collect(), retracted, upto)
+        let mut streams = vec![read(&inner.global)];
+        streams.extend(inner.users.get(&identity.user).map(read));
+        drop(inner);
+        walk(identity, since, streams, now)
     }
 }
 

@@ -27,16 +27,19 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod envelope;
+pub mod error;
 pub mod events;
 pub mod expr;
 pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod node;
 pub mod protocol;
 pub mod render;
 pub mod schema;
 pub mod session;
+pub mod tasks;
 
 use auth::{Signer, Verifier};
 use bus::{Bus, BusParts, RedisBus, RedisTarget};
@@ -45,28 +48,13 @@ use dispatch::Dispatcher;
 use events::Events;
 use hub::{Hub, Limits, UserChanges};
 use metrics::Metrics;
+use node::Node;
 use session::SessionCtx;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-/// Everything one node shares between its listeners and tasks.
-pub struct Node {
-    pub config: Config,
-    pub hub: Arc<Hub>,
-    pub metrics: Arc<Metrics>,
-    pub dispatcher: Arc<Dispatcher>,
-    pub bus: Arc<Bus>,
-    pub verifier: Arc<Verifier>,
-    /// Present in dev mode only: mints tokens for `/dev/token`.
-    pub dev_signer: Option<Signer>,
-    pub session_ctx: Arc<SessionCtx>,
-    pub campaigns: Arc<campaigns::Engine>,
-    pub ws_config: WebSocketConfig,
-}
 
 /// The two bound listeners; tests bind port 0 and read the addresses back.
 pub struct Listeners {
@@ -147,15 +135,6 @@ async fn load_campaigns(
     Ok(())
 }
 
-fn ws_config(cfg: &config::SessionConfig) -> WebSocketConfig {
-    let mut ws = WebSocketConfig::default();
-    ws.read_buffer_size = cfg.read_buffer_bytes;
-    ws.write_buffer_size = cfg.write_buffer_bytes;
-    ws.max_message_size = Some(cfg.max_frame_bytes);
-    ws.max_frame_size = Some(cfg.max_frame_bytes);
-    ws
-}
-
 /// Runs a node on the given listeners until `shutdown` resolves, then
 /// drains: stops admitting, closes every session with 1012 after flushing
 /// what it was sent, and returns once they are gone or the grace is over.
@@ -181,6 +160,10 @@ pub async fn run(
     let dev_signer = dev_secret.as_deref().map(Signer::hs256);
 
     let metrics = Arc::new(Metrics::default());
+    let background = Arc::new(tasks::Background::new(
+        config.limits.background_jobs,
+        metrics.clone(),
+    ));
     let changes = config
         .redis
         .url
@@ -246,6 +229,7 @@ pub async fn run(
                         .then_some((config.history.window, config.history.max_per_stream)),
                 },
                 BusParts {
+                    background: background.clone(),
                     node: node_id.clone(),
                     hub: hub.clone(),
                     dispatcher: dispatcher.clone(),
@@ -268,42 +252,53 @@ pub async fn run(
         }
         _ => {
             metrics.bus_up.set(1);
-            Bus::Embedded {
-                hub: hub.clone(),
-                dispatcher: dispatcher.clone(),
-                counters: Default::default(),
-                history: config.history.enabled.then(|| {
-                    Box::new(history::MemoryHistory::new(
+            Bus::Memory(Box::new(bus::MemoryBus::new(
+                hub.clone(),
+                dispatcher.clone(),
+                config.history.enabled.then(|| {
+                    history::MemoryHistory::new(
                         config.history.window,
                         config.history.max_per_stream,
-                    ))
+                    )
                 }),
-            }
+            )))
         }
     };
 
     let bus = Arc::new(bus);
-    let engine = Arc::new(campaigns::Engine::new(
+    let (engine, delays) = campaigns::Engine::new(
         registry,
         bus.clone(),
-        hub.clone(),
-        dispatcher.clone(),
-        metrics.clone(),
-        config.campaigns.global_cap_per_hour,
-    ));
+        campaigns::EngineParts {
+            hub: hub.clone(),
+            dispatcher: dispatcher.clone(),
+            metrics: metrics.clone(),
+            background: background.clone(),
+            global_cap_per_hour: config.campaigns.global_cap_per_hour,
+            max_delayed: config.campaigns.max_delayed,
+        },
+    );
+    let engine = Arc::new(engine);
+    let delay_task = tokio::spawn({
+        let (engine, stopped) = (engine.clone(), stopped());
+        async move { engine.run_delays(delays, stopped).await }
+    });
     if let Some(path) = &config.campaigns.file {
         load_campaigns(&engine, path).await?;
     }
     let node = Arc::new(Node {
         session_ctx: Arc::new(SessionCtx {
             cfg: config.session.clone(),
+            ws: session::ws_config(&config.session),
             metrics: metrics.clone(),
             hub: hub.clone(),
             campaigns: engine.clone(),
             verifier: verifier.clone(),
+            bus: bus.clone(),
+            dispatcher: dispatcher.clone(),
+            background: background.clone(),
         }),
         campaigns: engine,
-        ws_config: ws_config(&config.session),
         config,
         hub: hub.clone(),
         metrics,
@@ -343,9 +338,13 @@ pub async fn run(
             "grace period over; exiting with sessions open"
         );
     }
+    // Background jobs (acks, stores, campaign checks) finish or are
+    // cancelled while the bus still runs.
+    background.drain(grace).await;
     let _ = stop_tx.send(true);
     let _ = public.await;
     let _ = admin.await;
+    let _ = delay_task.await;
     if let Some(task) = ingress_task {
         let _ = task.await;
     }

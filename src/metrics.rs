@@ -17,6 +17,11 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Job {
+    pub job: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FrameType {
     pub r#type: &'static str,
 }
@@ -44,6 +49,7 @@ pub struct Metrics {
     pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
+    pub background_shed: Family<Job, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,6 +71,7 @@ impl Default for Metrics {
             latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
+            background_shed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -138,6 +145,11 @@ impl Default for Metrics {
             m.events_dropped.clone(),
         );
         registry.register(
+            "background_shed",
+            "Background jobs not run because the node's limit of running ones was reached, by job",
+            m.background_shed.clone(),
+        );
+        registry.register(
             "campaign_decisions",
             "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
             m.campaign_decisions.clone(),
@@ -147,6 +159,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn background_shed(&self, job: &'static str) {
+        self.background_shed.get_or_create(&Job { job }).inc();
+    }
+
+    pub fn background_shed_count(&self, job: &'static str) -> u64 {
+        self.background_shed.get_or_create(&Job { job }).get()
+    }
+
     pub fn drop_reason(&self, reason: &'static str) {
         self.drops.get_or_create(&Reason { reason }).inc();
     }

@@ -1,11 +1,9 @@
-//! Per-recipient content: locale variants and `{{attrs.NAME|fallback}}`
-//! placeholders in titles, bodies and action labels.
-//!
-//! A message with neither is serialized once per node; one with locales
-//! only, once per locale; one with placeholders, once per recipient.
+//! `{{attrs.NAME|fallback}}` placeholders: checked when a message is
+//! published, filled per recipient from the token's attributes. Knows
+//! templates and identities, nothing of envelopes (`envelope` applies it to
+//! titles, bodies and action labels, and picks locale variants).
 
 use crate::auth::Identity;
-use crate::envelope::{Action, Envelope, EnvelopeError, MAX_BODY, MAX_LABEL, MAX_TITLE};
 
 /// One `{{…}}` placeholder: the attribute and its fallback.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,82 +84,21 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Does the envelope need rendering per recipient? Also checks that every
-/// placeholder is well formed, naming the field when one is not.
-pub fn check_templates(e: &Envelope) -> Result<bool, EnvelopeError> {
-    let mut any = false;
-    let mut check = |field: String, s: Option<&str>| -> Result<(), EnvelopeError> {
-        if let Some(s) = s.filter(|s| has_placeholder(s)) {
-            parse(s).map_err(|r| EnvelopeError::new(field, r))?;
-            any = true;
-        }
-        Ok(())
-    };
-    check("title".into(), e.title.as_deref())?;
-    check("body".into(), e.body.as_deref())?;
-    for (i, a) in e.actions.iter().enumerate() {
-        check(format!("actions[{i}].label"), Some(&a.label))?;
+/// Checks a template's placeholders; true when it has any (then it is
+/// rendered per recipient). The reason names what is malformed.
+pub fn check(template: &str) -> Result<bool, String> {
+    if !has_placeholder(template) {
+        return Ok(false);
     }
-    for (tag, v) in e.locales.iter().flatten() {
-        check(format!("locales.{tag}.title"), v.title.as_deref())?;
-        check(format!("locales.{tag}.body"), v.body.as_deref())?;
-        for (i, a) in v.actions.iter().flatten().enumerate() {
-            check(format!("locales.{tag}.actions[{i}].label"), Some(&a.label))?;
-        }
-    }
-    Ok(any)
-}
-
-/// The locale variant key for a recipient: an exact tag first, then the
-/// primary language (`fr-CA` falls back to `fr`), compared case-insensitively.
-pub fn pick_locale<'a>(e: &'a Envelope, locale: Option<&str>) -> Option<&'a str> {
-    let locales = e.locales.as_ref()?;
-    let wanted = locale?;
-    let primary = wanted.split(['-', '_']).next().unwrap_or(wanted);
-    locales
-        .keys()
-        .find(|k| k.eq_ignore_ascii_case(wanted))
-        .or_else(|| locales.keys().find(|k| k.eq_ignore_ascii_case(primary)))
-        .map(String::as_str)
-}
-
-/// Title, body and actions for a recipient: the locale variant's where it
-/// has them, the base fields otherwise, placeholders filled when asked.
-pub fn content(
-    e: &Envelope,
-    locale: Option<&str>,
-    id: Option<&Identity>,
-) -> (Option<String>, Option<String>, Vec<Action>) {
-    let variant = pick_locale(e, locale).and_then(|k| e.locales.as_ref()?.get(k));
-    let title = variant
-        .and_then(|v| v.title.as_deref())
-        .or(e.title.as_deref());
-    let body = variant
-        .and_then(|v| v.body.as_deref())
-        .or(e.body.as_deref());
-    let actions = variant
-        .and_then(|v| v.actions.as_ref())
-        .unwrap_or(&e.actions);
-    let fill = |s: &str, max: usize| match id {
-        Some(id) => fill(s, id, max),
-        None => s.to_owned(),
-    };
-    (
-        title.map(|t| fill(t, MAX_TITLE)),
-        body.map(|b| fill(b, MAX_BODY)),
-        actions
-            .iter()
-            .map(|a| Action {
-                label: fill(&a.label, MAX_LABEL),
-                ..a.clone()
-            })
-            .collect(),
-    )
+    parse(template).map(|_| true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// The body limit (`envelope::MAX_BODY`), here as a number: this module
+    /// knows nothing of envelopes.
+    const MAX_BODY: usize = 8 * 1024;
     use std::sync::Arc;
 
     fn identity(attrs: &[(&str, cel::Value)]) -> Identity {
@@ -215,37 +152,10 @@ mod tests {
     }
 
     #[test]
-    fn malformed_placeholders_are_refused_with_the_field() {
-        let mut e = Envelope {
-            title: Some("Hi {{user.name}}".into()),
-            ..Default::default()
-        };
-        assert_eq!(check_templates(&e).expect_err("refused").field, "title");
-        e.title = Some("Hi {{attrs.name".into());
-        assert_eq!(check_templates(&e).expect_err("refused").field, "title");
-        e.title = Some("Hi {{attrs.name|friend}}".into());
-        assert!(check_templates(&e).expect("ok"));
-        e.title = Some("Hi".into());
-        assert!(!check_templates(&e).expect("ok"));
-    }
-
-    #[test]
-    fn locale_exact_then_language_then_base() {
-        let e: Envelope = serde_json::from_value(serde_json::json!({
-            "title": "Hello", "body": "Base body",
-            "locales": {"fr": {"title": "Bonjour"}, "pt-BR": {"title": "Olá", "body": "Corpo"}}
-        }))
-        .expect("envelope");
-        assert_eq!(
-            content(&e, Some("fr-CA"), None).0.as_deref(),
-            Some("Bonjour")
-        );
-        assert_eq!(
-            content(&e, Some("fr-CA"), None).1.as_deref(),
-            Some("Base body")
-        );
-        assert_eq!(content(&e, Some("pt-br"), None).1.as_deref(), Some("Corpo"));
-        assert_eq!(content(&e, Some("de"), None).0.as_deref(), Some("Hello"));
-        assert_eq!(content(&e, None, None).0.as_deref(), Some("Hello"));
+    fn malformed_placeholders_are_refused() {
+        assert!(check("Hi {{user.name}}").is_err());
+        assert!(check("Hi {{attrs.name").is_err());
+        assert_eq!(check("Hi {{attrs.name|friend}}"), Ok(true));
+        assert_eq!(check("Hi"), Ok(false));
     }
 }

@@ -420,7 +420,7 @@ async fn reconnects_during_a_publish_stream_on_a_redis_cluster_lose_and_repeat_n
         .into_iter()
         .find(|(_, port)| *port != broadcast_on)
         .expect("a master without the broadcast channel");
-    reconnect_during_a_publish_stream([&a, &b], &user).await;
+    reconnect_during_a_publish_stream([&a, &b], &user, Pace::OneInFlight).await;
     a.stop().await;
     b.stop().await;
 }

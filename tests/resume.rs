@@ -327,7 +327,7 @@ async fn the_hello_position_lets_a_client_that_saw_nothing_resume() {
 #[tokio::test]
 async fn embedded_reconnects_during_a_publish_stream_lose_and_repeat_nothing() {
     let h = Herald::start(config()).await;
-    reconnect_during_a_publish_stream([&h, &h], "alice").await;
+    reconnect_during_a_publish_stream([&h, &h], "alice", Pace::BackToBack).await;
     h.stop().await;
 }
 
@@ -340,7 +340,7 @@ async fn redis_reconnects_during_a_publish_stream_lose_and_repeat_nothing() {
     let redis = Redis::start();
     let n1 = Herald::start(redis_config(&redis)).await;
     let n2 = Herald::start(redis_config(&redis)).await;
-    reconnect_during_a_publish_stream([&n1, &n2], "alice").await;
+    reconnect_during_a_publish_stream([&n1, &n2], "alice", Pace::BackToBack).await;
     n1.stop().await;
     n2.stop().await;
 }

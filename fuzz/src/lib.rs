@@ -159,7 +159,7 @@ pub fn envelope(data: &[u8]) {
     if let Ok(Command::Publish(p)) = envelope::parse(data, MAX_ENVELOPE, NOW_MS) {
         let e = &p.envelope;
         assert!(p.id().len() <= envelope::MAX_ID && !p.id().is_empty());
-        match herald::render::check_templates(e) {
+        match e.check_templates() {
             Ok(personalized) => assert_eq!(personalized, p.personalized),
             Err(err) => panic!("accepted, then refused by check_templates: {err}"),
         }
@@ -258,7 +258,7 @@ pub fn audience(data: &[u8]) {
 /// locale tag (missing lines are absent). Each is filled for each identity
 /// with [`herald::render::fill`]; an envelope made of them, with a locale
 /// variant swapping title and body, goes through
-/// [`herald::render::check_templates`] and [`herald::render::content`].
+/// `Envelope::check_templates` and `Envelope::content`.
 pub fn template(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     each_identity(|id| {
@@ -297,11 +297,11 @@ pub fn template(data: &[u8]) {
         locales,
         ..Default::default()
     };
-    let valid = herald::render::check_templates(&e);
+    let valid = e.check_templates();
     for locale in [None, tag.as_deref(), Some("fr-CA"), Some("")] {
-        let plain = herald::render::content(&e, locale, None);
+        let plain = e.content(locale, None);
         each_identity(|id| {
-            let (t, b, a) = herald::render::content(&e, locale, Some(id));
+            let (t, b, a) = e.content(locale, Some(id));
             if valid == Ok(false) {
                 // Nothing to fill: rendering for a recipient changes nothing.
                 assert_eq!((&t, &b, &a), (&plain.0, &plain.1, &plain.2));

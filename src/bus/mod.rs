@@ -1,24 +1,29 @@
-//! How messages travel between publishers and nodes. Embedded: straight to
-//! this node's dispatcher. Redis: pub/sub channels shared by every node.
+//! Herald's state, in one place: what outlives a publish (the sticky set,
+//! pending messages, acknowledgements), the history for resume, campaign
+//! counters, the streams of SPEC §7, presence, and how messages travel
+//! between nodes. Two backends keep it behind one contract, [`Store`]:
+//! [`MemoryBus`] (embedded: one node, in memory) and [`RedisBus`] (any
+//! number of nodes sharing one Redis or a Redis Cluster). [`Bus`] is the
+//! one a node runs.
+//!
 //! In the library, `redis` is imported in this module tree and nowhere else
 //! (the load generator, `herald-bench`, uses it too).
 
-mod conn;
-mod ingress;
-mod redis_bus;
+pub mod counters;
+mod memory;
+mod redis;
 
 use crate::auth::Identity;
-use crate::campaigns::{Campaign, Limits, MemoryCounters, Verdict};
-use crate::dispatch::{Dispatcher, Route};
 use crate::envelope::{Command, Publish};
-use crate::events::{Record, Stream};
-use crate::history::{MemoryHistory, Resumed};
-use crate::hub::Hub;
+use crate::events::Stream;
+use crate::history::Resumed;
 use crate::protocol::{Ack, AckStatus};
-use std::sync::Arc;
-use std::time::Instant;
+use counters::{Limits, Verdict};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-pub use redis_bus::{BusParts, Keys, RedisBus, RedisTarget, publish_direct};
+pub use memory::MemoryBus;
+pub use redis::{BusParts, Keys, RedisBus, RedisTarget, publish_direct};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -31,231 +36,6 @@ pub enum BusError {
 pub struct Reach {
     pub online: Vec<String>,
     pub offline: Vec<String>,
-}
-
-/// A user's sessions across the cluster.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Presence {
-    pub user: String,
-    pub online: bool,
-    pub sessions: u64,
-}
-
-pub enum Bus {
-    Embedded {
-        hub: Arc<Hub>,
-        dispatcher: Arc<Dispatcher>,
-        counters: Box<MemoryCounters>,
-        /// `None` when `history.enabled` is off.
-        history: Option<Box<MemoryHistory>>,
-    },
-    Redis(Arc<RedisBus>),
-}
-
-impl Bus {
-    /// Publishes a checked command to every node (here: this one, or all
-    /// through Redis). For `users` audiences, says who was online.
-    pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
-        match self {
-            Bus::Embedded {
-                hub,
-                dispatcher,
-                history,
-                ..
-            } => {
-                // Who is online is known before delivery, as with PUBLISH replies.
-                let reach = match cmd {
-                    Command::Publish(p) => p
-                        .audience
-                        .users()
-                        .map(|users| Reach::split(users, |_, u| hub.user_sessions(u) > 0)),
-                    _ => None,
-                };
-                // Recorded in the history first, so it goes out with its position.
-                let positioned = match (cmd, history) {
-                    (Command::Publish(p), Some(h)) => h.append(p).map(Command::Publish),
-                    (Command::Retract { id, .. }, Some(h)) => Some(Command::Retract {
-                        id: id.clone(),
-                        pos: Some(h.retract(id)),
-                    }),
-                    _ => None,
-                };
-                dispatcher.apply(
-                    positioned.as_ref().unwrap_or(cmd),
-                    Route::Broadcast,
-                    Instant::now(),
-                );
-                if let (Command::Publish(p), Some(r)) = (cmd, &reach)
-                    && p.envelope.fallback
-                {
-                    for user in &r.offline {
-                        dispatcher.events().emit(
-                            Record::new(Stream::Undelivered, "undelivered")
-                                .with("msg", p.id())
-                                .with("user", user.as_str())
-                                .with_opt("campaign", p.envelope.campaign.as_deref()),
-                        );
-                    }
-                }
-                Ok(reach)
-            }
-            Bus::Redis(bus) => bus.publish(cmd).await,
-        }
-    }
-
-    pub async fn presence(&self, user: &str) -> Result<Presence, BusError> {
-        match self {
-            Bus::Embedded { hub, .. } => {
-                let sessions = hub.user_sessions(user) as u64;
-                Ok(Presence {
-                    user: user.to_owned(),
-                    online: sessions > 0,
-                    sessions,
-                })
-            }
-            Bus::Redis(bus) => bus.presence(user).await,
-        }
-    }
-
-    /// The sticky set: active sticky and must-acknowledge messages.
-    pub async fn active(&self) -> Result<Vec<Arc<Publish>>, BusError> {
-        match self {
-            Bus::Embedded { dispatcher, .. } => Ok(dispatcher.active()),
-            Bus::Redis(bus) => bus.active().await,
-        }
-    }
-
-    /// What a client resuming at `since` missed: all of it, or nothing
-    /// (`recovered: false`).
-    pub async fn resume(&self, id: &Identity, since: &str) -> Resumed {
-        match self {
-            Bus::Embedded {
-                history: Some(h), ..
-            } => h.resume(id, since),
-            Bus::Embedded { history: None, .. } => Resumed::lost(),
-            Bus::Redis(bus) => bus.resume(id, since).await,
-        }
-    }
-
-    /// The history's current position, for the `hello` frame.
-    pub async fn head(&self) -> Option<String> {
-        match self {
-            Bus::Embedded { history, .. } => history.as_ref().map(|h| h.head()),
-            Bus::Redis(bus) => bus.head().await,
-        }
-    }
-
-    /// Messages a session that just connected must receive (reason `sticky`).
-    pub async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
-        match self {
-            Bus::Embedded { dispatcher, .. } => dispatcher.active_for(id),
-            Bus::Redis(bus) => bus.replay_for(id).await,
-        }
-    }
-
-    /// Records an acknowledgement: the events stream, and for clicked or
-    /// dismissed, the end of resending a must-acknowledge message.
-    pub async fn ack(
-        &self,
-        user: &Arc<str>,
-        sid: &str,
-        ack: &Ack,
-    ) -> Result<Option<String>, BusError> {
-        let dispatcher = match self {
-            Bus::Embedded { dispatcher, .. } => dispatcher,
-            Bus::Redis(bus) => bus.dispatcher(),
-        };
-        let campaign = dispatcher.on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
-        if matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed) {
-            match self {
-                Bus::Embedded { dispatcher, .. } => dispatcher.acknowledge(&ack.id, user),
-                Bus::Redis(bus) => bus.ack(user, &ack.id).await?,
-            }
-        }
-        Ok(campaign)
-    }
-
-    /// Stores a campaign where every node finds it, and tells them.
-    pub async fn campaign_store(&self, c: &Campaign) -> Result<(), BusError> {
-        match self {
-            Bus::Embedded { .. } => Ok(()),
-            Bus::Redis(bus) => bus.campaign_store(c).await,
-        }
-    }
-
-    pub async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
-        match self {
-            Bus::Embedded { .. } => Ok(()),
-            Bus::Redis(bus) => bus.campaign_remove(id).await,
-        }
-    }
-
-    /// Checks and counts one display against a campaign's limits.
-    pub async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError> {
-        match self {
-            Bus::Embedded { counters, .. } => {
-                Ok(counters.check(limits, crate::auth::unix_now_ms()))
-            }
-            Bus::Redis(bus) => bus.campaign_check(limits).await,
-        }
-    }
-
-    /// The user reached the campaign's `until`.
-    pub async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
-        match self {
-            Bus::Embedded { counters, .. } => {
-                counters.done(campaign, user);
-                Ok(())
-            }
-            Bus::Redis(bus) => bus.campaign_done(campaign, user).await,
-        }
-    }
-
-    /// The newest records of a stream (events, undelivered, dead).
-    pub async fn stream(
-        &self,
-        stream: Stream,
-        count: usize,
-    ) -> Result<Vec<serde_json::Value>, BusError> {
-        match self {
-            Bus::Embedded { dispatcher, .. } => Ok(dispatcher
-                .events()
-                .recent(stream, count)
-                .unwrap_or_default()),
-            Bus::Redis(bus) => bus.stream(stream, count).await,
-        }
-    }
-
-    /// Counters of every live node and their sums; embedded: this node.
-    pub async fn cluster_stats(&self) -> Result<Option<serde_json::Value>, BusError> {
-        match self {
-            Bus::Embedded { .. } => Ok(None),
-            Bus::Redis(bus) => bus.cluster_stats().await.map(Some),
-        }
-    }
-
-    /// Ready to carry messages: always embedded; connected with Redis.
-    pub fn is_up(&self) -> bool {
-        match self {
-            Bus::Embedded { .. } => true,
-            Bus::Redis(bus) => bus.is_up(),
-        }
-    }
-
-    /// Waits (briefly) until this node receives `user`'s channel, so that a
-    /// message published right after the `hello` frame is not missed.
-    pub async fn user_ready(&self, user: &str) {
-        if let Bus::Redis(bus) = self {
-            bus.user_ready(user).await;
-        }
-    }
-
-    pub fn mode(&self) -> &'static str {
-        match self {
-            Bus::Embedded { .. } => "embedded",
-            Bus::Redis(_) => "redis",
-        }
-    }
 }
 
 impl Reach {
@@ -271,5 +51,203 @@ impl Reach {
             .push(u.to_string());
         }
         r
+    }
+}
+
+/// A user's sessions across the cluster.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Presence {
+    pub user: String,
+    pub online: bool,
+    pub sessions: u64,
+}
+
+/// Where a node applies the campaigns the state stores (the campaigns
+/// engine's registry). The state hands over the stored JSON and never
+/// compiles it: it knows campaigns only as ids and text.
+pub trait CampaignSink: Send + Sync {
+    /// Every stored campaign, `(id, JSON)`, replacing what the node applies.
+    fn replace_all(&self, stored: Vec<(String, String)>);
+    /// One campaign as stored now, or `None` when it was deleted.
+    fn changed(&self, id: &str, stored: Option<&str>);
+}
+
+/// Campaign ids changed elsewhere in the cluster, waiting to be read again:
+/// coalescing, and bounded (past [`CampaignReloads::MAX`] ids it reloads
+/// them all instead), so a flood of change notices costs one read each at
+/// most and no task per notice.
+#[derive(Default)]
+pub(crate) struct CampaignReloads {
+    pending: Mutex<(bool, HashSet<String>)>,
+    pub notify: tokio::sync::Notify,
+}
+
+impl CampaignReloads {
+    const MAX: usize = 10_000;
+
+    pub fn mark(&self, id: &str) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.1.len() >= Self::MAX {
+            p.0 = true;
+            p.1.clear();
+        } else if !p.0 {
+            p.1.insert(id.to_owned());
+        }
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    /// `(all, ids)`: every campaign, or these ones.
+    pub fn take(&self) -> (bool, HashSet<String>) {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The contract both backends keep. Implemented by [`MemoryBus`] and
+/// [`RedisBus`] only, and called through [`Bus`], which dispatches
+/// statically, so the futures' `Send`-ness is known at every call site.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Publishes a checked command to every node (embedded: this one). For
+    /// `users` audiences, says who was online.
+    async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError>;
+    /// A user's sessions across the cluster.
+    async fn presence(&self, user: &str) -> Result<Presence, BusError>;
+    /// The sticky set: active sticky and must-acknowledge messages.
+    async fn active(&self) -> Result<Vec<Arc<Publish>>, BusError>;
+    /// What a client resuming at `since` missed: all of it, or nothing
+    /// (`recovered: false`).
+    async fn resume(&self, id: &Identity, since: &str) -> Resumed;
+    /// The history's current position, for the `hello` frame.
+    async fn head(&self) -> Option<String>;
+    /// Messages a session that just connected must receive (`sticky`).
+    async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>>;
+    /// The user clicked or dismissed `msg`: not sent to them again.
+    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError>;
+    /// Stores a campaign's JSON where every node finds it, and tells them.
+    async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError>;
+    async fn campaign_remove(&self, id: &str) -> Result<(), BusError>;
+    /// Checks and counts one display against a campaign's limits.
+    async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError>;
+    /// The user reached the campaign's `until`.
+    async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError>;
+    /// The newest records of a stream (events, undelivered, dead), newest first.
+    async fn stream(
+        &self,
+        stream: Stream,
+        count: usize,
+    ) -> Result<Vec<serde_json::Value>, BusError>;
+    /// Counters of every live node and their sums (embedded: none).
+    async fn cluster_stats(&self) -> Result<Option<serde_json::Value>, BusError>;
+    /// Waits (briefly) until this node receives `user`'s channel, so that a
+    /// message published right after the `hello` frame is not missed.
+    async fn user_ready(&self, user: &str);
+    /// Ready to carry messages: always embedded; connected with Redis.
+    fn is_up(&self) -> bool;
+}
+
+/// The node's state: one backend or the other.
+pub enum Bus {
+    Memory(Box<MemoryBus>),
+    Redis(Arc<RedisBus>),
+}
+
+/// Calls the contract's method on the backend in use.
+macro_rules! each {
+    ($self:ident . $m:ident ( $($a:expr),* )) => {
+        match $self {
+            Bus::Memory(b) => Store::$m(&**b, $($a),*).await,
+            Bus::Redis(b) => Store::$m(&**b, $($a),*).await,
+        }
+    };
+}
+
+impl Bus {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Bus::Memory(_) => "embedded",
+            Bus::Redis(_) => "redis",
+        }
+    }
+
+    /// The dispatcher the backend delivers through.
+    fn dispatcher(&self) -> &crate::dispatch::Dispatcher {
+        match self {
+            Bus::Memory(b) => b.dispatcher(),
+            Bus::Redis(b) => b.dispatcher(),
+        }
+    }
+
+    /// Records an acknowledgement: the events stream, and for clicked or
+    /// dismissed, the end of resending a must-acknowledge message. Returns
+    /// the message's campaign, when this node knows it.
+    pub async fn ack(
+        &self,
+        user: &Arc<str>,
+        sid: &str,
+        ack: &Ack,
+    ) -> Result<Option<String>, BusError> {
+        let campaign =
+            self.dispatcher()
+                .on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
+        if matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed) {
+            self.acknowledged(user, &ack.id).await?;
+        }
+        Ok(campaign)
+    }
+}
+
+impl Store for Bus {
+    async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
+        each!(self.publish(cmd))
+    }
+    async fn presence(&self, user: &str) -> Result<Presence, BusError> {
+        each!(self.presence(user))
+    }
+    async fn active(&self) -> Result<Vec<Arc<Publish>>, BusError> {
+        each!(self.active())
+    }
+    async fn resume(&self, id: &Identity, since: &str) -> Resumed {
+        each!(self.resume(id, since))
+    }
+    async fn head(&self) -> Option<String> {
+        each!(self.head())
+    }
+    async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
+        each!(self.replay_for(id))
+    }
+    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError> {
+        each!(self.acknowledged(user, msg))
+    }
+    async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError> {
+        each!(self.campaign_store(id, json))
+    }
+    async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
+        each!(self.campaign_remove(id))
+    }
+    async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError> {
+        each!(self.campaign_check(limits))
+    }
+    async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
+        each!(self.campaign_done(campaign, user))
+    }
+    async fn stream(
+        &self,
+        stream: Stream,
+        count: usize,
+    ) -> Result<Vec<serde_json::Value>, BusError> {
+        each!(self.stream(stream, count))
+    }
+    async fn cluster_stats(&self) -> Result<Option<serde_json::Value>, BusError> {
+        each!(self.cluster_stats())
+    }
+    async fn user_ready(&self, user: &str) {
+        each!(self.user_ready(user))
+    }
+    fn is_up(&self) -> bool {
+        match self {
+            Bus::Memory(b) => b.is_up(),
+            Bus::Redis(b) => Store::is_up(&**b),
+        }
     }
 }

@@ -29,7 +29,7 @@ pub struct Args {
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let config = Config::load(a.config.as_deref(), &Overrides::default())?;
-    let attrs = crate::http::public::parse_attrs(&a.attrs.join(",")).map_err(anyhow::Error::msg)?;
+    let attrs = crate::auth::parse_attrs(&a.attrs.join(",")).map_err(anyhow::Error::msg)?;
     if let Some(secret) = &config.auth.hs256_secret {
         let claims = Claims {
             sub: a.sub,

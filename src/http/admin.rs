@@ -3,11 +3,13 @@
 //! `Authorization: Bearer <key>`, compared in constant time.
 
 use super::ApiError;
-use crate::Node;
+use crate::bus::Store as _;
 use crate::campaigns::{Campaign, Compiled};
 use crate::envelope::{self, Command};
+use crate::error;
 use crate::events::Stream;
 use crate::metrics::Metrics;
+use crate::node::Node;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -208,7 +210,7 @@ async fn put_campaign(
         )
     })?;
     let campaign: Campaign =
-        serde_json::from_slice(&bytes).map_err(envelope::EnvelopeError::from_serde)?;
+        serde_json::from_slice(&bytes).map_err(error::FieldError::from_serde)?;
     let compiled = Compiled::new(campaign, Some(&id))?;
     let stored = compiled.campaign.clone();
     node.campaigns.put(compiled).await?;

@@ -40,8 +40,8 @@ impl From<crate::bus::BusError> for ApiError {
     }
 }
 
-impl From<crate::envelope::EnvelopeError> for ApiError {
-    fn from(e: crate::envelope::EnvelopeError) -> Self {
+impl From<crate::error::FieldError> for ApiError {
+    fn from(e: crate::error::FieldError) -> Self {
         Self::new(StatusCode::BAD_REQUEST, e.to_string())
     }
 }

@@ -3,9 +3,8 @@
 //! upgrade, as plain HTTP with a one-line reason.
 
 use super::refuse;
-use crate::Node;
 use crate::auth::{AuthError, Claims};
-use crate::protocol::ServerFrame;
+use crate::node::Node;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 const DEMO_HTML: &str = include_str!("../../demo/index.html");
 const SDK_JS: &str = include_str!("../../sdk/js/herald.js");
@@ -156,60 +153,13 @@ async fn upgrade(
         }
     };
 
-    let spawned = node.clone();
+    let ctx = node.session_ctx.clone();
     tokio::spawn(async move {
-        let node = spawned;
         // On a failed upgrade `reg` drops here and the session is unregistered.
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(node.ws_config),
-        )
-        .await;
-        let session = &reg.session;
-        // Setup futures are boxed so the session task keeps only the loop's state.
-        Box::pin(node.bus.user_ready(&session.user)).await;
-        let identity = session.identity().clone();
-        // After hello, before anything live: what the client missed since
-        // its last position (all of it or nothing), then the active messages.
-        let resumed = match &since {
-            Some(since) => Some(Box::pin(node.bus.resume(&identity, since)).await),
-            None => None,
-        };
-        let active = Box::pin(node.bus.replay_for(&identity)).await;
-        drop(identity);
-        let missed = resumed.as_ref().map_or(&[][..], |r| &r.messages[..]);
-        let retracted = resumed.as_ref().map_or(&[][..], |r| &r.retracted[..]);
-        session.outbox.prepend(
-            node.dispatcher
-                .connect_frames(session, missed, retracted, &active),
-        );
-        let replayed_upto = resumed.as_ref().map_or(0, |r| r.upto());
-        let head = Box::pin(node.bus.head()).await;
-        node.campaigns
-            .fire(session.clone(), crate::campaigns::Occurrence::Connect);
-        let sid = node.hub.sid_text(session.sid);
-        let hello = ServerFrame::Hello {
-            sid: &sid,
-            user: &session.user,
-            heartbeat_s: node.config.session.heartbeat.as_secs().max(1),
-            recovered: resumed.as_ref().map(|r| r.recovered),
-            pos: head.as_deref(),
-        }
-        .to_json();
-        // The session runs as a task of its own: this setup task (its locals,
-        // its futures) is freed, and every idle session holds only the loop.
-        tokio::spawn(crate::session::run(
-            ws,
-            reg,
-            node.session_ctx.clone(),
-            hello,
-            replayed_upto,
-            query_locale,
-        ));
+        crate::session::start(TokioIo::new(upgraded), reg, ctx, since, query_locale).await;
     });
 
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -248,7 +198,7 @@ async fn dev_token(State(node): State<Arc<Node>>, Query(q): Query<DevTokenQuery>
         Ok(d) => d,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("ttl: {e}")),
     };
-    let attrs = match q.attrs.as_deref().map(parse_attrs).transpose() {
+    let attrs = match q.attrs.as_deref().map(crate::auth::parse_attrs).transpose() {
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
@@ -269,29 +219,5 @@ async fn dev_token(State(node): State<Arc<Node>>, Query(q): Query<DevTokenQuery>
         Ok(token) => Json(serde_json::json!({ "token": token, "sub": sub, "exp": claims.exp }))
             .into_response(),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
-}
-
-/// `k=v,k2=v2` with numbers and booleans typed, as `herald token --attr` does.
-pub fn parse_attrs(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let mut map = serde_json::Map::new();
-    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("attrs: expected key=value, got {pair:?}"))?;
-        map.insert(k.trim().to_owned(), typed_value(v.trim()));
-    }
-    Ok(map)
-}
-
-pub fn typed_value(v: &str) -> serde_json::Value {
-    if let Ok(i) = v.parse::<i64>() {
-        i.into()
-    } else if let Ok(f) = v.parse::<f64>() {
-        f.into()
-    } else if let Ok(b) = v.parse::<bool>() {
-        b.into()
-    } else {
-        v.into()
     }
 }

@@ -1,7 +1,10 @@
 //! The per-connection loop. It owns the socket; protocol decisions come from
 //! [`state::SessionState`], deliveries from the session's [`Outbox`].
 
+mod setup;
 pub mod state;
+
+pub use setup::start;
 
 use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
@@ -17,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// After Herald sends a close frame it keeps reading, and discarding, what
@@ -32,6 +35,16 @@ const CLOSE_WRITE: Duration = Duration::from_secs(1);
 /// (an `exp` near `u64::MAX` is not a time a clock can hold).
 const MAX_SESSION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// tungstenite's settings for a session: buffers and the largest frame.
+pub fn ws_config(cfg: &SessionConfig) -> WebSocketConfig {
+    let mut ws = WebSocketConfig::default();
+    ws.read_buffer_size = cfg.read_buffer_bytes;
+    ws.write_buffer_size = cfg.write_buffer_bytes;
+    ws.max_message_size = Some(cfg.max_frame_bytes);
+    ws.max_frame_size = Some(cfg.max_frame_bytes);
+    ws
+}
+
 /// How the loop ended.
 enum End {
     /// The socket broke, or the peer went silent: nothing more to send.
@@ -45,11 +58,19 @@ enum End {
 /// What every session loop shares.
 pub struct SessionCtx {
     pub cfg: SessionConfig,
+    /// tungstenite's settings, from `cfg`.
+    pub ws: WebSocketConfig,
     pub metrics: Arc<Metrics>,
     pub hub: Arc<crate::hub::Hub>,
     pub campaigns: Arc<crate::campaigns::Engine>,
     /// Verifies the tokens of `auth` frames, as the handshake does.
     pub verifier: Arc<crate::auth::Verifier>,
+    /// A connecting session's resume, active messages and position.
+    pub bus: Arc<crate::bus::Bus>,
+    /// A connecting session's first frames.
+    pub dispatcher: Arc<crate::dispatch::Dispatcher>,
+    /// Where acknowledgements are recorded, bounded.
+    pub background: Arc<crate::tasks::Background>,
 }
 
 /// Runs one session until it ends, then unregisters it (by dropping `reg`).
@@ -403,7 +424,7 @@ fn on_client_frame(
         ClientFrame::Ack(ack) => {
             tracing::debug!(%user, sid, msg_id = %ack.id, status = ack.status.as_str(), "ack");
             let (engine, user, sid) = (ctx.campaigns.clone(), user.clone(), ctx.hub.sid_text(sid));
-            tokio::spawn(async move {
+            ctx.background.spawn("ack", async move {
                 if let Err(e) = engine.on_ack(&user, &sid, &ack).await {
                     tracing::warn!(%user, msg_id = %ack.id, error = %e, "ack not recorded");
                 }

@@ -841,15 +841,35 @@ impl Client {
     }
 }
 
+/// How a publish stream is paced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Each message as soon as the previous publish returned.
+    BackToBack,
+    /// Each message once the client received the one before (on whichever
+    /// connection, or by resume): on a Redis Cluster a broadcast and the
+    /// per-user message published right after it travel over different
+    /// Redis connections and may arrive in the other order (README, "On a
+    /// Redis Cluster"), so only one is in flight at a time.
+    OneInFlight,
+}
+
 /// A client of `user` that keeps reconnecting, to one node then the other,
 /// while broadcasts and messages for it alone are published through the
 /// first one after another: every message arrives once, in publish order,
 /// and nothing follows on its last connection.
-pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2], user: &str) {
+pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2], user: &str, pace: Pace) {
     const N: usize = 600;
     let first = nodes[0].connect(user).await;
+    let received = std::sync::atomic::AtomicUsize::new(0);
+    let received = &received;
     let publisher = async {
         for i in 0..N {
+            if pace == Pace::OneInFlight {
+                while received.load(std::sync::atomic::Ordering::Acquire) < i {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
             let to = if i % 2 == 0 {
                 json!("all")
             } else {
@@ -865,9 +885,21 @@ pub async fn reconnect_during_a_publish_stream(nodes: [&Herald; 2], user: &str) 
         let mut titles = Vec::with_capacity(N);
         let mut on_this_connection = 0;
         while titles.len() < N {
-            let f = c.recv().await;
+            let f = match tokio::time::timeout(PATIENCE - Duration::from_secs(1), c.recv()).await {
+                Ok(f) => f,
+                Err(_) => panic!(
+                    "nothing after {} messages ({} on this connection); missing: {:?}",
+                    titles.len(),
+                    on_this_connection,
+                    (0..N)
+                        .map(|i| format!("m{i}"))
+                        .filter(|t| !titles.contains(t))
+                        .collect::<Vec<_>>()
+                ),
+            };
             assert_eq!(f["t"], "msg", "{f}");
             titles.push(f["title"].as_str().expect("title").to_owned());
+            received.store(titles.len(), std::sync::atomic::Ordering::Release);
             on_this_connection += 1;
             if on_this_connection == 3 {
                 let pos = f["pos"].as_str().expect("pos").to_owned();

@@ -10,8 +10,9 @@
 
 use super::BusError;
 use super::conn::Conn;
-use super::redis_bus::{RedisBus, unavailable};
+use super::{RedisBus, unavailable};
 use crate::envelope::{self, Envelope};
+use crate::error;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use std::future::Future;
 use std::sync::Arc;
@@ -148,11 +149,11 @@ impl RedisBus {
     async fn ingest(&self, entry_id: &str, payload: Option<&str>) -> Result<(), BusError> {
         let checked = payload
             .ok_or_else(|| {
-                envelope::EnvelopeError::new("e", "the entry has no field e holding the envelope")
+                error::FieldError::new("e", "the entry has no field e holding the envelope")
             })
             .and_then(|text| {
                 let mut e: Envelope =
-                    serde_json::from_str(text).map_err(envelope::EnvelopeError::from_serde)?;
+                    serde_json::from_str(text).map_err(error::FieldError::from_serde)?;
                 envelope::from_publisher(&e)?;
                 if e.id.is_none() {
                     e.id = Some(format!("ingress-{entry_id}"));

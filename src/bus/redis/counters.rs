@@ -1,0 +1,91 @@
+//! Campaigns as stored (`{p}:campaigns`) and their counters: frequency
+//! windows, `until` markers and the global hourly cap, checked and counted
+//! by one script.
+
+use super::{RedisBus, unavailable};
+use crate::bus::BusError;
+use crate::bus::counters::{Limits, Verdict};
+use crate::envelope::Command;
+use redis::AsyncCommands;
+use std::sync::LazyLock;
+
+static CAMPAIGN: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/campaign.lua")));
+
+impl RedisBus {
+    pub(super) async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let () = conn
+            .hset(self.keys.campaigns(), id, json)
+            .await
+            .map_err(unavailable)?;
+        self.publish(&Command::Campaign { id: id.to_owned() })
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .hdel(self.keys.campaigns(), id)
+            .await
+            .map_err(unavailable)?;
+        self.publish(&Command::Campaign { id: id.to_owned() })
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn campaign_check(&self, l: &Limits<'_>) -> Result<Verdict, BusError> {
+        let mut conn = self.conn.clone();
+        let code: i64 = CAMPAIGN
+            .key(self.keys.data())
+            .arg(l.campaign)
+            .arg(l.user)
+            .arg(l.msg_id)
+            .arg(crate::auth::unix_now_ms())
+            .arg(l.max.unwrap_or(0))
+            .arg(l.per_s.unwrap_or(0))
+            .arg(if l.until { "1" } else { "0" })
+            .arg(l.global_cap_per_hour)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Verdict::from_code(code))
+    }
+
+    pub(super) async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let () = conn
+            .set(self.keys.freq_done(campaign, user), 1)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Every campaign as stored, for the node to apply at (re)connect.
+    pub(super) async fn load_campaigns(&self) -> redis::RedisResult<()> {
+        let stored: Vec<(String, String)> =
+            self.conn.clone().hgetall(self.keys.campaigns()).await?;
+        self.campaigns.replace_all(stored);
+        Ok(())
+    }
+
+    /// Reads again the campaigns changed anywhere in the cluster since the
+    /// last call (see [`CampaignReloads`]).
+    pub(super) async fn reload_campaigns(&self) -> redis::RedisResult<()> {
+        let (all, ids) = self.reloads.take();
+        if all {
+            return self.load_campaigns().await;
+        }
+        for id in ids {
+            let stored: Option<String> = self.conn.clone().hget(self.keys.campaigns(), &id).await?;
+            self.campaigns.changed(&id, stored.as_deref());
+        }
+        Ok(())
+    }
+
+    /// A change notice for `id` arrived: it is read again soon.
+    pub(super) fn campaign_changed(&self, id: &str) {
+        self.reloads.mark(id);
+    }
+}

@@ -1,0 +1,256 @@
+//! The Redis bus: one pub/sub connection per node for receiving, one
+//! multiplexed connection for commands.
+//!
+//! Receiving: every node subscribes to `{prefix}:broadcast`, and to
+//! `{prefix}:user:{id}` while it holds a session of that user, so the reply
+//! of `PUBLISH` on a user channel counts the nodes where the user is online.
+//! The hub reports users whose session count changed ([`UserChanges`]); the
+//! subscriber task mirrors them in batches: SUBSCRIBE / UNSUBSCRIBE, and the
+//! node's presence hash `{prefix}:nodepresence:{node}` (field: user, value:
+//! sessions), which expires unless the node's heartbeat keeps it.
+//! After losing Redis it reconnects with backoff and restores everything from
+//! the hub, which stays the source of truth.
+
+mod conn;
+mod counters;
+mod history;
+mod ingress;
+mod keys;
+mod presence;
+mod publishing;
+mod sticky;
+mod streams;
+mod subscriber;
+
+pub use keys::Keys;
+use publishing::Publishing;
+pub use publishing::publish_direct;
+
+use crate::auth::Identity;
+use crate::bus::counters::{Limits, Verdict};
+use crate::bus::{BusError, CampaignReloads, CampaignSink, Presence, Reach, Store};
+use crate::dispatch::Dispatcher;
+use crate::envelope::{Command, Publish};
+use crate::events::Stream;
+use crate::history::Resumed;
+use crate::hub::{Hub, UserChanges};
+use crate::metrics::Metrics;
+use conn::{Backend, Conn};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The node's parts the Redis bus works with.
+pub struct BusParts {
+    /// Where receiving hands its Redis writes (stores, dead records), bounded.
+    pub background: Arc<crate::tasks::Background>,
+    pub node: String,
+    pub hub: Arc<Hub>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub changes: Arc<UserChanges>,
+    pub metrics: Arc<Metrics>,
+    /// Where stored campaigns are applied (the campaigns engine).
+    pub campaigns: Arc<dyn CampaignSink>,
+}
+
+/// Where and how a node uses Redis.
+pub struct RedisTarget<'a> {
+    /// One server; or with `cluster`, seed nodes separated by commas.
+    pub url: &'a str,
+    /// A Redis Cluster: sharded pub/sub for user channels, hash-tagged keys.
+    pub cluster: bool,
+    pub prefix: &'a str,
+    /// Approximate MAXLEN of the streams.
+    pub maxlen: usize,
+    /// Node heartbeat and pub/sub liveness check period.
+    pub heartbeat: Duration,
+    /// The resume window and entries per history stream; `None`: no history.
+    pub history: Option<(Duration, usize)>,
+}
+
+pub struct RedisBus {
+    backend: Backend,
+    conn: Conn,
+    keys: Keys,
+    node: String,
+    hub: Arc<Hub>,
+    dispatcher: Arc<Dispatcher>,
+    changes: Arc<UserChanges>,
+    metrics: Arc<Metrics>,
+    campaigns: Arc<dyn CampaignSink>,
+    /// Campaign ids changed elsewhere, read again by the subscriber task.
+    reloads: CampaignReloads,
+    background: Arc<crate::tasks::Background>,
+    up: AtomicBool,
+    maxlen: usize,
+    heartbeat: Duration,
+    history: Option<(Duration, usize)>,
+    /// Users whose channel this node is subscribed to right now.
+    subscribed: Mutex<HashSet<Arc<str>>>,
+    /// Bumped after every subscription change, for [`RedisBus::user_ready`].
+    generation: watch::Sender<u64>,
+}
+
+pub(super) fn unavailable(e: redis::RedisError) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl RedisBus {
+    /// Connects lazily: the node starts even while Redis is down, and
+    /// reports not ready until the subscriber is connected.
+    pub fn new(target: RedisTarget<'_>, parts: BusParts) -> Result<Arc<Self>, BusError> {
+        let BusParts {
+            background,
+            node,
+            hub,
+            dispatcher,
+            changes,
+            metrics,
+            campaigns,
+        } = parts;
+        let RedisTarget {
+            url,
+            cluster,
+            prefix,
+            maxlen,
+            heartbeat,
+            history,
+        } = target;
+        let backend = Backend::open(url, cluster).map_err(unavailable)?;
+        let conn = backend.shared().map_err(unavailable)?;
+        metrics.bus_up.set(0);
+        Ok(Arc::new(Self {
+            backend,
+            conn,
+            keys: Keys::new(prefix, cluster),
+            node,
+            hub,
+            dispatcher,
+            changes,
+            metrics,
+            up: AtomicBool::new(false),
+            campaigns,
+            reloads: CampaignReloads::default(),
+            background,
+            maxlen,
+            heartbeat,
+            history,
+            subscribed: Mutex::new(HashSet::new()),
+            generation: watch::Sender::new(0),
+        }))
+    }
+
+    fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(super) fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    fn up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        self.metrics.bus_up.set(i64::from(up));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn publishing(&self) -> Publishing<'_> {
+        Publishing {
+            keys: &self.keys,
+            node: &self.node,
+            maxlen: self.maxlen,
+            history: self.history,
+            cluster: self.backend.is_cluster(),
+        }
+    }
+
+    /// Publishes a command. While the bus is up, a publish that failed on
+    /// the shared connection (it broke since its last use: Redis restarted)
+    /// is tried once more on a fresh one; ids dedupe, so a retry never
+    /// delivers twice.
+    pub async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
+        match self.publishing().run(&mut self.conn.clone(), cmd).await {
+            Err(e) if self.up() => {
+                tracing::debug!(error = %e, "publish failed; retrying on a fresh connection");
+                let mut fresh = self
+                    .backend
+                    .dedicated(Duration::from_secs(2))
+                    .await
+                    .map_err(unavailable)?;
+                self.publishing().run(&mut fresh, cmd).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// The contract, from the methods each job's file defines.
+impl Store for RedisBus {
+    async fn publish(&self, cmd: &Command) -> Result<Option<Reach>, BusError> {
+        RedisBus::publish(self, cmd).await
+    }
+    async fn presence(&self, user: &str) -> Result<Presence, BusError> {
+        RedisBus::presence(self, user).await
+    }
+    async fn active(&self) -> Result<Vec<Arc<Publish>>, BusError> {
+        RedisBus::active(self).await
+    }
+    async fn resume(&self, id: &Identity, since: &str) -> Resumed {
+        RedisBus::resume(self, id, since).await
+    }
+    async fn head(&self) -> Option<String> {
+        RedisBus::head(self).await
+    }
+    async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
+        RedisBus::replay_for(self, id).await
+    }
+    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError> {
+        RedisBus::ack(self, user, msg).await
+    }
+    async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError> {
+        RedisBus::campaign_store(self, id, json).await
+    }
+    async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
+        RedisBus::campaign_remove(self, id).await
+    }
+    async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError> {
+        RedisBus::campaign_check(self, limits).await
+    }
+    async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
+        RedisBus::campaign_done(self, campaign, user).await
+    }
+    async fn stream(
+        &self,
+        stream: Stream,
+        count: usize,
+    ) -> Result<Vec<serde_json::Value>, BusError> {
+        RedisBus::stream(self, stream, count).await
+    }
+    async fn cluster_stats(&self) -> Result<Option<serde_json::Value>, BusError> {
+        RedisBus::cluster_stats(self).await.map(Some)
+    }
+    async fn user_ready(&self, user: &str) {
+        RedisBus::user_ready(self, user).await
+    }
+    fn is_up(&self) -> bool {
+        self.up()
+    }
+}

@@ -1,0 +1,132 @@
+//! The SPEC's streams: the writer that drains the events queue into them,
+//! reading their newest entries, and the `dead` record of a refused
+//! envelope (once per payload, however many nodes refused it).
+
+use super::{RedisBus, unavailable};
+use crate::bus::BusError;
+use crate::events::{Record, Stream};
+use redis::AsyncCommands;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl RedisBus {
+    /// Records a refused envelope in the dead stream, once per `digest`
+    /// however many nodes refused it.
+    pub(super) async fn record_dead(
+        &self,
+        digest: &str,
+        reason: &str,
+        source: &str,
+        envelope: &str,
+    ) {
+        let mut conn = self.conn.clone();
+        let r: redis::RedisResult<()> = async {
+            // The first node to claim the digest records it.
+            let first: Option<String> = redis::cmd("SET")
+                .arg(self.keys.dead_seen(digest))
+                .arg("1")
+                .arg("NX")
+                .arg("EX")
+                .arg(60)
+                .query_async(&mut conn)
+                .await?;
+            if first.is_none() {
+                return Ok(());
+            }
+            let record = Record::dead(reason, source, envelope).stamped(&self.node);
+            let written = self
+                .keys
+                .xadd(&record, self.maxlen)
+                .query_async::<String>(&mut conn)
+                .await
+                .map(drop);
+            if written.is_err() {
+                // Unclaimed, so that another node's try can record it.
+                let _: Result<i64, _> = conn.del(self.keys.dead_seen(digest)).await;
+            }
+            written
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not record a refused envelope");
+        }
+    }
+
+    /// The newest `count` entries of a stream, newest first.
+    pub async fn stream(
+        &self,
+        stream: Stream,
+        count: usize,
+    ) -> Result<Vec<serde_json::Value>, BusError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = conn
+            .xrevrange_count(self.keys.stream(stream), "+", "-", count)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("entry".into(), entry.id.clone().into());
+                for (k, v) in entry.map {
+                    let text: String = redis::from_redis_value(v).unwrap_or_default();
+                    obj.insert(k, text.into());
+                }
+                serde_json::Value::Object(obj)
+            })
+            .collect())
+    }
+
+    /// Drains the events queue into the Redis streams until `shutdown`,
+    /// then flushes what is left once.
+    pub async fn write_streams(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let events = self.dispatcher.events().clone();
+        loop {
+            let stopping = tokio::select! {
+                () = &mut shutdown => true,
+                () = events.notify.notified() => false,
+            };
+            loop {
+                let batch = events.take(1000);
+                if batch.is_empty() {
+                    break;
+                }
+                // One pipeline per stream: in a cluster, each lives on its
+                // own slot.
+                let mut pipes: HashMap<Stream, redis::Pipeline> = HashMap::new();
+                for r in &batch {
+                    pipes
+                        .entry(r.stream)
+                        .or_insert_with(redis::pipe)
+                        .add_command(self.keys.xadd(r, self.maxlen))
+                        .ignore();
+                }
+                let mut conn = self.conn.clone();
+                let (mut lost, mut failure) = (0, None);
+                for pipe in pipes.values() {
+                    if failure.is_some() {
+                        lost += pipe.len() as u64;
+                    } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                        lost += pipe.len() as u64;
+                        failure = Some(e);
+                    }
+                }
+                if let Some(e) = failure {
+                    self.metrics.events_dropped.inc_by(lost);
+                    tracing::warn!(error = %e, lost, "stream records not written");
+                    if !stopping {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    break;
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
