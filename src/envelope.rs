@@ -151,18 +151,30 @@ pub struct Envelope {
     /// Sent again on each connect until the user clicks or dismisses it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub require_ack: bool,
+    /// `false`: no close control in the SDK; only a click acknowledges it (absent: `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dismissible: Option<bool>,
     /// User audiences: recipients with no live session go to the `undelivered` stream.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fallback: bool,
     /// Set by Herald on recoverable messages (the resume position); publishers leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos: Option<String>,
+    /// Set by Herald on the retraction a user's click or dismissal sends to
+    /// their other sessions: the session that acknowledged; publishers leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Grouping for analytics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
 }
 
 impl Envelope {
+    /// Whether a `dismissed` ack acknowledges it (SPEC §10.1).
+    pub fn dismissible(&self) -> bool {
+        self.dismissible != Some(false)
+    }
+
     /// Does the envelope need rendering per recipient? Also checks that every
     /// placeholder is well formed, naming the field when one is not.
     pub fn check_templates(&self) -> Result<bool, FieldError> {
@@ -258,6 +270,9 @@ pub enum Command {
     Retract {
         id: String,
         pos: Option<String>,
+        /// On a user's channel: the session that acknowledged it, which
+        /// does not need the frame.
+        except: Option<String>,
     },
     Disconnect {
         users: Vec<Arc<str>>,
@@ -325,12 +340,22 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Envelope, FieldError> {
 }
 
 /// Refuses what only Herald sets, in an envelope from a publisher (the
-/// API, the CLI, the ingress stream): `pos`, on messages and retractions.
+/// API, the CLI, `herald validate`, the ingress stream): `pos`, on
+/// messages and retractions, and the internal `op: campaign`.
 pub fn from_publisher(e: &Envelope) -> Result<(), FieldError> {
-    match e.pos {
-        Some(_) => Err(FieldError::new("pos", "set by Herald; leave it out")),
-        None => Ok(()),
+    if e.pos.is_some() {
+        return Err(FieldError::new("pos", "set by Herald; leave it out"));
     }
+    if e.sid.is_some() {
+        return Err(FieldError::new("sid", "set by Herald; leave it out"));
+    }
+    if e.op == Op::Campaign {
+        return Err(FieldError::new(
+            "op",
+            "campaign is Herald's own notice between nodes; store campaigns with PUT /v1/campaigns/{id}",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a deserialized envelope (the HTTP API and CLI build them too).
@@ -349,7 +374,11 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
     if e.op == Op::Retract {
         let id =
             e.id.ok_or_else(|| FieldError::new("id", "required for op retract"))?;
-        return Ok(Command::Retract { id, pos: e.pos });
+        return Ok(Command::Retract {
+            id,
+            pos: e.pos,
+            except: e.sid,
+        });
     }
     if e.op == Op::Campaign {
         let id =
@@ -528,7 +557,7 @@ mod tests {
     #[test]
     fn retract_needs_only_an_id() {
         assert!(
-            matches!(parse(br#"{"op":"retract","id":"m1"}"#, 65536, 0), Ok(Command::Retract { id, pos: None }) if id == "m1")
+            matches!(parse(br#"{"op":"retract","id":"m1"}"#, 65536, 0), Ok(Command::Retract { id, pos: None, .. }) if id == "m1")
         );
         assert_eq!(refuse(r#"{"op":"retract"}"#).field, "id");
     }

@@ -231,6 +231,9 @@ struct Inner {
     last: Id,
     global: Stream,
     users: HashMap<Arc<str>, Stream>,
+    /// Messages each user clicked or dismissed, until when (unix ms): not
+    /// replayed to them. Kept as long as the history could replay them.
+    acknowledged: HashMap<Arc<str>, HashMap<String, u64>>,
 }
 
 impl Inner {
@@ -254,6 +257,7 @@ impl MemoryHistory {
                 last: Id { ms: 0, seq: 0 },
                 global: Stream::new(),
                 users: HashMap::new(),
+                acknowledged: HashMap::new(),
             }),
         }
     }
@@ -309,6 +313,33 @@ impl MemoryHistory {
         format!("{}.{id}", self.epoch)
     }
 
+    /// A user clicked or dismissed `msg` (SPEC §10.1): their sessions that
+    /// resume past this take it off the screen, and it is not replayed to
+    /// them. Returns the position of that per-user retraction.
+    pub fn acknowledge(&self, user: &str, msg: &str) -> String {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let id = inner.next_id();
+        let oldest = id.ms.saturating_sub(self.window_ms());
+        let user: Arc<str> = Arc::from(user);
+        let (max, window) = (self.max, self.window_ms());
+        let s = inner.users.entry(user.clone()).or_insert_with(Stream::new);
+        s.entries.push_back((id, Entry::Retract(msg.to_owned())));
+        s.trim(max, oldest);
+        let until = id.ms + window + WINDOW_SLACK_MS;
+        inner
+            .acknowledged
+            .entry(user)
+            .or_default()
+            .insert(msg.to_owned(), until);
+        // What no resume can replay any more is forgotten.
+        let now = id.ms;
+        inner.acknowledged.retain(|_, msgs| {
+            msgs.retain(|_, until| *until > now);
+            !msgs.is_empty()
+        });
+        format!("{}.{id}", self.epoch)
+    }
+
     /// The current position: a resume from it recovers what comes next.
     pub fn head(&self) -> String {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -341,8 +372,13 @@ impl MemoryHistory {
         };
         let mut streams = vec![read(&inner.global)];
         streams.extend(inner.users.get(&identity.user).map(read));
+        let acknowledged = inner.acknowledged.get(&identity.user).cloned();
         drop(inner);
-        walk(identity, since, streams, now)
+        let mut resumed = walk(identity, since, streams, now);
+        if let Some(acked) = acknowledged {
+            resumed.messages.retain(|p| !acked.contains_key(p.id()));
+        }
+        resumed
     }
 }
 

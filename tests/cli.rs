@@ -297,3 +297,70 @@ async fn serve_runs_embedded_and_token_uses_dev_mode() {
     assert!(logs.contains("DEV MODE"), "dev mode is announced loudly");
     assert!(!logs.contains("eyJ"), "no token in the logs");
 }
+
+/// `herald publish --redis` keeps the history as the nodes are configured
+/// to (the same file and HERALD_* environment), not as the defaults say.
+#[tokio::test]
+async fn publishing_through_redis_trims_the_history_as_configured() {
+    let redis = Redis::start();
+    let publish = |n: usize| {
+        let url = redis.url();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_herald"))
+                .args(["publish", "--redis", &url, "--to", "all", "--kind", "toast"])
+                .args(["--title", &format!("t{n}")])
+                .env("HERALD_HISTORY__MAX_PER_STREAM", "3")
+                .env_remove("HERALD_API_KEY")
+                .output()
+                .expect("run herald")
+        })
+    };
+    for n in 0..5 {
+        let o = publish(n).await.expect("join");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let len: usize = redis::cmd("XLEN")
+        .arg("herald:history")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("XLEN");
+    assert_eq!(len, 3, "the configured 3 entries, not the default 1000");
+}
+
+#[test]
+fn validate_refuses_what_only_herald_sets() {
+    let dir = std::env::temp_dir().join(format!("herald-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cases = [
+        (
+            "pos.json",
+            json!({"to": "all", "kind": "toast", "title": "x", "pos": "e.1-1"}),
+            "pos",
+        ),
+        ("op.json", json!({"op": "campaign", "id": "c"}), "op"),
+    ];
+    for (name, body, field) in cases {
+        let file = dir.join(name);
+        std::fs::write(&file, body.to_string()).expect("write");
+        let o = herald_cli(&["validate", file.to_str().expect("path")]);
+        assert!(!o.status.success(), "{name} accepted");
+        assert!(
+            stdout(&o).contains(&format!("envelope {field}:")),
+            "{name}: {}",
+            stdout(&o)
+        );
+    }
+    // Without it, the same envelope is fine: positive control.
+    let file = dir.join("ok.json");
+    std::fs::write(
+        &file,
+        json!({"to": "all", "kind": "toast", "title": "x"}).to_string(),
+    )
+    .expect("write");
+    assert!(
+        herald_cli(&["validate", file.to_str().expect("path")])
+            .status
+            .success()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

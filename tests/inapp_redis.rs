@@ -224,3 +224,85 @@ async fn a_refused_payload_that_is_not_utf8_is_recorded_cut_to_64_kib() {
     assert!(envelope.chars().all(|c| c == '\u{fffd}'));
     h.stop().await;
 }
+
+async fn active_ids(h: &Herald) -> Vec<String> {
+    h.get_json("/v1/messages/active").await["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The SRE incident path: a banner raised and retracted with nothing but
+/// `redis-cli PUBLISH` ends in the same state as through the API: out of
+/// the sticky set, and not shown again after a node restart.
+#[tokio::test]
+async fn a_retraction_by_plain_publish_takes_the_banner_out_of_the_sticky_set() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut a = h.connect("ada").await;
+    let banner = |id: &str| {
+        json!({"to": "all", "kind": "banner", "title": "Payments degraded", "sticky": true, "id": id})
+            .to_string()
+    };
+    redis.publish("herald:broadcast", &banner("inc-1")).await;
+    redis.publish("herald:broadcast", &banner("other")).await;
+    assert_eq!(a.recv().await["id"], "inc-1");
+    assert_eq!(a.recv().await["id"], "other");
+    eventually("both stored", || async { active_ids(&h).await.len() == 2 }).await;
+    redis
+        .publish("herald:broadcast", r#"{"op":"retract","id":"inc-1"}"#)
+        .await;
+    assert_eq!(a.recv().await, json!({"t": "retract", "id": "inc-1"}));
+    eventually("the retracted one leaves the sticky set", || async {
+        active_ids(&h).await == ["other"]
+    })
+    .await;
+    // After a restart, a new session gets the one still active, not the
+    // retracted one.
+    h.stop().await;
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut b = h.connect("bob").await;
+    assert_eq!(b.recv().await["id"], "other");
+    h.expect_control_next(&mut b, "bob").await;
+    h.stop().await;
+}
+
+/// A flood of refused payloads costs a bounded number of background jobs:
+/// past the limit they are shed and counted, and the node keeps delivering.
+#[tokio::test]
+async fn a_flood_of_bad_publishes_is_bounded_background_work() {
+    let redis = Redis::start();
+    let mut cfg = redis_config(&redis);
+    cfg.limits.background_jobs = 4;
+    let h = Herald::start(cfg).await;
+    let mut a = h.connect("ada").await;
+    let mut conn = redis.conn().await;
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("PUBLISH")
+            .arg("herald:broadcast")
+            .arg(format!(r#"{{"to":"all","kind":"banner","n":{i}}}"#))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.expect("PUBLISH");
+    eventually("refusals counted", || async {
+        h.metric("herald_invalid_envelopes_total{source=\"redis\"}")
+            .await
+            >= 2000.0
+    })
+    .await;
+    assert!(
+        h.metric("herald_background_shed_total{job=\"dead_record\"}")
+            .await
+            > 0.0,
+        "jobs past the limit are shed and counted"
+    );
+    // Some were recorded (positive control), and the node still delivers.
+    assert!(!redis.xrange("herald:dead").await.is_empty());
+    h.expect_control_next(&mut a, "ada").await;
+    h.stop().await;
+}

@@ -50,6 +50,7 @@ impl Store for MemoryBus {
         let positioned = match (cmd, &self.history) {
             (Command::Publish(p), Some(h)) => h.append(p).map(Command::Publish),
             (Command::Retract { id, .. }, Some(h)) => Some(Command::Retract {
+                except: None,
                 id: id.clone(),
                 pos: Some(h.retract(id)),
             }),
@@ -98,8 +99,12 @@ impl Store for MemoryBus {
         self.dispatcher.active_for(id)
     }
 
-    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError> {
+    async fn acknowledged(&self, user: &str, msg: &str, sid: &str) -> Result<(), BusError> {
         self.dispatcher.acknowledge(msg, &Arc::from(user));
+        let pos = self.history.as_ref().map(|h| h.acknowledge(user, msg));
+        let seq = crate::history::seq_of_pos(pos.as_deref());
+        self.dispatcher
+            .retract_for(user, msg, seq, Instant::now(), Some(sid));
         Ok(())
     }
 

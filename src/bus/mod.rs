@@ -122,8 +122,12 @@ pub trait Store {
     async fn head(&self) -> Option<String>;
     /// Messages a session that just connected must receive (`sticky`).
     async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>>;
-    /// The user clicked or dismissed `msg`: not sent to them again.
-    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError>;
+    /// The user clicked or dismissed `msg` (SPEC §10.1): it leaves their
+    /// other sessions on every node (a `retract` frame), and is not sent to
+    /// them again: not as sticky, not in a resume, on no device. The mark is
+    /// kept as long as the message can still reach them.
+    /// `sid` (`node.sid`) is the session that acknowledged, left out.
+    async fn acknowledged(&self, user: &str, msg: &str, sid: &str) -> Result<(), BusError>;
     /// Stores a campaign's JSON where every node finds it, and tells them.
     async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError>;
     async fn campaign_remove(&self, id: &str) -> Result<(), BusError>;
@@ -187,11 +191,17 @@ impl Bus {
         sid: &str,
         ack: &Ack,
     ) -> Result<Option<String>, BusError> {
-        let campaign =
-            self.dispatcher()
-                .on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
-        if matches!(ack.status, AckStatus::Clicked | AckStatus::Dismissed) {
-            self.acknowledged(user, &ack.id).await?;
+        let dispatcher = self.dispatcher();
+        let campaign = dispatcher.on_ack(user, sid, &ack.id, ack.status, ack.action.as_deref());
+        // A click always acknowledges; a dismissal only a dismissible
+        // message (SPEC §10.1: the SDK draws no close control on the others).
+        let acknowledges = match ack.status {
+            AckStatus::Clicked => true,
+            AckStatus::Dismissed => dispatcher.dismissible(&ack.id) != Some(false),
+            AckStatus::Displayed | AckStatus::Suppressed => false,
+        };
+        if acknowledges {
+            self.acknowledged(user, &ack.id, sid).await?;
         }
         Ok(campaign)
     }
@@ -216,8 +226,8 @@ impl Store for Bus {
     async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
         each!(self.replay_for(id))
     }
-    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError> {
-        each!(self.acknowledged(user, msg))
+    async fn acknowledged(&self, user: &str, msg: &str, sid: &str) -> Result<(), BusError> {
+        each!(self.acknowledged(user, msg, sid))
     }
     async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError> {
         each!(self.campaign_store(id, json))

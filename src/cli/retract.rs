@@ -16,6 +16,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         anyhow::bail!("id: must be 1 to {} bytes", crate::envelope::MAX_ID);
     }
     let cmd = Command::Retract {
+        except: None,
         id: a.id.clone(),
         pos: None,
     };

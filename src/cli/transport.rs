@@ -25,6 +25,10 @@ pub struct Transport {
     /// Publish through a node's admin API (e.g. http://127.0.0.1:9090).
     #[arg(long, value_name = "URL")]
     api: Option<String>,
+    /// The nodes' config file: with --redis, the history window and stream
+    /// lengths are theirs (HERALD_HISTORY__*, HERALD_MESSAGES__* apply too).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// API key for the admin API.
     #[arg(
         long,
@@ -46,9 +50,20 @@ impl Transport {
     ) -> anyhow::Result<(Option<String>, Option<Reach>)> {
         // An explicit --api wins over a Redis URL that came from the environment.
         if let (Some(url), None) = (&self.redis, &self.api) {
-            let reach = crate::bus::publish_direct(url, self.redis_cluster, &self.prefix, cmd)
-                .await
-                .with_context(|| format!("publishing through {}", redact(url)))?;
+            let config = crate::config::Config::load(
+                self.config.as_deref(),
+                &crate::config::Overrides::default(),
+            )?;
+            let reach = crate::bus::publish_direct(
+                url,
+                self.redis_cluster,
+                &self.prefix,
+                &config.history,
+                config.messages.stream_maxlen,
+                cmd,
+            )
+            .await
+            .with_context(|| format!("publishing through {}", redact(url)))?;
             return Ok((None, reach));
         }
         let base = self

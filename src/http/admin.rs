@@ -144,6 +144,7 @@ async fn retract(
     }
     node.bus
         .publish(&Command::Retract {
+            except: None,
             id: id.clone(),
             pos: None,
         })

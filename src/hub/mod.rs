@@ -360,6 +360,17 @@ impl Hub {
         }
     }
 
+    /// Visits the sessions of `user` on this node.
+    pub fn for_each_of_user(&self, user: &str, mut visit: impl FnMut(&Session)) {
+        self.for_user(user, &mut visit);
+    }
+
+    /// The sid of one of this node's sessions, from its `node.sid` text.
+    pub fn local_sid(&self, text: &str) -> Option<u64> {
+        let (node, sid) = text.rsplit_once('.')?;
+        (node == self.node).then(|| u64::from_str_radix(sid, 16).ok())?
+    }
+
     /// Closes every session of `user` on this node with 1008.
     pub fn disconnect_user(&self, user: &str) -> usize {
         let mut n = 0;

@@ -88,8 +88,7 @@ test('dismissible: false without buttons: a dialog gets an OK button that acks c
   }
 });
 
-// A known server gap, so a todo test (tests/browser/README): the envelope field dismissible (SPEC §10.1).
-test('end to end: a modal published with dismissible: false has no close control', { todo: 'waits for the server to accept dismissible (SPEC §10.1)' }, async () => {
+test('end to end: a modal published with dismissible: false has no close control', async () => {
   const user = uniqueUser('nodismiss');
   const { page, wire } = await openDemo(env.browser.context, env.herald, user);
   try {
@@ -109,8 +108,7 @@ test('end to end: a modal published with dismissible: false has no close control
   }
 });
 
-// A known server gap, so a todo test: a dismissal retracts the message on the user's other sessions (SPEC §10.1).
-test('end to end: dismissed in one tab, the message leaves the other tab, which sends no ack for it', { todo: 'waits for the server to retract dismissed messages on other sessions (SPEC §10.1)' }, async () => {
+test('end to end: dismissed in one tab, the message leaves the other tab, which sends no ack for it', async () => {
   const user = uniqueUser('twotabs');
   const a = await openDemo(env.browser.context, env.herald, user);
   const b = await openDemo(env.browser.context, env.herald, user);

@@ -164,9 +164,8 @@ test('a view without a DOM: one message per slot, priority queue, collapse_key, 
   assert.equal(rec.last().sent.some((f) => f.t === 'ack' && f.id === b), false, 'a retraction is not acked');
 });
 
-// A known server gap, so a todo test: the envelope's dismissible field (SPEC §10.1).
 // The same behaviour against a stand-in socket: client.test.mjs.
-test('a dismissible: false message is not dismissed; a click acknowledges it', { todo: 'waits for the server to accept dismissible (SPEC §10.1)' }, async () => {
+test('a dismissible: false message is not dismissed; a click acknowledges it', async () => {
   const user = uniqueUser('nodismiss');
   const to = { users: [user] };
   const view = listView();
@@ -181,8 +180,7 @@ test('a dismissible: false message is not dismissed; a click acknowledges it', {
   assert.equal(rec.last().sent.some((f) => f.t === 'ack' && f.id === id && f.status === 'dismissed'), false);
 });
 
-// SPEC §10.2: fails until the server answers the auth frame (being built);
-// deliberately not a todo test, so that the suite says when it does.
+// SPEC §10.2: the auth frame, against the real node.
 test('token refresh: a 20 s token is renewed over the open socket (auth frame) and the session outlives it', async () => {
   const user = uniqueUser('refresh');
   const { client, rec, seen, tokens, states, opened } = connect(user, {}, { ttl: '20s' });

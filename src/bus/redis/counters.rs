@@ -89,3 +89,91 @@ impl RedisBus {
         self.reloads.mark(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::counters::{Limits, Verdict};
+    use crate::bus::redis::testing::{TestRedis, fixture};
+
+    #[tokio::test]
+    async fn a_display_is_checked_and_counted_against_every_limit() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let once = Limits {
+            campaign: "c",
+            user: "a",
+            msg_id: "m",
+            max: Some(1),
+            per_s: None,
+            until: true,
+            global_cap_per_hour: 2,
+        };
+        assert_eq!(
+            f.bus.campaign_check(&once).await.expect("checked"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            f.bus.campaign_check(&once).await.expect("checked"),
+            Verdict::Frequency
+        );
+        // The hourly cap counts displays (by message id) across campaigns.
+        let other = Limits {
+            campaign: "d",
+            msg_id: "m2",
+            max: None,
+            until: false,
+            ..once.clone()
+        };
+        assert_eq!(
+            f.bus.campaign_check(&other).await.expect("checked"),
+            Verdict::Allowed
+        );
+        let third = Limits {
+            msg_id: "m3",
+            ..other.clone()
+        };
+        assert_eq!(
+            f.bus.campaign_check(&third).await.expect("checked"),
+            Verdict::GlobalCap
+        );
+        f.bus.campaign_done("e", "a").await.expect("done");
+        let until = Limits {
+            campaign: "e",
+            max: None,
+            global_cap_per_hour: 0,
+            ..once.clone()
+        };
+        assert_eq!(
+            f.bus.campaign_check(&until).await.expect("checked"),
+            Verdict::Until
+        );
+        // Another user is not held back: positive control.
+        let b = Limits { user: "b", ..once };
+        assert_eq!(
+            f.bus.campaign_check(&b).await.expect("checked"),
+            Verdict::Allowed
+        );
+    }
+
+    #[tokio::test]
+    async fn stored_campaigns_reach_the_sink_all_at_once_or_one_by_one() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        f.bus
+            .campaign_store("c1", r#"{"id":"c1"}"#)
+            .await
+            .expect("stored");
+        f.bus.load_campaigns().await.expect("loaded");
+        assert_eq!(
+            f.sink.all.lock().expect("lock").last().cloned(),
+            Some(vec![("c1".to_owned(), r#"{"id":"c1"}"#.to_owned())])
+        );
+        f.bus.campaign_remove("c1").await.expect("removed");
+        f.bus.campaign_changed("c1");
+        f.bus.reload_campaigns().await.expect("reloaded");
+        assert_eq!(
+            f.sink.changed.lock().expect("lock").as_slice(),
+            [("c1".to_owned(), None)]
+        );
+    }
+}

@@ -106,11 +106,63 @@ impl RedisBus {
                 })
                 .collect(),
         };
-        Ok(history::walk(
+        let mut resumed = history::walk(
             id,
             since,
             [read(&global_trimmed, global), read(&user_trimmed, mine)],
             crate::auth::unix_now_ms(),
-        ))
+        );
+        // Not what the user clicked or dismissed (SPEC §10.1).
+        if !resumed.messages.is_empty() {
+            let mut pipe = redis::pipe();
+            for p in &resumed.messages {
+                pipe.sismember(self.keys.acked(p.id()), &*id.user);
+            }
+            let acked: Vec<bool> = pipe.query_async(&mut self.conn.clone()).await?;
+            let mut acked = acked.into_iter();
+            resumed.messages.retain(|_| !acked.next().unwrap_or(false));
+        }
+        Ok(resumed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::redis::testing::{TestRedis, command, fixture, identity};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_resume_gets_what_was_missed_or_nothing() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let since = f.bus.head().await.expect("a position");
+        let mut conn = f.bus.conn.clone();
+        for (id, to) in [("b1", json!("all")), ("u1", json!({"users": ["a"]}))] {
+            let cmd = command(json!({"id": id, "to": to, "kind": "toast", "title": id}));
+            f.bus
+                .publishing()
+                .run(&mut conn, &cmd)
+                .await
+                .expect("published");
+        }
+        let for_a = f.bus.resume(&identity("a"), &since).await;
+        assert!(for_a.recovered);
+        let ids: Vec<&str> = for_a.messages.iter().map(|p| p.id()).collect();
+        assert_eq!(ids, ["b1", "u1"]);
+        let for_b = f.bus.resume(&identity("b"), &since).await;
+        assert_eq!(for_b.messages.len(), 1, "not a's own message");
+        // Past the 100 entries a stream keeps: the gap cannot be filled.
+        for i in 0..100 {
+            let cmd = command(json!({"to": "all", "kind": "toast", "title": format!("t{i}")}));
+            f.bus
+                .publishing()
+                .run(&mut conn, &cmd)
+                .await
+                .expect("published");
+        }
+        assert!(!f.bus.resume(&identity("a"), &since).await.recovered);
+        // Another epoch, or garbage: nothing either.
+        assert!(!f.bus.resume(&identity("a"), "other.1-1").await.recovered);
+        assert!(!f.bus.resume(&identity("a"), "garbage").await.recovered);
     }
 }

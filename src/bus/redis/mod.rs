@@ -21,6 +21,8 @@ mod publishing;
 mod sticky;
 mod streams;
 mod subscriber;
+#[cfg(test)]
+mod testing;
 
 pub use keys::Keys;
 use publishing::Publishing;
@@ -222,8 +224,8 @@ impl Store for RedisBus {
     async fn replay_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
         RedisBus::replay_for(self, id).await
     }
-    async fn acknowledged(&self, user: &str, msg: &str) -> Result<(), BusError> {
-        RedisBus::ack(self, user, msg).await
+    async fn acknowledged(&self, user: &str, msg: &str, sid: &str) -> Result<(), BusError> {
+        RedisBus::ack(self, user, msg, sid).await
     }
     async fn campaign_store(&self, id: &str, json: &str) -> Result<(), BusError> {
         RedisBus::campaign_store(self, id, json).await

@@ -153,3 +153,54 @@ impl RedisBus {
         Ok(serde_json::json!({ "nodes": nodes, "sessions": sessions, "deliveries": deliveries }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::redis::testing::{TestRedis, fixture, identity};
+    use redis::Commands;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn presence_is_counted_on_live_nodes_and_dead_ones_are_forgotten() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let _s1 = f.hub.register(identity("ada"), ip).expect("registered");
+        let _s2 = f.hub.register(identity("ada"), ip).expect("registered");
+        f.bus.heartbeat().await.expect("beat");
+        f.bus
+            .write_presence([Arc::from("ada")].into_iter())
+            .await
+            .expect("written");
+        let p = f.bus.presence("ada").await.expect("read");
+        assert_eq!((p.online, p.sessions), (true, 2));
+        assert!(!f.bus.presence("bob").await.expect("read").online);
+        let mut r = redis.sync().expect("conn");
+        let ttl: i64 = r.pttl("herald:nodepresence:n1").expect("PTTL");
+        assert!(
+            ttl > 0,
+            "the presence hash expires with the heartbeat: {ttl}"
+        );
+        // A node silent for longer than three heartbeats: not counted, and
+        // forgotten at the next heartbeat of a live one.
+        let () = r.zadd("herald:nodes", "gone", 1).expect("ZADD");
+        let () = r.hset("herald:nodepresence:gone", "ada", 5).expect("HSET");
+        let () = r.hset("herald:nodestats", "gone", "{}").expect("HSET");
+        assert_eq!(f.bus.presence("ada").await.expect("read").sessions, 2);
+        f.bus.heartbeat().await.expect("beat");
+        assert_eq!(
+            r.zscore::<_, _, Option<f64>>("herald:nodes", "gone")
+                .expect("ZSCORE"),
+            None
+        );
+        assert!(
+            !r.hexists::<_, _, bool>("herald:nodestats", "gone")
+                .expect("HEXISTS")
+        );
+        assert!(
+            r.zscore::<_, _, Option<f64>>("herald:nodes", "n1")
+                .expect("ZSCORE")
+                .is_some()
+        );
+    }
+}

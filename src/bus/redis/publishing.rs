@@ -18,6 +18,8 @@ pub async fn publish_direct(
     url: &str,
     cluster: bool,
     prefix: &str,
+    history: &crate::config::HistoryConfig,
+    stream_maxlen: usize,
     cmd: &Command,
 ) -> Result<Option<Reach>, BusError> {
     let backend = Backend::open(url, cluster).map_err(unavailable)?;
@@ -26,13 +28,15 @@ pub async fn publish_direct(
         .await
         .map_err(unavailable)?;
     let keys = Keys::new(prefix, cluster);
-    // The CLI publishes with the default history settings, like a node.
-    let h = crate::config::HistoryConfig::default();
-    let history = h.enabled.then_some((h.window, h.max_per_stream));
+    // The nodes' own history settings: a shorter window here would trim
+    // what they keep for resuming clients.
+    let history = history
+        .enabled
+        .then_some((history.window, history.max_per_stream));
     let how = Publishing {
         keys: &keys,
         node: "cli",
-        maxlen: 100_000,
+        maxlen: stream_maxlen,
         history,
         cluster,
     };
@@ -165,7 +169,7 @@ impl Publishing<'_> {
 
     /// The history arguments both scripts take: on ("0"|"1"), window ms,
     /// entries per stream, and an epoch to use if none exists yet.
-    fn history_args(&self) -> Vec<String> {
+    pub(super) fn history_args(&self) -> Vec<String> {
         let (on, window, max) = match self.history {
             Some((w, n)) => ("1", w.as_millis() as u64, n),
             None => ("0", 0, 0),
@@ -191,7 +195,7 @@ impl Publishing<'_> {
 
     /// Publishes on user channels (`PUBLISH`, or `SPUBLISH` in a cluster)
     /// and returns how many nodes each reached.
-    async fn publish_users<'u>(
+    pub(super) async fn publish_users<'u>(
         &self,
         conn: &mut Conn,
         envs: impl Iterator<Item = (&'u str, &'u str)>,
@@ -307,5 +311,158 @@ impl Publishing<'_> {
                 .ignore();
         }
         pipe.query_async(conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::redis::testing::{TestRedis, command, fixture};
+    use futures::StreamExt;
+    use redis::Commands;
+    use serde_json::json;
+
+    async fn listen(redis: &TestRedis, channel: &str) -> redis::aio::PubSub {
+        let mut sub = redis::Client::open(redis.url())
+            .expect("client")
+            .get_async_pubsub()
+            .await
+            .expect("pubsub");
+        sub.subscribe(channel).await.expect("SUBSCRIBE");
+        sub
+    }
+
+    async fn next(sub: &mut redis::aio::PubSub) -> serde_json::Value {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), sub.on_message().next())
+            .await
+            .expect("a message in time")
+            .expect("a message");
+        serde_json::from_slice(m.get_payload_bytes()).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn a_sticky_broadcast_is_stored_kept_in_the_history_and_published_then_retracted() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let mut sub = listen(&redis, "herald:broadcast").await;
+        let mut conn = f.bus.conn.clone();
+        let sticky = command(
+            json!({"id": "inc", "to": "all", "kind": "banner", "title": "down", "sticky": true}),
+        );
+        f.bus
+            .publishing()
+            .run(&mut conn, &sticky)
+            .await
+            .expect("published");
+        let got = next(&mut sub).await;
+        assert_eq!(got["id"], "inc");
+        assert!(
+            got["pos"].as_str().is_some(),
+            "published with its position: {got}"
+        );
+        let mut r = redis.sync().expect("conn");
+        assert!(
+            r.hexists::<_, _, bool>("herald:active", "inc")
+                .expect("HEXISTS")
+        );
+        assert_eq!(r.xlen::<_, usize>("herald:history").expect("XLEN"), 1);
+        let retract = crate::envelope::Command::Retract {
+            except: None,
+            id: "inc".into(),
+            pos: None,
+        };
+        f.bus
+            .publishing()
+            .run(&mut conn, &retract)
+            .await
+            .expect("retracted");
+        assert_eq!(next(&mut sub).await["op"], "retract");
+        assert!(
+            !r.hexists::<_, _, bool>("herald:active", "inc")
+                .expect("HEXISTS")
+        );
+        assert!(r.exists::<_, bool>("herald:retracted:inc").expect("EXISTS"));
+        // Herald's own retraction done, a plain-PUBLISH copy changes nothing.
+        assert!(
+            !f.bus
+                .publishing()
+                .store_retraction(&mut conn, "inc")
+                .await
+                .expect("ran")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retraction_by_plain_publish_is_stored_once() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let mut conn = f.bus.conn.clone();
+        // Stored as a plain PUBLISH of a sticky is (no history, no publish).
+        let sticky = command(
+            json!({"id": "inc", "to": "all", "kind": "banner", "title": "down", "sticky": true}),
+        );
+        let crate::envelope::Command::Publish(p) = &sticky else {
+            panic!("a publish")
+        };
+        f.bus
+            .publishing()
+            .publish(&mut conn, p, false)
+            .await
+            .expect("stored");
+        let mut r = redis.sync().expect("conn");
+        assert!(
+            r.hexists::<_, _, bool>("herald:active", "inc")
+                .expect("HEXISTS")
+        );
+        assert!(
+            f.bus
+                .publishing()
+                .store_retraction(&mut conn, "inc")
+                .await
+                .expect("ran")
+        );
+        assert!(
+            !r.hexists::<_, _, bool>("herald:active", "inc")
+                .expect("HEXISTS")
+        );
+        // In the history, so a resume honours it; and only once.
+        assert_eq!(r.xlen::<_, usize>("herald:history").expect("XLEN"), 1);
+        assert!(
+            !f.bus
+                .publishing()
+                .store_retraction(&mut conn, "inc")
+                .await
+                .expect("ran")
+        );
+        assert_eq!(r.xlen::<_, usize>("herald:history").expect("XLEN"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_users_publish_says_who_was_online_and_records_the_others() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let mut sub = listen(&redis, "herald:user:a").await;
+        let cmd = command(
+            json!({"id": "m", "to": {"users": ["a", "b"]}, "kind": "toast", "title": "hi", "fallback": true}),
+        );
+        let reach = f
+            .bus
+            .publishing()
+            .run(&mut f.bus.conn.clone(), &cmd)
+            .await
+            .expect("published")
+            .expect("a reach");
+        assert_eq!(
+            (reach.online, reach.offline),
+            (vec!["a".to_owned()], vec!["b".to_owned()])
+        );
+        assert_eq!(next(&mut sub).await["id"], "m");
+        let mut r = redis.sync().expect("conn");
+        let undelivered: redis::streams::StreamRangeReply =
+            r.xrange_all("herald:undelivered").expect("XRANGE");
+        assert_eq!(undelivered.ids.len(), 1);
+        assert_eq!(
+            undelivered.ids[0].get::<String>("user").as_deref(),
+            Some("b")
+        );
     }
 }

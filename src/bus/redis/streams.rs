@@ -130,3 +130,57 @@ impl RedisBus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::redis::testing::{TestRedis, fixture};
+    use crate::events::{Record, Stream};
+    use redis::Commands;
+
+    #[tokio::test]
+    async fn records_are_written_to_their_streams_and_read_newest_first() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let events = f.bus.dispatcher.events().clone();
+        for i in 0..3 {
+            events.emit(Record::ack("displayed", &format!("m{i}"), "a", "n1.1"));
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(f.bus.clone().write_streams(async {
+            let _ = stopped.await;
+        }));
+        let mut r = redis.sync().expect("conn");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while r.xlen::<_, usize>("herald:events").expect("XLEN") < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "records written in time"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        writer.await.expect("writer");
+        let newest = f.bus.stream(Stream::Events, 2).await.expect("read");
+        let msgs: Vec<&str> = newest.iter().filter_map(|r| r["msg"].as_str()).collect();
+        assert_eq!(msgs, ["m2", "m1"]);
+        assert_eq!(newest[0]["node"], "n1");
+    }
+
+    #[tokio::test]
+    async fn a_refused_payload_is_recorded_once_however_many_nodes_refused_it() {
+        let redis = TestRedis::start();
+        let (a, b) = (fixture(&redis, "a"), fixture(&redis, "b"));
+        a.bus
+            .record_dead("d1", "title: required", "herald:broadcast", "{}")
+            .await;
+        b.bus
+            .record_dead("d1", "title: required", "herald:broadcast", "{}")
+            .await;
+        b.bus
+            .record_dead("d2", "kind: required", "herald:broadcast", "{\"x\":1}")
+            .await;
+        let dead = a.bus.stream(Stream::Dead, 10).await.expect("read");
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(dead[1]["reason"], "title: required");
+    }
+}

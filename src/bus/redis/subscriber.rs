@@ -208,7 +208,7 @@ impl RedisBus {
             // retracting stores it (out of the sticky set, into the history),
             // once, by the first node to get to it.
             Ok(Received {
-                command: Command::Retract { id, pos: None },
+                command: Command::Retract { id, pos: None, .. },
                 ..
             }) if matches!(route, Route::Broadcast) => {
                 let bus = self.clone();
@@ -394,5 +394,65 @@ mod tests {
         let mut sorted = vec![msg("b", &at(1)), msg("u", &at(2))];
         in_history_order(&mut sorted);
         assert_eq!(sorted[0].get_payload_bytes(), at(1).as_bytes());
+    }
+
+    #[tokio::test]
+    async fn the_subscriber_follows_the_hub_and_delivers_what_it_receives() {
+        use crate::bus::redis::testing::{TestRedis, fixture, identity};
+        use redis::Commands;
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(f.bus.clone().run(async {
+            let _ = stopped.await;
+        }));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !f.bus.up() {
+            assert!(std::time::Instant::now() < deadline, "connected in time");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let reg = f
+            .hub
+            .register(identity("ada"), std::net::IpAddr::from([127, 0, 0, 1]))
+            .expect("registered");
+        f.bus.user_ready("ada").await;
+        let mut r = redis.sync().expect("conn");
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query(&mut r)
+            .expect("PUBSUB");
+        assert!(
+            channels.contains(&"herald:user:ada".to_owned()),
+            "{channels:?}"
+        );
+        let _: i64 = r
+            .publish(
+                "herald:user:ada",
+                r#"{"to":{"users":["ada"]},"kind":"toast","title":"hi"}"#,
+            )
+            .expect("PUBLISH");
+        loop {
+            if let Some(frame) = reg.session.outbox.drain().0.pop_front() {
+                assert!(String::from_utf8_lossy(frame.bytes()).contains("\"title\":\"hi\""));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "delivered in time");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The user leaves: the channel goes.
+        drop(reg);
+        loop {
+            let channels: Vec<String> = redis::cmd("PUBSUB")
+                .arg("CHANNELS")
+                .query(&mut r)
+                .expect("PUBSUB");
+            if !channels.contains(&"herald:user:ada".to_owned()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "unsubscribed in time");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        task.await.expect("subscriber");
     }
 }

@@ -59,7 +59,7 @@ end
 if store == 'active' then
   if collapse ~= '' then
     local old = redis.call('HGET', p .. ':collapse', collapse)
-    if old and old ~= id then redis.call('HDEL', p .. ':active', old) end
+    if old and old ~= id then redis.call('HDEL', p .. ':active', old); redis.call('DEL', p .. ':acked:' .. old) end
     redis.call('HSET', p .. ':collapse', collapse, id)
   end
   redis.call('HSET', p .. ':active', id, env)

@@ -13,14 +13,13 @@
 
 use crate::audience::Audience;
 use crate::auth::Identity;
-use crate::envelope::{self, Action, Command, Envelope, Kind, Position, Priority, Publish};
+use crate::envelope::{self, Command, Publish};
 use crate::error::FieldError;
 use crate::events::{Delivered, Events, Record};
-use crate::hub::outbox::Outgoing;
+use crate::hub::outbox::{Outgoing, Pushed};
 use crate::hub::{Hub, Target};
 use crate::metrics::{Metrics, Source};
 use crate::protocol::{AckStatus, ServerFrame};
-use serde::Serialize;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,128 +33,32 @@ pub enum Route<'a> {
     User(&'a str),
 }
 
-/// Why a frame is sent, as the `reason` field says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Push,
-    Sticky,
-    Replay,
-    Trigger,
+mod active;
+mod frame;
+mod recent;
+
+use active::ActiveSet;
+pub use frame::{Reason, msg_frame};
+use recent::Recent;
+
+/// Users publishes parsed lately, kept to recognise the copies that arrive
+/// on this node's other user channels.
+const PARSED_KEPT: usize = 64;
+
+/// A users publish arrives once per user channel the node holds, the same
+/// payload each time: it is parsed, checked and serialized once per node.
+struct Parsed {
+    hash: u64,
+    payload: Box<[u8]>,
+    publish: Arc<Publish>,
+    frame: std::sync::OnceLock<Outgoing>,
 }
 
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Push => "push",
-            Self::Sticky => "sticky",
-            Self::Replay => "replay",
-            Self::Trigger => "trigger",
-        }
-    }
-}
-
-/// Ids seen recently, and the messages behind them, for a bounded window.
-struct Recent {
-    window: Duration,
-    capacity: usize,
-    seen: HashSet<String>,
-    messages: HashMap<String, Arc<Publish>>,
-    order: VecDeque<(Instant, String, bool)>,
-}
-
-impl Recent {
-    fn prune(&mut self, now: Instant) {
-        while let Some((at, _, _)) = self.order.front() {
-            if now.duration_since(*at) < self.window && self.order.len() <= self.capacity {
-                break;
-            }
-            if let Some((_, key, is_message)) = self.order.pop_front() {
-                if is_message {
-                    self.messages.remove(&key);
-                } else {
-                    self.seen.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// True the first time `key` is seen within the window.
-    fn first(&mut self, key: String, now: Instant) -> bool {
-        self.prune(now);
-        if self.seen.contains(&key) {
-            return false;
-        }
-        self.seen.insert(key.clone());
-        self.order.push_back((now, key, false));
-        true
-    }
-
-    fn remember(&mut self, p: &Arc<Publish>, now: Instant) {
-        let id = p.id().to_owned();
-        if self.messages.insert(id.clone(), p.clone()).is_none() {
-            self.order.push_back((now, id, true));
-        }
-    }
-}
-
-/// Sticky and must-acknowledge messages still active, by id, with the
-/// `collapse_key` index that lets a new message replace the old one.
-#[derive(Default)]
-pub struct ActiveSet {
-    by_id: HashMap<String, Arc<Publish>>,
-    by_collapse: HashMap<String, String>,
-    /// Embedded mode: users who acknowledged each must-acknowledge message,
-    /// kept exactly as long as the message. (With Redis, acknowledgements
-    /// live in Redis, shared by every node.)
-    acked: HashMap<String, HashSet<Arc<str>>>,
-}
-
-impl ActiveSet {
-    /// Adds a message; returns the id it replaced by `collapse_key`.
-    fn put(&mut self, p: Arc<Publish>) -> Option<String> {
-        let id = p.id().to_owned();
-        let mut replaced = None;
-        if let Some(key) = &p.envelope.collapse_key
-            && let Some(old) = self.by_collapse.insert(key.clone(), id.clone())
-            && old != id
-        {
-            self.by_id.remove(&old);
-            self.acked.remove(&old);
-            replaced = Some(old);
-        }
-        self.by_id.insert(id, p);
-        replaced
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Arc<Publish>> {
-        self.acked.remove(id);
-        let p = self.by_id.remove(id)?;
-        if let Some(key) = &p.envelope.collapse_key
-            && self.by_collapse.get(key).is_some_and(|v| v == id)
-        {
-            self.by_collapse.remove(key);
-        }
-        Some(p)
-    }
-
-    fn purge(&mut self, now_ms: u64) {
-        let expired: Vec<String> = self
-            .by_id
-            .values()
-            .filter(|p| p.expired(now_ms))
-            .map(|p| p.id().to_owned())
-            .collect();
-        for id in expired {
-            self.remove(&id);
-        }
-    }
-
-    /// The messages `keep` accepts, by id.
-    fn sorted(&self, keep: impl Fn(&Publish) -> bool) -> Vec<Arc<Publish>> {
-        let mut list: Vec<_> = self.by_id.values().filter(|p| keep(p)).cloned().collect();
-        list.sort_by(|a, b| a.id().cmp(b.id()));
-        list
-    }
+fn hash_of(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
 }
 
 pub struct Dispatcher {
@@ -166,6 +69,7 @@ pub struct Dispatcher {
     everyone: Audience,
     recent: Mutex<Recent>,
     active: Mutex<ActiveSet>,
+    parsed: Mutex<VecDeque<Arc<Parsed>>>,
 }
 
 /// What a received envelope turned out to be, for the bus to act on.
@@ -198,6 +102,7 @@ impl Dispatcher {
                 order: VecDeque::new(),
             }),
             active: Mutex::new(ActiveSet::default()),
+            parsed: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -215,13 +120,34 @@ impl Dispatcher {
         payload: &[u8],
     ) -> Result<Received, FieldError> {
         let born = Instant::now();
+        let hash = matches!(route, Route::User(_)).then(|| hash_of(payload));
+        if let Some(hit) = hash.and_then(|h| self.parsed_before(h, payload)) {
+            self.metrics
+                .messages
+                .get_or_create(&Source { source })
+                .inc();
+            let delivered = self.publish(&hit.publish, route, born, Some(&hit.frame));
+            return Ok(Received {
+                command: Command::Publish(hit.publish.clone()),
+                delivered,
+            });
+        }
         match envelope::parse(payload, self.max_envelope_bytes, crate::auth::unix_now_ms()) {
             Ok(command) => {
                 self.metrics
                     .messages
                     .get_or_create(&Source { source })
                     .inc();
-                let delivered = self.apply(&command, route, born);
+                let delivered = match (&command, hash) {
+                    // Named users: the same payload comes on each user's channel.
+                    (Command::Publish(p), Some(hash))
+                        if p.audience.users().is_some_and(|u| u.len() > 1) =>
+                    {
+                        let parsed = self.keep_parsed(hash, payload, p);
+                        self.publish(p, route, born, Some(&parsed.frame))
+                    }
+                    _ => self.apply(&command, route, born),
+                };
                 Ok(Received { command, delivered })
             }
             Err(e) => {
@@ -238,9 +164,15 @@ impl Dispatcher {
     /// Delivers a checked command to the matching sessions on this node.
     pub fn apply(&self, cmd: &Command, route: Route<'_>, born: Instant) -> usize {
         match cmd {
-            Command::Publish(p) => self.publish(p, route, born),
-            Command::Retract { id, pos } => {
-                self.retract(id, crate::history::seq_of_pos(pos.as_deref()), born)
+            Command::Publish(p) => self.publish(p, route, born, None),
+            Command::Retract { id, pos, except } => {
+                let seq = crate::history::seq_of_pos(pos.as_deref());
+                match route {
+                    // On a user's channel: that user acknowledged it
+                    // elsewhere (SPEC §10.1); only their sessions drop it.
+                    Route::User(u) => self.retract_for(u, id, seq, born, except.as_deref()),
+                    Route::Broadcast => self.retract(id, seq, born),
+                }
             }
             // Reloading the campaign is the bus's job; nothing to deliver.
             Command::Campaign { .. } => 0,
@@ -259,7 +191,40 @@ impl Dispatcher {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, p: &Arc<Publish>, route: Route<'_>, born: Instant) -> usize {
+    /// The message for the payload of a users publish received before.
+    fn parsed_before(&self, hash: u64, payload: &[u8]) -> Option<Arc<Parsed>> {
+        self.lock_parsed()
+            .iter()
+            .find(|p| p.hash == hash && *p.payload == *payload)
+            .cloned()
+    }
+
+    fn keep_parsed(&self, hash: u64, payload: &[u8], p: &Arc<Publish>) -> Arc<Parsed> {
+        let parsed = Arc::new(Parsed {
+            hash,
+            payload: payload.into(),
+            publish: p.clone(),
+            frame: std::sync::OnceLock::new(),
+        });
+        let mut cache = self.lock_parsed();
+        if cache.len() >= PARSED_KEPT {
+            cache.pop_front();
+        }
+        cache.push_back(parsed.clone());
+        parsed
+    }
+
+    fn lock_parsed(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Parsed>>> {
+        self.parsed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(
+        &self,
+        p: &Arc<Publish>,
+        route: Route<'_>,
+        born: Instant,
+        frame: Option<&std::sync::OnceLock<Outgoing>>,
+    ) -> usize {
         let now_ms = crate::auth::unix_now_ms();
         if p.expired(now_ms) {
             self.metrics.drop_reason("expired");
@@ -290,7 +255,7 @@ impl Dispatcher {
             (Route::Broadcast, Some(users)) => Target::Users(users),
             (Route::Broadcast, None) => Target::Everyone,
         };
-        let n = self.deliver(p, target, born);
+        let n = self.deliver(p, target, born, frame);
         tracing::debug!(msg_id = p.id(), delivered = n, "message delivered");
         n
     }
@@ -298,12 +263,23 @@ impl Dispatcher {
     /// Pushes `p` to the sessions in `target` its audience matches,
     /// rendering once per node, per locale, or per recipient as the message
     /// requires.
-    fn deliver(&self, p: &Publish, target: Target<'_>, born: Instant) -> usize {
+    fn deliver(
+        &self,
+        p: &Publish,
+        target: Target<'_>,
+        born: Instant,
+        frame: Option<&std::sync::OnceLock<Outgoing>>,
+    ) -> usize {
         let seq = crate::history::seq_of(p);
         let encode = |locale: Option<&str>, id: Option<&Identity>| {
             Outgoing::text(&msg_frame(&p.envelope, locale, id, Reason::Push), born, seq)
         };
-        let shared = (!p.varies()).then(|| encode(None, None));
+        // Serialized once per node: a users publish received again on
+        // another user's channel reuses the frame.
+        let shared = (!p.varies()).then(|| match frame {
+            Some(f) => f.get_or_init(|| encode(None, None)).clone(),
+            None => encode(None, None),
+        });
         let mut per_locale: HashMap<Option<Box<str>>, Outgoing> = HashMap::new();
         // Named users: one record per session reached. Broadcast audiences:
         // one record per node with the count, so a fan-out to thousands does
@@ -372,6 +348,52 @@ impl Dispatcher {
         }
     }
 
+    /// Sends the `retract` frame to one user's sessions on this node but
+    /// `except` (the session that acknowledged, as `node.sid`): the user
+    /// clicked or dismissed the message there. It stays for everyone else.
+    pub fn retract_for(
+        &self,
+        user: &str,
+        id: &str,
+        seq: u64,
+        born: Instant,
+        except: Option<&str>,
+    ) -> usize {
+        let retract = Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, seq);
+        let skip = except.and_then(|sid| self.hub.local_sid(sid));
+        let mut n = 0;
+        self.hub.for_each_of_user(user, |s| {
+            if Some(s.sid) != skip && self.hub.push_to(s, retract.clone()) == Pushed::Queued {
+                n += 1;
+            }
+        });
+        n
+    }
+
+    /// Whether a `dismissed` ack acknowledges this message (`None`: this
+    /// node does not know it; the ack counts).
+    pub fn dismissible(&self, id: &str) -> Option<bool> {
+        let active = self
+            .lock_active()
+            .by_id
+            .get(id)
+            .map(|p| p.envelope.dismissible());
+        active.or_else(|| {
+            self.lock_recent()
+                .messages
+                .get(id)
+                .map(|p| p.envelope.dismissible())
+        })
+    }
+
+    /// Whether `user` acknowledged this active message (embedded mode).
+    pub fn acknowledged_by(&self, id: &str, user: &str) -> bool {
+        self.lock_active()
+            .acked
+            .get(id)
+            .is_some_and(|users| users.contains(user))
+    }
+
     /// Active messages known to this node, not expired (the sticky set).
     pub fn active(&self) -> Vec<Arc<Publish>> {
         let mut active = self.lock_active();
@@ -390,18 +412,17 @@ impl Dispatcher {
     }
 
     /// Active messages for a session that just connected: those whose
-    /// audience it matches, without the must-acknowledge ones its user
-    /// acknowledged (as far as this node knows; Redis mode checks further).
+    /// audience it matches, without the ones its user clicked or dismissed
+    /// (as far as this node knows; Redis mode checks further).
     pub fn active_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
         let unacked = {
             let mut active = self.lock_active();
             active.purge(crate::auth::unix_now_ms());
             active.sorted(|p| {
-                !(p.envelope.require_ack
-                    && active
-                        .acked
-                        .get(p.id())
-                        .is_some_and(|users| users.contains(&id.user)))
+                !active
+                    .acked
+                    .get(p.id())
+                    .is_some_and(|users| users.contains(&id.user))
             })
         };
         // Audiences (CEL) are evaluated without holding the set.
@@ -463,18 +484,21 @@ impl Dispatcher {
         }
     }
 
-    /// Embedded mode: the user clicked or dismissed a message; a
-    /// must-acknowledge one is not sent to them again. (With Redis this
-    /// state lives in Redis, shared by every node.)
-    pub fn acknowledge(&self, id: &str, user: &Arc<str>) {
+    /// Embedded mode: the user clicked or dismissed an active message; it
+    /// is not sent to them again, for as long as it is active (the mark
+    /// leaves with the message). Returns whether the message was active.
+    /// (With Redis this state lives in Redis, shared by every node.)
+    pub fn acknowledge(&self, id: &str, user: &Arc<str>) -> bool {
         let mut active = self.lock_active();
-        if active.by_id.get(id).is_some_and(|p| p.envelope.require_ack) {
-            active
-                .acked
-                .entry(id.to_owned())
-                .or_default()
-                .insert(user.clone());
+        if !active.by_id.contains_key(id) {
+            return false;
         }
+        active
+            .acked
+            .entry(id.to_owned())
+            .or_default()
+            .insert(user.clone());
+        true
     }
 
     /// The campaign of a message this node delivered or holds active.
@@ -512,78 +536,79 @@ impl Dispatcher {
     }
 }
 
-/// The `msg` frame: the envelope's content fields, without `to`, `op` and
-/// `fallback`, plus `pos` and `reason`.
-#[derive(Serialize)]
-struct MsgFrame<'a> {
-    t: &'static str,
-    id: &'a str,
-    kind: Option<Kind>,
-    priority: Priority,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    title: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    actions: &'a [Action],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    position: Option<Position>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    anchor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    theme: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    sticky: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    collapse_key: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    require_ack: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    campaign: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pos: Option<&'a str>,
-    reason: &'a str,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Limits, outbox::Capacity};
 
-/// Serializes a `msg` frame for a recipient's locale, filling placeholders
-/// from `identity` when one is given.
-pub fn msg_frame(
-    e: &Envelope,
-    locale: Option<&str>,
-    identity: Option<&Identity>,
-    reason: Reason,
-) -> String {
-    let rendered = (e.locales.is_some() || identity.is_some()).then(|| e.content(locale, identity));
-    let (title, body, actions) = match &rendered {
-        Some((title, body, actions)) => (title.as_deref(), body.as_deref(), &actions[..]),
-        None => (e.title.as_deref(), e.body.as_deref(), &e.actions[..]),
-    };
-    let frame = MsgFrame {
-        t: "msg",
-        id: e.id.as_deref().unwrap_or_default(),
-        kind: e.kind,
-        priority: e.priority,
-        title,
-        body,
-        image_url: e.image_url.as_deref(),
-        actions,
-        position: e.position,
-        anchor: e.anchor.as_deref(),
-        theme: e.theme.as_ref(),
-        data: e.data.as_ref(),
-        expires_at: e.expires_at,
-        sticky: e.sticky,
-        collapse_key: e.collapse_key.as_deref(),
-        require_ack: e.require_ack,
-        campaign: e.campaign.as_deref(),
-        pos: e.pos.as_deref(),
-        reason: reason.as_str(),
-    };
-    serde_json::to_string(&frame).unwrap_or_default()
+    fn identity(user: &str) -> Identity {
+        Identity {
+            user: Arc::from(user),
+            segments: Box::new([]),
+            attrs: cel::Value::Map(cel::objects::Map {
+                map: Arc::new(Default::default()),
+            }),
+            exp: u64::MAX,
+            locale: None,
+        }
+    }
+
+    #[test]
+    fn a_users_publish_is_parsed_and_serialized_once_per_node() {
+        let metrics = Arc::new(Metrics::default());
+        let limits = Limits {
+            max_sessions: 10,
+            per_user: 4,
+            per_ip: 10,
+            queue: Capacity {
+                frames: 8,
+                bytes: 1 << 20,
+            },
+        };
+        let hub = Arc::new(Hub::new("n".into(), limits, metrics.clone(), None));
+        let events = Arc::new(Events::new(
+            "n".into(),
+            true,
+            false,
+            16,
+            16,
+            metrics.clone(),
+        ));
+        let d = Dispatcher::new(hub.clone(), metrics, events, 65536, Duration::from_secs(60));
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let regs: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|u| hub.register(identity(u), ip).expect("registered"))
+            .collect();
+        let payload = br#"{"id":"m","to":{"users":["a","b","c"]},"kind":"toast","title":"hi"}"#;
+        // As Redis hands it over: once per user channel this node holds.
+        for u in ["a", "b", "c"] {
+            let r = d
+                .receive("redis", Route::User(u), payload)
+                .expect("accepted");
+            assert_eq!(r.delivered, 1, "to {u}");
+        }
+        let frames: Vec<Outgoing> = regs
+            .iter()
+            .map(|r| r.session.outbox.drain().0.pop_front().expect("a frame"))
+            .collect();
+        // One serialization: every session got the same bytes.
+        assert!(
+            frames
+                .windows(2)
+                .all(|w| w[0].bytes().as_ptr() == w[1].bytes().as_ptr())
+        );
+        // A different payload is parsed on its own (positive control).
+        let other = br#"{"id":"m2","to":{"users":["a","b"]},"kind":"toast","title":"hi"}"#;
+        d.receive("redis", Route::User("a"), other)
+            .expect("accepted");
+        let next = regs[0]
+            .session
+            .outbox
+            .drain()
+            .0
+            .pop_front()
+            .expect("a frame");
+        assert_ne!(next.bytes().as_ptr(), frames[0].bytes().as_ptr());
+    }
 }
