@@ -64,7 +64,11 @@ async fn dismissed_stays_dismissed(nodes: [&Herald; 2]) {
     // session that dismissed it.
     assert_eq!(a2.recv().await, json!({"t": "retract", "id": "inc-1"}));
     assert!(until_control(n1, &mut a1, "ada").await.is_empty());
-    assert_eq!(a2.recv().await["title"], "control", "ada's control reaches a2 too");
+    assert_eq!(
+        a2.recv().await["title"],
+        "control",
+        "ada's control reaches a2 too"
+    );
     // Not off bob's: the control comes first.
     assert!(until_control(n1, &mut bob, "bob").await.is_empty());
     // Ada's next page load, phone, or resume: not again.
