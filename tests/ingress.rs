@@ -190,3 +190,93 @@ async fn a_refused_ingress_entry_goes_to_the_dead_stream() {
     .await;
     h.stop().await;
 }
+
+/// Entries of the broadcast history, as a node appends them.
+async fn history_len(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    conn.xlen("herald:history").await.expect("XLEN")
+}
+
+#[tokio::test]
+async fn what_is_published_while_the_subscription_is_down_reaches_live_sessions_once() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    let mut c = h.connect("alice").await;
+    // Held open: Redis is about to refuse new connections.
+    let mut conn = redis.conn().await;
+    // The subscription dies and cannot come back (no new connections),
+    // while the node's other connections (ingress, commands) stay.
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    let connected: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(connected - 1)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT KILL");
+    assert_eq!(killed, 1, "the node's one subscription");
+    eventually("the node sees its bus down", || async {
+        h.get("/readyz").await.0 == 503
+    })
+    .await;
+    let before = history_len(&mut conn).await;
+    let _: String = conn
+        .xadd(
+            "herald:ingress",
+            "*",
+            &[(
+                "e",
+                json!({"id": "gap-1", "to": "all", "kind": "banner", "title": "while down"})
+                    .to_string(),
+            )],
+        )
+        .await
+        .expect("XADD");
+    eventually(
+        "published into the history, with no subscription to hear it",
+        || {
+            let mut held = conn.clone();
+            async move { history_len(&mut held).await > before }
+        },
+    )
+    .await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(10_000)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    // The node reconnects and reads back what it missed: the open session
+    // gets it, without reconnecting or resuming.
+    let f = c.recv().await;
+    assert_eq!(
+        (f["id"].clone(), f["title"].clone()),
+        (json!("gap-1"), json!("while down"))
+    );
+    // Once: the next frame is the control, not a repeat.
+    let (s, body) = h
+        .post(
+            "/v1/messages",
+            &json!({"to": "all", "kind": "banner", "title": "control"}).to_string(),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(c.recv_title().await, "control");
+    h.stop().await;
+}

@@ -15,6 +15,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// One `XRANGE` entry: its id and its fields.
+type StreamEntry = (String, Vec<(String, String)>);
+
 /// Channels per SUBSCRIBE command when restoring.
 const SUBSCRIBE_CHUNK: usize = 1000;
 
@@ -47,10 +50,13 @@ impl RedisBus {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
+        // A history position at or below which every message reached this
+        // node; after a reconnect, what came after it is read back.
+        let mut fill_from = None;
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                result = self.session() => {
+                result = self.session(&mut fill_from) => {
                     let was_up = self.up();
                     self.lock_subscribed().clear();
                     self.set_up(false);
@@ -86,8 +92,15 @@ impl RedisBus {
     }
 
     /// One connected stretch of the subscriber. Returns when Redis is lost.
-    async fn session(self: &Arc<Self>) -> Result<(), redis::RedisError> {
+    /// `fill_from` is kept between stretches: see [`RedisBus::fill_gap`].
+    async fn session(
+        self: &Arc<Self>,
+        fill_from: &mut Option<String>,
+    ) -> Result<(), redis::RedisError> {
         let (mut sink, mut stream) = self.backend.subscriber().await?;
+        // Read before subscribing: whatever is published after it is
+        // received in this stretch or read back after it.
+        let before = self.head().await;
         sink.subscribe(&self.keys.broadcast()).await?;
         // Users who changed while disconnected: those who left need their
         // presence removed; the rest are covered by the full restore below.
@@ -104,6 +117,10 @@ impl RedisBus {
         self.load_campaigns().await?;
         self.write_presence(users.iter().cloned().chain(changed_meanwhile))
             .await?;
+        if let Some(since) = fill_from.take() {
+            self.fill_gap(&since, &users).await?;
+        }
+        *fill_from = before;
         self.lock_subscribed().extend(users);
         self.set_up(true);
         tracing::info!(node = %self.node, users = self.lock_subscribed().len(), "redis bus connected");
@@ -145,9 +162,15 @@ impl RedisBus {
                 () = self.changes.notify.notified() => self.mirror(&mut sink).await?,
                 () = self.reloads.notify.notified() => self.reload_campaigns().await?,
                 _ = tick.tick() => {
+                    // The pong comes after every message published before
+                    // the head was read: up to it, everything arrived.
+                    let head = self.head().await;
                     tokio::time::timeout(Duration::from_secs(2), sink.ping())
                         .await
                         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub ping timed out")))??;
+                    if head.is_some() {
+                        *fill_from = head;
+                    }
                 }
             }
         }
@@ -171,6 +194,72 @@ impl RedisBus {
                 redis::ErrorKind::Io,
                 "a sharded subscription moved with its slot",
             )));
+        }
+        Ok(())
+    }
+
+    /// After a reconnect: what the history holds after `since` for this
+    /// node's users (the broadcast history and each user's own), received
+    /// as if it had come by pub/sub, in history order. Published while the
+    /// subscription was down (Redis restarted, the connection lost), it
+    /// would otherwise reach only the sessions that reconnect and resume.
+    /// What did arrive is dropped by the dedupe, what a session replayed by
+    /// its position.
+    async fn fill_gap(
+        self: &Arc<Self>,
+        since: &str,
+        users: &[Arc<str>],
+    ) -> Result<(), redis::RedisError> {
+        let Some((epoch, after)) = crate::history::parse_pos(since) else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let current: Option<String> = conn.get(self.keys.epoch()).await?;
+        if current.as_deref() != Some(epoch) {
+            tracing::warn!(
+                "history epoch changed while disconnected; what was published meanwhile reaches only resuming clients"
+            );
+            return Ok(());
+        }
+        let start = format!("({after}");
+        let history = self.keys.history();
+        let mut streams = vec![(self.keys.broadcast(), history.clone())];
+        streams.extend(
+            users
+                .iter()
+                .map(|u| (self.keys.user(u), format!("{history}:user:{u}"))),
+        );
+        let mut entries = Vec::new();
+        for chunk in streams.chunks(SUBSCRIBE_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (_, key) in chunk {
+                pipe.cmd("XRANGE").arg(key).arg(&start).arg("+");
+            }
+            let reads: Vec<Vec<StreamEntry>> = pipe.query_async(&mut conn).await?;
+            for ((channel, _), read) in chunk.iter().zip(reads) {
+                for (entry_id, fields) in read {
+                    let Some(id) = crate::history::Id::parse(&entry_id) else {
+                        continue;
+                    };
+                    if let Some((_, env)) = fields.into_iter().find(|(f, _)| f == "e")
+                        && let Some(open) = env.strip_suffix('}')
+                    {
+                        // As published: the envelope with its position.
+                        let payload = format!("{open},\"pos\":\"{epoch}.{entry_id}\"}}");
+                        entries.push((id, channel.as_str(), payload));
+                    }
+                }
+            }
+        }
+        entries.sort_by_key(|(id, _, _)| *id);
+        if !entries.is_empty() {
+            tracing::info!(
+                entries = entries.len(),
+                "read back what was published while disconnected"
+            );
+        }
+        for (_, channel, payload) in &entries {
+            self.receive(channel, payload.as_bytes());
         }
         Ok(())
     }
