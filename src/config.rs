@@ -235,6 +235,10 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `herald=debug`.
     pub level: String,
+    /// Repeated warnings (refused payloads, failed accepts): the first is
+    /// logged, then one line per interval with the count and the last one.
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Duration,
 }
 
 impl Default for Config {
@@ -345,6 +349,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            repeat_interval: Duration::from_secs(10),
         }
     }
 }

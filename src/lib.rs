@@ -33,6 +33,7 @@ pub mod expr;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod protocol;

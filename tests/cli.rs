@@ -364,3 +364,92 @@ fn validate_refuses_what_only_herald_sets() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// 2,000 invalid payloads in a burst give a few log lines, not 2,000: the
+/// first, then one line per `log.repeat_interval` with the count and the
+/// last example (and the rest at shutdown); the metric counts every one.
+#[tokio::test]
+async fn a_flood_of_bad_payloads_gives_a_few_log_lines_and_every_one_counted() {
+    const BAD: usize = 2000;
+    let redis = Redis::start();
+    let url = redis.url();
+    let node = NodeProcess::spawn(
+        &[],
+        &[
+            ("HERALD_REDIS__URL", url.as_str()),
+            (
+                "HERALD_AUTH__HS256_SECRET",
+                "cli-test-secret-0123456789abcdef",
+            ),
+            ("HERALD_LOG__REPEAT_INTERVAL", "1s"),
+            ("HERALD_LOG__LEVEL", "warn"),
+        ],
+        true,
+    )
+    .await;
+    let metric = || async {
+        let text = reqwest::get(format!("http://{}/metrics", node.admin))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find(|l| l.starts_with("herald_invalid_envelopes_total{source=\"redis\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    eventually("the node subscribed", || async {
+        redis
+            .channels()
+            .await
+            .iter()
+            .any(|c| c == "herald:broadcast")
+    })
+    .await;
+    let mut conn = redis.conn().await;
+    let mut pipe = redis::pipe();
+    for i in 0..BAD {
+        pipe.cmd("PUBLISH")
+            .arg("herald:broadcast")
+            .arg(format!(
+                "{{\"to\":\"all\",\"kind\":\"banner\",\"title\":{i}}}"
+            ))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.expect("PUBLISH");
+    eventually("every one counted", || async {
+        metric().await == BAD as f64
+    })
+    .await;
+    let (status, logs) = node.terminate().await;
+    assert!(status.success(), "exit: {status:?}");
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("envelope refused"))
+        .collect();
+    assert!(
+        lines.first().is_some_and(|l| !l.contains("(repeated)")),
+        "the first is logged as it is: {lines:?}"
+    );
+    let held_back: u64 = lines
+        .iter()
+        .filter_map(|l| l.split("repeated=").nth(1))
+        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    let logged = lines.iter().filter(|l| !l.contains("(repeated)")).count() as u64;
+    assert_eq!(
+        logged + held_back,
+        BAD as u64,
+        "every one accounted for: {lines:?}"
+    );
+    assert!(lines.len() <= 10, "{} lines: {lines:?}", lines.len());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("(repeated)") && l.contains("last=")),
+        "a summary with the last example: {lines:?}"
+    );
+}

@@ -30,16 +30,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let config = Config::load(a.config.as_deref(), &flags)?;
     init_tracing(&config);
     let listeners = crate::Listeners::bind(&config).await?;
-    crate::run(config, listeners, crate::shutdown_signal())
-        .await
-        .context("herald serve")?;
+    let ran = crate::run(config, listeners, crate::shutdown_signal()).await;
+    // What repeated since the last summary is said before the process ends.
+    crate::logs::flush();
+    ran.context("herald serve")?;
     Ok(())
 }
 
 fn init_tracing(config: &Config) {
+    crate::logs::set_interval(config.log.repeat_interval);
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: not in files, pipes or the journal.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         // JSON escapes every field itself.
         LogFormat::Json => builder

@@ -18,6 +18,7 @@ use crate::error::FieldError;
 use crate::events::{Delivered, Events, Record};
 use crate::hub::outbox::{Outgoing, Pushed};
 use crate::hub::{Hub, Target};
+use crate::logs::Repeated;
 use crate::metrics::{Metrics, Source};
 use crate::protocol::{AckStatus, ServerFrame};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -155,7 +156,10 @@ impl Dispatcher {
                     .invalid_envelopes
                     .get_or_create(&Source { source })
                     .inc();
-                tracing::warn!(source, error = %e, "envelope refused");
+                static REFUSED: Repeated = Repeated::new("envelope refused");
+                if REFUSED.first(|| format!("source={source} error={e}")) {
+                    tracing::warn!(source, error = %e, "envelope refused");
+                }
                 Err(e)
             }
         }

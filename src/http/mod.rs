@@ -5,6 +5,7 @@ pub mod admin;
 mod coalesce;
 pub mod public;
 
+use crate::logs::Repeated;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -73,7 +74,10 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors, typically: back off a moment.
-                    tracing::warn!(error = %e, "accept failed");
+                    static FAILED: Repeated = Repeated::new("accept failed");
+                    if FAILED.first(|| format!("error={e}")) {
+                        tracing::warn!(error = %e, "accept failed");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }

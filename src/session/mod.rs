@@ -10,6 +10,7 @@ use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
 use crate::hub::Registration;
 use crate::hub::outbox::Outgoing;
+use crate::logs::Repeated;
 use crate::metrics::{FrameType, Metrics, Reason};
 use crate::protocol::{ClientFrame, Close};
 use futures::{SinkExt, StreamExt};
@@ -426,7 +427,10 @@ fn on_client_frame(
             let (engine, user, sid) = (ctx.campaigns.clone(), user.clone(), ctx.hub.sid_text(sid));
             ctx.background.spawn("ack", async move {
                 if let Err(e) = engine.on_ack(&user, &sid, &ack).await {
-                    tracing::warn!(%user, msg_id = %ack.id, error = %e, "ack not recorded");
+                    static NOT_RECORDED: Repeated = Repeated::new("ack not recorded");
+                    if NOT_RECORDED.first(|| format!("user={user} msg_id={} error={e}", ack.id)) {
+                        tracing::warn!(%user, msg_id = %ack.id, error = %e, "ack not recorded");
+                    }
                 }
             });
         }

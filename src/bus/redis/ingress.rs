@@ -13,6 +13,7 @@ use super::conn::Conn;
 use super::{RedisBus, unavailable};
 use crate::envelope::{self, Envelope};
 use crate::error;
+use crate::logs::Repeated;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use std::future::Future;
 use std::sync::Arc;
@@ -171,7 +172,10 @@ impl RedisBus {
                     .invalid_envelopes
                     .get_or_create(&crate::metrics::Source { source: "ingress" })
                     .inc();
-                tracing::warn!(entry = entry_id, error = %e, "ingress envelope refused");
+                static REFUSED: Repeated = Repeated::new("ingress envelope refused");
+                if REFUSED.first(|| format!("entry={entry_id} error={e}")) {
+                    tracing::warn!(entry = entry_id, error = %e, "ingress envelope refused");
+                }
                 self.record_dead(
                     entry_id,
                     &e.to_string(),
