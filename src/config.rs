@@ -70,6 +70,14 @@ pub struct RedisConfig {
     /// presence ignores nodes silent for three heartbeats.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// With a `rediss://` URL: the CA certificate (PEM) the server's must
+    /// chain to; unset, the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), for servers that require one; with
+    /// `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +270,24 @@ impl Default for Config {
     }
 }
 
+/// The TLS files of `redis.*`, as the bus reads them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsFiles<'a> {
+    pub ca: Option<&'a Path>,
+    pub cert: Option<&'a Path>,
+    pub key: Option<&'a Path>,
+}
+
+impl RedisConfig {
+    pub fn tls_files(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            ca: self.tls_ca_file.as_deref(),
+            cert: self.tls_cert_file.as_deref(),
+            key: self.tls_key_file.as_deref(),
+        }
+    }
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
@@ -269,6 +295,9 @@ impl Default for RedisConfig {
             cluster: false,
             prefix: "herald".into(),
             heartbeat: Duration::from_secs(5),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -447,6 +476,32 @@ impl Config {
             return bad(format!(
                 "redis.url must start with redis:// or rediss://, got {url:?}"
             ));
+        }
+        let r = &self.redis;
+        let tls_url = r.url.as_deref().is_some_and(|u| {
+            u.split(',')
+                .all(|seed| seed.trim().starts_with("rediss://"))
+        });
+        for (key, file) in [
+            ("redis.tls_ca_file", &r.tls_ca_file),
+            ("redis.tls_cert_file", &r.tls_cert_file),
+            ("redis.tls_key_file", &r.tls_key_file),
+        ] {
+            let Some(file) = file else { continue };
+            if !tls_url {
+                return bad(format!(
+                    "{key} is set but redis.url is not TLS: it must start with rediss://"
+                ));
+            }
+            if let Err(e) = std::fs::metadata(file) {
+                return bad(format!("{key}: {}: {e}", file.display()));
+            }
+        }
+        if r.tls_cert_file.is_some() != r.tls_key_file.is_some() {
+            return bad(
+                "redis.tls_cert_file and redis.tls_key_file go together: set both or neither"
+                    .into(),
+            );
         }
         Ok(())
     }

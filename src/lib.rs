@@ -228,6 +228,7 @@ pub async fn run(
                         .history
                         .enabled
                         .then_some((config.history.window, config.history.max_per_stream)),
+                    tls: config.redis.tls_files(),
                 },
                 BusParts {
                     background: background.clone(),
@@ -239,6 +240,9 @@ pub async fn run(
                     campaigns: registry.clone(),
                 },
             )?;
+            redis
+                .check_settings(config.redis.tls_ca_file.is_some())
+                .await?;
             bus_task = Some(tokio::spawn(redis.clone().run(stopped())));
             beat_task = Some(tokio::spawn(redis.clone().beat(stopped())));
             stream_task = Some(tokio::spawn(redis.clone().write_streams(stopped())));

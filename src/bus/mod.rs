@@ -29,6 +29,10 @@ pub use redis::{BusParts, Keys, RedisBus, RedisTarget, publish_direct};
 pub enum BusError {
     #[error("redis unavailable: {0}")]
     Unavailable(String),
+    /// A `redis.*` setting that cannot work (a refused login, a
+    /// certificate that does not verify): the node does not start.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Who a `users` publish reached, known at publish time.

@@ -57,6 +57,7 @@ impl Transport {
             let reach = crate::bus::publish_direct(
                 url,
                 self.redis_cluster,
+                config.redis.tls_files(),
                 &self.prefix,
                 &config.history,
                 config.messages.stream_maxlen,

@@ -8,6 +8,7 @@
 //! node, carrying the classic `SUBSCRIBE` of the broadcast channel and the
 //! sharded `SSUBSCRIBE`s of the user channels each node owns.
 
+use crate::config::TlsFiles;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -29,7 +30,8 @@ pub(super) const SLOT_COMMANDS_IN_FLIGHT: usize = 64;
 
 /// Where Herald's Redis is.
 pub enum Backend {
-    Single(redis::Client),
+    /// Boxed: with TLS parameters the client is large.
+    Single(Box<redis::Client>),
     Cluster(Box<ClusterClients>),
 }
 
@@ -39,14 +41,46 @@ pub struct ClusterClients {
     commands: ClusterClient,
     /// RESP3: sharded pub/sub arrives as push messages.
     pushes: ClusterClient,
+    certs: Option<redis::TlsCertificates>,
+}
+
+/// The certificates of a `rediss://` connection, read from the files
+/// `redis.tls_*` name; `None` when none is set (a `rediss://` URL then
+/// verifies against the system's roots).
+fn certificates(files: TlsFiles<'_>) -> Result<Option<redis::TlsCertificates>, String> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{key}: {}: {e}", path.display()))
+    };
+    let root_cert = files.ca.map(|p| read("redis.tls_ca_file", p)).transpose()?;
+    let client_tls = match (files.cert, files.key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("redis.tls_cert_file", cert)?,
+            client_key: read("redis.tls_key_file", key)?,
+        }),
+        _ => None,
+    };
+    Ok(
+        (root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
 }
 
 impl Backend {
     /// `url` is one server's URL; in a cluster, one or more seed nodes
     /// separated by commas (the rest of the cluster is discovered).
-    pub fn open(url: &str, cluster: bool) -> RedisResult<Self> {
+    /// `rediss://` is TLS (the server's name checked against its
+    /// certificate), `redis://user:password@…` an ACL login.
+    pub fn open(url: &str, cluster: bool, tls: TlsFiles<'_>) -> RedisResult<Self> {
+        let certs = certificates(tls).map_err(|e| {
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "TLS files", e))
+        })?;
         if !cluster {
-            return Ok(Self::Single(redis::Client::open(url)?));
+            return Ok(Self::Single(Box::new(match certs {
+                Some(certs) => redis::Client::build_with_tls(url, certs)?,
+                None => redis::Client::open(url)?,
+            })));
         }
         let seeds: Vec<String> = url
             .split(',')
@@ -55,9 +89,10 @@ impl Backend {
             .map(str::to_owned)
             .collect();
         Ok(Self::Cluster(Box::new(ClusterClients {
-            commands: cluster_client(&seeds, false, RESPONSE)?,
-            pushes: cluster_client(&seeds, true, RESPONSE)?,
+            commands: cluster_client(&seeds, false, RESPONSE, certs.as_ref())?,
+            pushes: cluster_client(&seeds, true, RESPONSE, certs.as_ref())?,
             seeds,
+            certs,
         })))
     }
 
@@ -75,7 +110,7 @@ impl Backend {
                     .set_connection_timeout(Some(CONNECT))
                     .set_response_timeout(Some(RESPONSE));
                 Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
+                    (**client).clone(),
                     config,
                 )?))
             }
@@ -103,7 +138,7 @@ impl Backend {
                 ))
             }
             Self::Cluster(c) => Ok(Conn::Cluster(
-                cluster_client(&c.seeds, false, response_timeout)?
+                cluster_client(&c.seeds, false, response_timeout, c.certs.as_ref())?
                     .get_async_connection()
                     .await?,
             )),
@@ -172,7 +207,12 @@ impl Backend {
 /// A cluster client that fails like the single-server one: a short connect,
 /// `response` per attempt, two retries, and a bound on the whole request
 /// (redis-rs would otherwise retry a down Redis node for minutes).
-fn cluster_client(seeds: &[String], resp3: bool, response: Duration) -> RedisResult<ClusterClient> {
+fn cluster_client(
+    seeds: &[String],
+    resp3: bool,
+    response: Duration,
+    certs: Option<&redis::TlsCertificates>,
+) -> RedisResult<ClusterClient> {
     let mut builder = ClusterClientBuilder::new(seeds.to_vec())
         .connection_timeout(CONNECT)
         .response_timeout(response)
@@ -180,6 +220,9 @@ fn cluster_client(seeds: &[String], resp3: bool, response: Duration) -> RedisRes
         .retries(2);
     if resp3 {
         builder = builder.use_protocol(redis::ProtocolVersion::RESP3);
+    }
+    if let Some(certs) = certs {
+        builder = builder.certs(certs.clone());
     }
     builder.build()
 }

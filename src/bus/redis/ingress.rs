@@ -126,7 +126,7 @@ impl RedisBus {
             match self.ingest(&entry.id, payload.as_deref()).await {
                 Ok(()) => {}
                 // Redis is gone: leave it pending, to be read again.
-                Err(e @ BusError::Unavailable(_)) => return Err(e),
+                Err(e) => return Err(e),
             }
             let () = redis::pipe()
                 .cmd("XACK")

@@ -70,6 +70,8 @@ pub struct RedisTarget<'a> {
     pub heartbeat: Duration,
     /// The resume window and entries per history stream; `None`: no history.
     pub history: Option<(Duration, usize)>,
+    /// Certificates for `rediss://`.
+    pub tls: crate::config::TlsFiles<'a>,
 }
 
 pub struct RedisBus {
@@ -95,11 +97,65 @@ pub struct RedisBus {
     generation: watch::Sender<u64>,
 }
 
+/// What a first connection says about the settings: a refused login or a
+/// certificate that does not verify is a configuration error (stop the
+/// start, naming the key); anything else (refused, timed out) is an outage
+/// the node waits out.
+pub(super) fn misconfigured(e: &redis::RedisError, ca_file: bool) -> Option<String> {
+    let text = e.to_string();
+    let login = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || ["WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password"]
+            .iter()
+            .any(|m| text.contains(m));
+    if login {
+        return Some(format!(
+            "redis.url: Redis refused the login (user and password in redis://user:password@host): {text}"
+        ));
+    }
+    let tls = [
+        "certificate",
+        "UnknownIssuer",
+        "NotValidForName",
+        "tls handshake",
+        "TLS",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
+    tls.then(|| {
+        let key = if ca_file { "redis.tls_ca_file" } else { "redis.url" };
+        format!("{key}: the TLS connection to Redis failed (is the CA the one that signed the server's certificate, and the host its name?): {text}")
+    })
+}
+
 pub(super) fn unavailable(e: redis::RedisError) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
 impl RedisBus {
+    /// One connection attempt at start: a refused login or a certificate
+    /// that does not verify stops the node with the key to fix; an outage
+    /// (nothing listening, no answer) lets it start and wait for Redis.
+    pub async fn check_settings(&self, ca_file: bool) -> Result<(), BusError> {
+        let attempt = async {
+            let mut conn = self.backend.dedicated(Duration::from_secs(2)).await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => match misconfigured(&e, ca_file) {
+                Some(reason) => Err(BusError::Config(reason)),
+                None => {
+                    tracing::warn!(error = %e, "redis not reachable at start; waiting for it");
+                    Ok(())
+                }
+            },
+            Err(_) => {
+                tracing::warn!("redis did not answer at start; waiting for it");
+                Ok(())
+            }
+        }
+    }
+
     /// Connects lazily: the node starts even while Redis is down, and
     /// reports not ready until the subscriber is connected.
     pub fn new(target: RedisTarget<'_>, parts: BusParts) -> Result<Arc<Self>, BusError> {
@@ -119,8 +175,9 @@ impl RedisBus {
             maxlen,
             heartbeat,
             history,
+            tls,
         } = target;
-        let backend = Backend::open(url, cluster).map_err(unavailable)?;
+        let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
         let conn = backend.shared().map_err(unavailable)?;
         metrics.bus_up.set(0);
         Ok(Arc::new(Self {

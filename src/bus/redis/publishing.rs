@@ -17,12 +17,13 @@ use std::time::Duration;
 pub async fn publish_direct(
     url: &str,
     cluster: bool,
+    tls: crate::config::TlsFiles<'_>,
     prefix: &str,
     history: &crate::config::HistoryConfig,
     stream_maxlen: usize,
     cmd: &Command,
 ) -> Result<Option<Reach>, BusError> {
-    let backend = Backend::open(url, cluster).map_err(unavailable)?;
+    let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
     let mut conn = backend
         .dedicated(Duration::from_secs(5))
         .await
