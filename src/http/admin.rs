@@ -112,6 +112,7 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
     })?;
     let e = envelope::decode(&bytes, max)?;
     envelope::from_publisher(&e)?;
+    e.check_links(node.dispatcher.link_schemes())?;
     let cmd = envelope::check(e, crate::auth::unix_now_ms())?;
     let reach = node.bus.publish(&cmd).await?;
     let mut out = serde_json::Map::new();
