@@ -319,7 +319,7 @@ export function wsUrl(base, { token, since, locale } = {}) {
  * ("/billing"). Returns the absolute URL, or null for anything else
  * (javascript:, data:, protocol-relative "//host", …).
  */
-export function safeUrl(raw, origin) {
+export function safeUrl(raw, origin, schemes) {
   if (typeof raw !== 'string') return null;
   const s = raw.trim();
   if (!s) return null;
@@ -332,10 +332,27 @@ export function safeUrl(raw, origin) {
       return u.origin === base.origin ? u.href : null;
     }
     const u = new URL(s);
-    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+    if (u.protocol === 'http:' || u.protocol === 'https:') return u.href;
+    // App links (myapp://…): only schemes the node lists in hello, and
+    // never one that runs code or smuggles content.
+    const scheme = u.protocol.slice(0, -1);
+    if (NEVER_SCHEMES.includes(scheme)) return null;
+    return Array.isArray(schemes) && schemes.includes(scheme) ? u.href : null;
   } catch {
     return null;
   }
+}
+
+/** Schemes no list can allow (the node refuses them too). */
+const NEVER_SCHEMES = ['javascript', 'data', 'vbscript'];
+
+/** hello's link_schemes, normalized (lowercase, no ':' or '://'), never a NEVER one. */
+export function linkSchemes(list) {
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter((x) => typeof x === 'string')
+    .map((x) => x.trim().toLowerCase().replace(/:(\/\/)?$/, ''))
+    .filter((x) => /^[a-z][a-z0-9+.-]*$/.test(x) && !NEVER_SCHEMES.includes(x));
 }
 
 /**
@@ -481,6 +498,7 @@ export class HeraldClient {
     this._ws = null;
     this._gen = 0;
     this._ready = false; // hello received on the current socket
+    this._linkSchemes = []; // app schemes from hello (sdk.allowed_link_schemes)
     this._attempt = 0;
     this._openedAt = 0;
     this._lastPos = null;
@@ -567,7 +585,7 @@ export class HeraldClient {
     const action = (Array.isArray(msg.actions) ? msg.actions : []).find((a) => a && a.id === actionId) || { id: String(actionId) };
     this.ack(id, 'clicked', action.id);
     this._apply(this._scheduler.remove(id, 'clicked'));
-    const href = action.url ? safeUrl(action.url, typeof location !== 'undefined' ? location.origin : null) : null;
+    const href = action.url ? safeUrl(action.url, typeof location !== 'undefined' ? location.origin : null, this._linkSchemes) : null;
     if (action.url && !href) console.warn('herald: ignoring unsafe action url', action.url);
     if (href) this._drain().then(() => this._navigate(href, { msg, action }));
     return true;
@@ -766,6 +784,8 @@ export class HeraldClient {
     this._lastSentAt = Date.now();
     this._pingSentAt = 0;
     this._authFails = 0;
+    // App schemes action links may open (sdk.allowed_link_schemes).
+    this._linkSchemes = linkSchemes(frame.link_schemes);
     // The server's position at connect: a later resume from it recovers what
     // is published while this page is away, even before any message arrived.
     this._lastPos = nextPos(this._lastPos, frame.pos, 'hello');
