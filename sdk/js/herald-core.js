@@ -25,6 +25,7 @@ export const CLOSE = Object.freeze({
   TOO_BIG: 1009,
   INTERNAL: 1011,
   RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
   ABUSE: 4000,
   SLOW_CONSUMER: 4008,
   RATE_LIMITED: 4029,
@@ -62,7 +63,8 @@ export function backoffDelay(attempt, { base = 500, cap = 30000, random = Math.r
  *
  * - 1012 (node draining): reconnect at once, with up to 1 s of jitter so a
  *   whole node's sessions do not land on the next one in the same instant.
- * - 4008, 4029, 4000 (slow consumer, rate limited, abuse): a floor of 5 s
+ * - 4008, 4029, 4000, 1013 (slow consumer, rate limited, abuse, a proxy's
+ *   "try again later"): a floor of 5 s
  *   plus full-jitter backoff on a 5 s base, capped at 2 min.
  * - 1008 (policy: token expired, disconnected by an operator): stop, unless a
  *   fresh token can be fetched (`canRefreshToken`).
@@ -75,6 +77,7 @@ export function reconnectPlan(code, attempt, { canRefreshToken = false, random =
     case CLOSE.SLOW_CONSUMER:
     case CLOSE.RATE_LIMITED:
     case CLOSE.ABUSE:
+    case CLOSE.TRY_AGAIN_LATER:
       return { reconnect: true, delay: 5000 + backoffDelay(attempt, { base: 5000, cap: 120000, random }), why: 'throttled' };
     case CLOSE.POLICY:
       if (!canRefreshToken) return { reconnect: false, delay: 0, why: 'policy' };
