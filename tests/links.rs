@@ -60,6 +60,23 @@ async fn listed_app_schemes_are_delivered_and_told_to_the_sdk() {
             .starts_with("locales.fr.actions[0].url"),
         "{body}"
     );
+    // Campaign messages too.
+    let campaign = |url: &str| {
+        json!({"trigger": {"event": "opened"},
+               "message": {"kind": "modal", "title": "x", "actions": [{"id": "o", "label": "O", "url": url}]}})
+        .to_string()
+    };
+    let (status, body) = h.put("/v1/campaigns/c1", &campaign("evil://x")).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("message.actions[0].url"),
+        "{body}"
+    );
+    let (status, body) = h.put("/v1/campaigns/c1", &campaign("myapp://x")).await;
+    assert_eq!(status, 200, "{body}");
     // Positive control: the session still receives after the refusals.
     let (status, _) = h
         .post("/v1/messages", &modal("https://shop.example/orders/42"))

@@ -213,6 +213,11 @@ async fn put_campaign(
     })?;
     let campaign: Campaign =
         serde_json::from_slice(&bytes).map_err(error::FieldError::from_serde)?;
+    // App links in its actions: this node's sdk.allowed_link_schemes.
+    campaign
+        .message
+        .check_links(node.dispatcher.link_schemes())
+        .map_err(|e| error::FieldError::new(format!("message.{}", e.field), e.reason))?;
     let compiled = Compiled::new(campaign, Some(&id))?;
     let stored = compiled.campaign.clone();
     node.campaigns.put(compiled).await?;
