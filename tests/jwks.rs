@@ -347,3 +347,171 @@ fn jwks_url_must_be_https_beyond_loopback() {
     herald::config::Config::from_toml("[auth]\njwks_url = \"http://127.0.0.1:8000/jwks\"\n")
         .expect("http on loopback is accepted");
 }
+
+/// A CA and a certificate for `localhost` / 127.0.0.1 signed by it, made
+/// with the openssl command, in a directory of the test's own.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}); install it with `apt-get install -y openssl`")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=herald-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&csr);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// An https issuer on loopback with the certificate of `make_certs`.
+async fn https_issuer(dir: &std::path::Path, keys: Value) -> (u16, tokio::task::JoinHandle<()>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("srv.pem"))
+        .expect("pem")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).expect("key");
+    let tls = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = keys.to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(axum::body::Body::from(body))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn https_issuers_are_trusted_through_the_configured_ca_only() {
+    let dir = std::env::temp_dir().join(format!("herald-jwks-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    make_certs(&dir);
+    let (port, server) = https_issuer(&dir, json!({ "keys": [rsa_as("rsa-1")] })).await;
+    let token = sign(Algorithm::RS256, Some("rsa-1"), &rsa_signer(), "a");
+    let https = |ca: Option<std::path::PathBuf>| {
+        let mut c = config();
+        c.auth.hs256_secret = None;
+        c.auth.jwks_url = Some(format!("https://localhost:{port}/.well-known/jwks.json"));
+        c.auth.jwks_ca_file = ca;
+        c.auth.jwks_unknown_kid_interval = HOUR;
+        c
+    };
+
+    // The system roots do not know the test CA: the fetch fails, nothing verifies.
+    let h = Herald::start(https(None)).await;
+    assert_eq!(status(&h, &token).await, 401);
+    assert!(
+        h.metric("herald_jwks_fetches_total{trigger=\"start\",result=\"unreachable\"}")
+            .await
+            >= 1.0
+    );
+    h.stop().await;
+
+    // With the CA configured, the same issuer is trusted.
+    let h = Herald::start(https(Some(dir.join("ca.pem")))).await;
+    assert_eq!(status(&h, &token).await, 101);
+    assert!(
+        h.metric("herald_jwks_fetches_total{trigger=\"start\",result=\"ok\"}")
+            .await
+            >= 1.0
+    );
+    h.stop().await;
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

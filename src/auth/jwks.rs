@@ -210,7 +210,16 @@ impl Remote {
     }
 
     async fn get(&self) -> Result<Vec<Key>, (&'static str, String)> {
-        let unreachable = |e: reqwest::Error| ("unreachable", e.to_string());
+        // reqwest's message alone hides the cause (refused, TLS, timeout).
+        let unreachable = |e: reqwest::Error| {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            ("unreachable", why)
+        };
         let mut res = self
             .client
             .get(&self.url)
