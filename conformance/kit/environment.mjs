@@ -26,7 +26,10 @@ export function freePort() {
 }
 
 /** Polls `check` until it returns something truthy; throws after `timeout` ms. */
-export async function until(what, check, { timeout = 20000, every = 25 } = {}) {
+/** How long a check waits for what it expects (HERALD_CONFORMANCE_PATIENCE_MS, default 20 s). */
+export const PATIENCE_MS = Number(process.env.HERALD_CONFORMANCE_PATIENCE_MS) || 20000;
+
+export async function until(what, check, { timeout = PATIENCE_MS, every = 25 } = {}) {
   const deadline = Date.now() + timeout;
   let last;
   for (;;) {
