@@ -154,6 +154,7 @@ async fn upgrade(
         Ok(reg) => reg,
         Err(refusal) => {
             node.metrics.refusal(refusal.label());
+            tracing::debug!(%client, reason = %refusal, "handshake refused");
             let status =
                 StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return refuse(status, refusal);
