@@ -44,6 +44,10 @@ pub struct Config {
     /// How long a draining node waits for its sessions to close.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Proxies (CIDRs or single addresses) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the client: its address then counts
+    /// for per-address limits and logs. Others' headers are ignored.
+    pub trusted_proxies: Vec<String>,
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub session: SessionConfig,
@@ -53,6 +57,17 @@ pub struct Config {
     pub ingress: IngressConfig,
     pub campaigns: CampaignsConfig,
     pub log: LogConfig,
+    pub sdk: SdkConfig,
+}
+
+/// What the SDK is told by the node (in `hello`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdkConfig {
+    /// App schemes (e.g. `myapp`) action URLs may use beside http(s) and
+    /// paths, for apps showing Herald in a web view. `javascript` and
+    /// `data` are refused whatever this says.
+    pub allowed_link_schemes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +103,19 @@ pub struct AuthConfig {
     pub public_key_pem_file: Option<PathBuf>,
     /// A JWKS document with RS256 / ES256 keys, selected by `kid`.
     pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS endpoint (https, or http on loopback): fetched at
+    /// start, every `jwks_refresh`, and on a token with an unknown `kid`.
+    /// A failed fetch keeps the last good keys.
+    pub jwks_url: Option<String>,
+    /// PEM certificates trusted beside the system roots for `jwks_url`.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// How often `jwks_url` is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// Tokens naming an unknown `kid` fetch `jwks_url` at most once per
+    /// this interval, so forged `kid`s cannot make Herald hammer the issuer.
+    #[serde(with = "humantime_serde")]
+    pub jwks_unknown_kid_interval: Duration,
     /// Required `iss` claim, when set.
     pub issuer: Option<String>,
     /// Required `aud` claim, when set.
@@ -257,6 +285,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             node_id: String::new(),
             shutdown_grace: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
             redis: RedisConfig::default(),
             auth: AuthConfig::default(),
             session: SessionConfig::default(),
@@ -266,6 +295,7 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             campaigns: CampaignsConfig::default(),
             log: LogConfig::default(),
+            sdk: SdkConfig::default(),
         }
     }
 }
@@ -308,6 +338,10 @@ impl Default for AuthConfig {
             hs256_secret: None,
             public_key_pem_file: None,
             jwks_file: None,
+            jwks_url: None,
+            jwks_ca_file: None,
+            jwks_refresh: Duration::from_secs(300),
+            jwks_unknown_kid_interval: Duration::from_secs(30),
             issuer: None,
             audience: None,
             leeway: Duration::from_secs(30),
@@ -446,7 +480,7 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.mode == Mode::Production && !self.auth.has_key() {
             return bad(
-                "mode = \"production\" needs a JWT key: set auth.hs256_secret, auth.public_key_pem_file or auth.jwks_file".into(),
+                "mode = \"production\" needs a JWT key: set auth.hs256_secret, auth.public_key_pem_file, auth.jwks_file or auth.jwks_url".into(),
             );
         }
         if self.auth.api_keys.is_empty() && !self.admin_listen.ip().is_loopback() {
@@ -466,6 +500,24 @@ impl Config {
         }
         if self.session.heartbeat < Duration::from_millis(100) {
             return bad("session.heartbeat must be at least 100ms".into());
+        }
+        if let Some(url) = &self.auth.jwks_url {
+            check_jwks_url(url)?;
+        }
+        if self.auth.jwks_refresh < Duration::from_secs(1) {
+            return bad("auth.jwks_refresh must be at least 1s".into());
+        }
+        for entry in &self.trusted_proxies {
+            if parse_net(entry).is_none() {
+                return bad(format!(
+                    "trusted_proxies: {entry:?} is not a CIDR or an IP address (e.g. \"10.0.0.0/8\", \"2001:db8::/32\", \"127.0.0.1\")"
+                ));
+            }
+        }
+        for scheme in &self.sdk.allowed_link_schemes {
+            if let Err(why) = crate::links::check_scheme_entry(scheme) {
+                return bad(format!("sdk.allowed_link_schemes: {scheme:?} {why}"));
+            }
         }
         if self.redis.prefix.is_empty() {
             return bad("redis.prefix must not be empty".into());
@@ -507,11 +559,78 @@ impl Config {
     }
 }
 
+/// A `trusted_proxies` entry: a CIDR, or one address (a /32 or /128).
+fn parse_net(entry: &str) -> Option<ipnet::IpNet> {
+    let entry = entry.trim();
+    entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+        entry
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
+impl Config {
+    /// `trusted_proxies`, parsed (validated at load).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|e| parse_net(e))
+            .collect()
+    }
+
+    /// `sdk.allowed_link_schemes`, normalized (`myapp://` and `MyApp` are `myapp`).
+    pub fn link_schemes(&self) -> Vec<String> {
+        self.sdk
+            .allowed_link_schemes
+            .iter()
+            .map(|s| crate::links::normalize_scheme(s))
+            .collect()
+    }
+}
+
+/// `auth.jwks_url`: https, or plain http to a loopback host only (keys
+/// fetched in clear text over a network could be replaced on the way).
+fn check_jwks_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError::Invalid(format!(
+            "auth.jwks_url = {url:?}: {why}"
+        )))
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return bad("not an URL (expected https://…)");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http"
+            if host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback()) =>
+        {
+            Ok(())
+        }
+        "http" => bad("plain http only to a loopback host; use https"),
+        _ => bad("must be https:// (or http:// on loopback)"),
+    }
+}
+
 impl AuthConfig {
     pub fn has_key(&self) -> bool {
         self.hs256_secret.is_some()
             || self.public_key_pem_file.is_some()
             || self.jwks_file.is_some()
+            || self.jwks_url.is_some()
     }
 }
 
@@ -591,6 +710,8 @@ fn is_optional_key(path: &[String]) -> bool {
             | ["auth", "hs256_secret"]
             | ["auth", "public_key_pem_file"]
             | ["auth", "jwks_file"]
+            | ["auth", "jwks_url"]
+            | ["auth", "jwks_ca_file"]
             | ["auth", "issuer"]
             | ["auth", "audience"]
             | ["campaigns", "file"]

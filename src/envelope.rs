@@ -507,24 +507,52 @@ fn check_actions(field: &str, actions: &[Action]) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Absolute http(s) URLs, or (for actions) app-relative paths.
+/// Absolute http(s) URLs, or (for actions) app-relative paths and app
+/// links (`scheme:…`; which schemes a node allows is
+/// [`Envelope::check_links`]'s business, `javascript:` and `data:` never).
 fn check_url(field: &str, url: &str, absolute_only: bool) -> Result<(), FieldError> {
-    let ok = url.len() <= MAX_URL
+    let clean = url.len() <= MAX_URL
         && !url
             .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
-        && (url.starts_with("https://")
-            || url.starts_with("http://")
-            || (!absolute_only && url.starts_with('/') && !url.starts_with("//")));
-    if ok {
-        Ok(())
-    } else if absolute_only {
-        Err(FieldError::new(field, "must be an http(s) URL"))
-    } else {
-        Err(FieldError::new(
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    if absolute_only {
+        if clean && (url.starts_with("https://") || url.starts_with("http://")) {
+            return Ok(());
+        }
+        return Err(FieldError::new(field, "must be an http(s) URL"));
+    }
+    if !clean {
+        return Err(FieldError::new(
             field,
-            "must be an http(s) URL or a path starting with /",
-        ))
+            "must be an http(s) URL, a path starting with /, or an app link",
+        ));
+    }
+    crate::links::classify(url)
+        .map(drop)
+        .map_err(|why| FieldError::new(field, why))
+}
+
+impl Envelope {
+    /// Every action URL (the locales' too) is http(s), a path, or an app
+    /// link whose scheme is in `allowed` (`sdk.allowed_link_schemes`,
+    /// normalized).
+    pub fn check_links(&self, allowed: &[String]) -> Result<(), FieldError> {
+        let lists = std::iter::once(("actions".to_owned(), &self.actions)).chain(
+            self.locales.iter().flatten().filter_map(|(tag, v)| {
+                v.actions
+                    .as_ref()
+                    .map(|a| (format!("locales.{tag}.actions"), a))
+            }),
+        );
+        for (field, actions) in lists {
+            for (i, a) in actions.iter().enumerate() {
+                if let Some(url) = &a.url {
+                    crate::links::check_action_url(url, allowed)
+                        .map_err(|why| FieldError::new(format!("{field}[{i}].url"), why))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,7 @@ pub mod expr;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod links;
 pub mod logs;
 pub mod metrics;
 pub mod node;
@@ -157,10 +158,10 @@ pub async fn run(
              or auth.jwks_file before exposing this node."
         );
     }
-    let verifier = Arc::new(Verifier::new(&config.auth, dev_secret.as_deref())?);
-    let dev_signer = dev_secret.as_deref().map(Signer::hs256);
-
     let metrics = Arc::new(Metrics::default());
+    let verifier =
+        Arc::new(Verifier::new(&config.auth, dev_secret.as_deref())?.with_metrics(metrics.clone()));
+    let dev_signer = dev_secret.as_deref().map(Signer::hs256);
     let background = Arc::new(tasks::Background::new(
         config.limits.background_jobs,
         metrics.clone(),
@@ -194,13 +195,16 @@ pub async fn run(
         m.embedded_stream_len,
         metrics.clone(),
     ));
-    let dispatcher = Arc::new(Dispatcher::new(
-        hub.clone(),
-        metrics.clone(),
-        events.clone(),
-        config.limits.max_envelope_bytes,
-        m.dedupe_window,
-    ));
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            hub.clone(),
+            metrics.clone(),
+            events.clone(),
+            config.limits.max_envelope_bytes,
+            m.dedupe_window,
+        )
+        .with_link_schemes(config.link_schemes()),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -208,6 +212,16 @@ pub async fn run(
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
+    };
+
+    // The issuer's keys before the first handshake; a failed fetch is
+    // retried by the refresh loop, and handshakes are refused meanwhile.
+    let jwks_task = match verifier.remote() {
+        Some(remote) => {
+            remote.load().await;
+            Some(tokio::spawn(remote.clone().run(stopped())))
+        }
+        None => None,
     };
 
     let registry = Arc::new(campaigns::Registry::default());
@@ -350,6 +364,9 @@ pub async fn run(
     let _ = public.await;
     let _ = admin.await;
     let _ = delay_task.await;
+    if let Some(task) = jwks_task {
+        let _ = task.await;
+    }
     if let Some(task) = ingress_task {
         let _ = task.await;
     }

@@ -26,6 +26,14 @@ pub struct FrameType {
     pub r#type: &'static str,
 }
 
+/// A JWKS fetch: what started it (`start`, `schedule`, `unknown_kid`) and
+/// how it ended (`ok`, `unreachable`, `http_status`, `bad_document`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JwksFetch {
+    pub trigger: &'static str,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Source {
     pub source: &'static str,
@@ -50,6 +58,7 @@ pub struct Metrics {
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
     pub background_shed: Family<Job, Counter>,
+    pub jwks_fetches: Family<JwksFetch, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +81,7 @@ impl Default for Metrics {
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
             background_shed: Family::default(),
+            jwks_fetches: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +164,19 @@ impl Default for Metrics {
             "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
             m.campaign_decisions.clone(),
         );
+        registry.register(
+            "jwks_fetches",
+            "Fetches of auth.jwks_url, by trigger and result; a failed one keeps the last good keys",
+            m.jwks_fetches.clone(),
+        );
+        // Exported at zero from the start, so that increase() sees the first.
+        for trigger in ["start", "schedule", "unknown_kid"] {
+            for result in ["ok", "unreachable", "http_status", "bad_document", "gated"] {
+                if result != "gated" || trigger == "unknown_kid" {
+                    let _ = m.jwks_fetches.get_or_create(&JwksFetch { trigger, result });
+                }
+            }
+        }
         Self { registry, ..m }
     }
 }

@@ -187,6 +187,10 @@ pub enum ServerFrame<'a> {
         /// recovers what was published meanwhile (absent without history).
         #[serde(skip_serializing_if = "Option::is_none")]
         pos: Option<&'a str>,
+        /// `sdk.allowed_link_schemes`: the app schemes the renderer may
+        /// open from an action (absent when none).
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        link_schemes: &'a [String],
     },
     Retract {
         id: &'a str,
@@ -385,6 +389,7 @@ mod tests {
             heartbeat_s: 25,
             recovered: None,
             pos: None,
+            link_schemes: &[],
         }
         .to_json();
         assert_eq!(

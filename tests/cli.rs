@@ -56,6 +56,8 @@ fn example_config_parses_and_documents_every_key() {
             "hs256_secret",
             "public_key_pem_file",
             "jwks_file",
+            "jwks_url",
+            "jwks_ca_file",
             "issuer",
             "audience",
             "file",

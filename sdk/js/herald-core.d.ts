@@ -189,6 +189,7 @@ export declare const CLOSE: Readonly<{
   TOO_BIG: 1009;
   INTERNAL: 1011;
   RESTART: 1012;
+  TRY_AGAIN_LATER: 1013;
   ABUSE: 4000;
   SLOW_CONSUMER: 4008;
   RATE_LIMITED: 4029;
@@ -237,8 +238,10 @@ export declare class Scheduler {
 
 export declare function isExpired(msg: { expires_at?: number }, now?: number): boolean;
 export declare function wsUrl(base: string, params?: { token?: string; since?: string | null; locale?: string | null }): string;
-/** http(s) URLs and same-origin paths, as absolute URLs; null for anything else. */
-export declare function safeUrl(raw: unknown, origin: string | null | undefined): string | null;
+/** http(s) URLs, same-origin paths, and app links whose scheme is in `schemes` (hello's `link_schemes`), as absolute URLs; null for anything else (javascript: and data: always). */
+export declare function safeUrl(raw: unknown, origin: string | null | undefined, schemes?: readonly string[]): string | null;
+/** hello's `link_schemes` normalized: lowercase names, never javascript or data. */
+export declare function linkSchemes(list: unknown): string[];
 export declare function jwtExp(token: string): number | null;
 /** The claims of a JWT, read without verifying; null when it is not one. */
 export declare function jwtClaims(token: string): Record<string, unknown> | null;

@@ -25,6 +25,7 @@ export const CLOSE = Object.freeze({
   TOO_BIG: 1009,
   INTERNAL: 1011,
   RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
   ABUSE: 4000,
   SLOW_CONSUMER: 4008,
   RATE_LIMITED: 4029,
@@ -62,7 +63,8 @@ export function backoffDelay(attempt, { base = 500, cap = 30000, random = Math.r
  *
  * - 1012 (node draining): reconnect at once, with up to 1 s of jitter so a
  *   whole node's sessions do not land on the next one in the same instant.
- * - 4008, 4029, 4000 (slow consumer, rate limited, abuse): a floor of 5 s
+ * - 4008, 4029, 4000, 1013 (slow consumer, rate limited, abuse, a proxy's
+ *   "try again later"): a floor of 5 s
  *   plus full-jitter backoff on a 5 s base, capped at 2 min.
  * - 1008 (policy: token expired, disconnected by an operator): stop, unless a
  *   fresh token can be fetched (`canRefreshToken`).
@@ -75,6 +77,7 @@ export function reconnectPlan(code, attempt, { canRefreshToken = false, random =
     case CLOSE.SLOW_CONSUMER:
     case CLOSE.RATE_LIMITED:
     case CLOSE.ABUSE:
+    case CLOSE.TRY_AGAIN_LATER:
       return { reconnect: true, delay: 5000 + backoffDelay(attempt, { base: 5000, cap: 120000, random }), why: 'throttled' };
     case CLOSE.POLICY:
       if (!canRefreshToken) return { reconnect: false, delay: 0, why: 'policy' };
@@ -319,7 +322,7 @@ export function wsUrl(base, { token, since, locale } = {}) {
  * ("/billing"). Returns the absolute URL, or null for anything else
  * (javascript:, data:, protocol-relative "//host", …).
  */
-export function safeUrl(raw, origin) {
+export function safeUrl(raw, origin, schemes) {
   if (typeof raw !== 'string') return null;
   const s = raw.trim();
   if (!s) return null;
@@ -332,10 +335,27 @@ export function safeUrl(raw, origin) {
       return u.origin === base.origin ? u.href : null;
     }
     const u = new URL(s);
-    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+    if (u.protocol === 'http:' || u.protocol === 'https:') return u.href;
+    // App links (myapp://…): only schemes the node lists in hello, and
+    // never one that runs code or smuggles content.
+    const scheme = u.protocol.slice(0, -1);
+    if (NEVER_SCHEMES.includes(scheme)) return null;
+    return Array.isArray(schemes) && schemes.includes(scheme) ? u.href : null;
   } catch {
     return null;
   }
+}
+
+/** Schemes no list can allow (the node refuses them too). */
+const NEVER_SCHEMES = ['javascript', 'data', 'vbscript'];
+
+/** hello's link_schemes, normalized (lowercase, no ':' or '://'), never a NEVER one. */
+export function linkSchemes(list) {
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter((x) => typeof x === 'string')
+    .map((x) => x.trim().toLowerCase().replace(/:(\/\/)?$/, ''))
+    .filter((x) => /^[a-z][a-z0-9+.-]*$/.test(x) && !NEVER_SCHEMES.includes(x));
 }
 
 /**
@@ -481,6 +501,7 @@ export class HeraldClient {
     this._ws = null;
     this._gen = 0;
     this._ready = false; // hello received on the current socket
+    this._linkSchemes = []; // app schemes from hello (sdk.allowed_link_schemes)
     this._attempt = 0;
     this._openedAt = 0;
     this._lastPos = null;
@@ -567,7 +588,7 @@ export class HeraldClient {
     const action = (Array.isArray(msg.actions) ? msg.actions : []).find((a) => a && a.id === actionId) || { id: String(actionId) };
     this.ack(id, 'clicked', action.id);
     this._apply(this._scheduler.remove(id, 'clicked'));
-    const href = action.url ? safeUrl(action.url, typeof location !== 'undefined' ? location.origin : null) : null;
+    const href = action.url ? safeUrl(action.url, typeof location !== 'undefined' ? location.origin : null, this._linkSchemes) : null;
     if (action.url && !href) console.warn('herald: ignoring unsafe action url', action.url);
     if (href) this._drain().then(() => this._navigate(href, { msg, action }));
     return true;
@@ -766,6 +787,8 @@ export class HeraldClient {
     this._lastSentAt = Date.now();
     this._pingSentAt = 0;
     this._authFails = 0;
+    // App schemes action links may open (sdk.allowed_link_schemes).
+    this._linkSchemes = linkSchemes(frame.link_schemes);
     // The server's position at connect: a later resume from it recovers what
     // is published while this page is away, even before any message arrived.
     this._lastPos = nextPos(this._lastPos, frame.pos, 'hello');

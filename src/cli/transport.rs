@@ -54,6 +54,10 @@ impl Transport {
                 self.config.as_deref(),
                 &crate::config::Overrides::default(),
             )?;
+            // The nodes would refuse an app link outside their list.
+            if let Command::Publish(p) = cmd {
+                p.envelope.check_links(&config.link_schemes())?;
+            }
             let reach = crate::bus::publish_direct(
                 url,
                 self.redis_cluster,

@@ -67,6 +67,8 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     events: Arc<Events>,
     max_envelope_bytes: usize,
+    /// `sdk.allowed_link_schemes`: app links in actions beside http(s).
+    link_schemes: Vec<String>,
     everyone: Audience,
     recent: Mutex<Recent>,
     active: Mutex<ActiveSet>,
@@ -94,6 +96,7 @@ impl Dispatcher {
             metrics,
             events,
             max_envelope_bytes,
+            link_schemes: Vec::new(),
             everyone,
             recent: Mutex::new(Recent {
                 window: dedupe_window,
@@ -105,6 +108,17 @@ impl Dispatcher {
             active: Mutex::new(ActiveSet::default()),
             parsed: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Allows action links with these app schemes (normalized names).
+    pub fn with_link_schemes(mut self, schemes: Vec<String>) -> Self {
+        self.link_schemes = schemes;
+        self
+    }
+
+    /// The app schemes action links may use on this node.
+    pub fn link_schemes(&self) -> &[String] {
+        &self.link_schemes
     }
 
     pub fn events(&self) -> &Arc<Events> {
@@ -133,7 +147,12 @@ impl Dispatcher {
                 delivered,
             });
         }
-        match envelope::parse(payload, self.max_envelope_bytes, crate::auth::unix_now_ms()) {
+        let parsed = envelope::parse(payload, self.max_envelope_bytes, crate::auth::unix_now_ms())
+            .and_then(|command| match &command {
+                Command::Publish(p) => p.envelope.check_links(&self.link_schemes).map(|()| command),
+                _ => Ok(command),
+            });
+        match parsed {
             Ok(command) => {
                 self.metrics
                     .messages

@@ -112,6 +112,7 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
     })?;
     let e = envelope::decode(&bytes, max)?;
     envelope::from_publisher(&e)?;
+    e.check_links(node.dispatcher.link_schemes())?;
     let cmd = envelope::check(e, crate::auth::unix_now_ms())?;
     let reach = node.bus.publish(&cmd).await?;
     let mut out = serde_json::Map::new();
@@ -212,6 +213,11 @@ async fn put_campaign(
     })?;
     let campaign: Campaign =
         serde_json::from_slice(&bytes).map_err(error::FieldError::from_serde)?;
+    // App links in its actions: this node's sdk.allowed_link_schemes.
+    campaign
+        .message
+        .check_links(node.dispatcher.link_schemes())
+        .map_err(|e| error::FieldError::new(format!("message.{}", e.field), e.reason))?;
     let compiled = Compiled::new(campaign, Some(&id))?;
     let stored = compiled.campaign.clone();
     node.campaigns.put(compiled).await?;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod coalesce;
+pub mod proxy;
 pub mod public;
 
 use crate::logs::Repeated;

@@ -2,10 +2,11 @@
 //! and `GET /dev/token` in dev mode. Every refusal happens here, before the
 //! upgrade, as plain HTTP with a one-line reason.
 
+use super::proxy::TrustedProxies;
 use super::refuse;
 use crate::auth::{AuthError, Claims};
 use crate::node::Node;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +23,7 @@ const SDK_CORE_JS: &str = include_str!("../../sdk/js/herald-core.js");
 const SDK_RENDER_JS: &str = include_str!("../../sdk/js/herald-render.js");
 
 pub fn router(node: Arc<Node>) -> Router {
+    let proxies = Arc::new(TrustedProxies::new(node.config.trusted_proxy_nets()));
     Router::new()
         .route("/v1/ws", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -36,6 +38,7 @@ pub fn router(node: Arc<Node>) -> Router {
         // herald.js imports these two; apps may import the core alone.
         .route("/sdk/herald-core.js", get(|| sdk(SDK_CORE_JS)))
         .route("/sdk/herald-render.js", get(|| sdk(SDK_RENDER_JS)))
+        .layer(Extension(proxies))
         .with_state(node)
 }
 
@@ -83,10 +86,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn upgrade(
     State(node): State<Arc<Node>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(proxies): Extension<Arc<TrustedProxies>>,
     Query(query): Query<WsQuery>,
     mut req: Request,
 ) -> Response {
     let headers = req.headers();
+    // Behind a trusted proxy, the client it names; else the socket's peer.
+    let client = proxies.client(peer.ip(), headers);
     let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
         Some(key)
             if header_has(headers, header::UPGRADE, "websocket")
@@ -113,14 +119,15 @@ async fn upgrade(
         }
     }
     let token = query.token.as_deref().or_else(|| bearer(headers));
-    let mut identity = match token
-        .ok_or(AuthError::Missing)
-        .and_then(|t| node.verifier.verify(t))
-    {
+    let verified = match token {
+        Some(t) => node.verifier.verify_fresh(t).await,
+        None => Err(AuthError::Missing),
+    };
+    let mut identity = match verified {
         Ok(identity) => identity,
         Err(e) => {
             node.metrics.refusal("auth");
-            tracing::debug!(peer = %peer.ip(), error = %e, "handshake refused");
+            tracing::debug!(%client, error = %e, "handshake refused");
             return refuse(StatusCode::UNAUTHORIZED, e);
         }
     };
@@ -143,10 +150,11 @@ async fn upgrade(
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
     };
-    let reg = match node.hub.register(identity, peer.ip()) {
+    let reg = match node.hub.register(identity, client) {
         Ok(reg) => reg,
         Err(refusal) => {
             node.metrics.refusal(refusal.label());
+            tracing::debug!(%client, reason = %refusal, "handshake refused");
             let status =
                 StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return refuse(status, refusal);

@@ -178,7 +178,7 @@ pub async fn run<S>(
                 if let Some(ClientFrame::Auth { token }) = &outcome.frame {
                     // A fresh token: verified as at the handshake, for the
                     // same user; the session then ends at its expiry.
-                    let (reply, refreshed) = refresh(&ctx.verifier, &session, token, query_locale.as_deref());
+                    let (reply, refreshed) = Box::pin(refresh(&ctx.verifier, &session, token, query_locale.as_deref())).await;
                     outcome.reply = Some(reply);
                     if let Some(exp) = refreshed {
                         expires = deadline_of(exp);
@@ -259,14 +259,14 @@ pub async fn run<S>(
 /// An `auth` frame's token checked and, when it is good and for the same
 /// user, made the session's identity. Returns the reply and, on success,
 /// the new expiry.
-fn refresh(
+async fn refresh(
     verifier: &crate::auth::Verifier,
     session: &crate::hub::Session,
     token: &str,
     query_locale: Option<&str>,
 ) -> (String, Option<u64>) {
     let refused = |why: &str| (state::error_frame("auth_failed", why), None);
-    match verifier.verify(token) {
+    match verifier.verify_fresh(token).await {
         Ok(mut identity) if identity.user == session.user => {
             // A locale chosen on the connection outranks the token's.
             if let Some(locale) = query_locale {

@@ -54,6 +54,7 @@ pub async fn start<S>(
         heartbeat_s: ctx.cfg.heartbeat.as_secs().max(1),
         recovered: resumed.as_ref().map(|r| r.recovered),
         pos: head.as_deref(),
+        link_schemes: ctx.dispatcher.link_schemes(),
     }
     .to_json();
     // The session runs as a task of its own: this setup task (its locals,

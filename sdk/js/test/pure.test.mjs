@@ -39,8 +39,8 @@ describe('reconnectPlan', () => {
     assert.ok(reconnectPlan(1012, 9, { random: fixed(0.999) }).delay < 1000);
   });
 
-  test('4008, 4029 and 4000: slower, never under 5 s', () => {
-    for (const code of [4008, 4029, 4000]) {
+  test('4008, 4029, 4000 and 1013: slower, never under 5 s', () => {
+    for (const code of [4008, 4029, 4000, 1013]) {
       const p = reconnectPlan(code, 0, { random: fixed(0) });
       assert.equal(p.delay, 5000);
       assert.equal(p.why, 'throttled');

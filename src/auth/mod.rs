@@ -3,10 +3,12 @@
 //! The algorithm is pinned by the key that verifies it: the HS256 secret only
 //! ever verifies HS256, a PEM or JWKS key only its own RS256 / ES256. `alg:
 //! none` and every other algorithm are refused, so an RSA public key can never
-//! be replayed as an HMAC secret.
+//! be replayed as an HMAC secret. Keys from a JWKS URL live in [`jwks`].
+
+pub mod jwks;
 
 use crate::config::AuthConfig;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +58,9 @@ pub enum AuthError {
     Expired,
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The token names a `kid` no configured or fetched key has.
+    #[error("invalid token: no key with kid {0:?}")]
+    UnknownKid(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,8 @@ struct Key {
 /// Verifies tokens with the configured keys.
 pub struct Verifier {
     keys: Vec<Key>,
+    /// `auth.jwks_url`'s last good key set.
+    remote: Option<Arc<jwks::Remote>>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
@@ -124,52 +131,90 @@ impl Verifier {
         if let Some(path) = &cfg.jwks_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
-            let set: JwkSet = serde_json::from_str(&text)
-                .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
-            for jwk in &set.keys {
-                let alg = match &jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                    _ => {
-                        return Err(KeyError(format!(
-                            "{}: only RSA and EC keys are supported",
-                            path.display()
-                        )));
-                    }
-                };
-                let key = DecodingKey::from_jwk(jwk)
-                    .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
-                keys.push(Key {
-                    kid: jwk.common.key_id.clone(),
-                    alg,
-                    key,
-                });
-            }
+            keys.extend(
+                jwks::keys_of(&text, true)
+                    .map_err(|e| KeyError(format!("{}: {e}", path.display())))?,
+            );
         }
-        if keys.is_empty() {
+        let remote = match &cfg.jwks_url {
+            Some(url) => {
+                let ca_pem = match &cfg.jwks_ca_file {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        KeyError(format!("auth.jwks_ca_file {}: {e}", path.display()))
+                    })?),
+                    None => None,
+                };
+                let remote = jwks::Remote::new(jwks::RemoteConfig {
+                    url,
+                    ca_pem,
+                    refresh: cfg.jwks_refresh,
+                    unknown_kid_interval: cfg.jwks_unknown_kid_interval,
+                })
+                .map_err(|e| KeyError(format!("auth.jwks_url: {e}")))?;
+                Some(Arc::new(remote))
+            }
+            None => None,
+        };
+        if keys.is_empty() && remote.is_none() {
             return Err(KeyError("no JWT key configured".into()));
         }
         Ok(Self {
             keys,
+            remote,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway.as_secs(),
         })
     }
 
+    /// Counts JWKS fetches in these metrics.
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        if let Some(remote) = &self.remote {
+            remote.set_metrics(metrics);
+        }
+        self
+    }
+
+    /// The JWKS URL's key set, when one is configured: loaded at start and
+    /// refreshed by its [`jwks::Remote::run`].
+    pub fn remote(&self) -> Option<&Arc<jwks::Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// [`Verifier::verify`], and when the token names a `kid` no key has,
+    /// the JWKS URL fetched again (coalesced and rate limited) and one more try.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Identity, AuthError> {
+        match self.verify(token) {
+            Err(AuthError::UnknownKid(kid)) => match &self.remote {
+                Some(remote) if remote.refresh_for_unknown_kid().await => self.verify(token),
+                _ => Err(AuthError::UnknownKid(kid)),
+            },
+            other => other,
+        }
+    }
+
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let fits = |k: &&Key| {
+            k.alg == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+        };
+        let fetched = self.remote.as_ref().map(|r| r.keys());
         let key = self
             .keys
             .iter()
-            .find(|k| {
-                k.alg == header.alg
-                    && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
-            })
-            .ok_or_else(|| {
-                AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg))
-            })?;
+            .find(fits)
+            .or_else(|| fetched.as_deref().and_then(|keys| keys.iter().find(fits)));
+        let Some(key) = key else {
+            return Err(match (&header.kid, &self.remote) {
+                (Some(kid), Some(_)) => AuthError::UnknownKid(kid.clone()),
+                _ => AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)),
+            });
+        };
+        self.decode(token, key)
+    }
+
+    fn decode(&self, token: &str, key: &Key) -> Result<Identity, AuthError> {
         let mut validation = Validation::new(key.alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
