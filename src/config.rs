@@ -52,6 +52,7 @@ pub struct Config {
     pub history: HistoryConfig,
     pub ingress: IngressConfig,
     pub campaigns: CampaignsConfig,
+    pub stats: StatsConfig,
     pub log: LogConfig,
 }
 
@@ -219,6 +220,36 @@ pub struct CampaignsConfig {
     /// Campaign messages waiting out their `delay_s` on this node at once;
     /// more are dropped and counted.
     pub max_delayed: usize,
+    /// The IANA time zone of `quiet_hours` for users whose token has no
+    /// (known) `attrs.tz`.
+    pub default_tz: String,
+}
+
+/// Message and campaign counts (`/v1/…/stats`) and the user trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// How long the counts of a message or campaign are kept after their last change.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Decisions kept per user in the trace (newest first).
+    pub trace_per_user: usize,
+    /// How long a user's trace is kept after its last decision.
+    #[serde(with = "humantime_serde")]
+    pub trace_ttl: Duration,
+    /// Embedded mode: users whose trace is kept (the least recently traced go first).
+    pub trace_users: usize,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 86_400),
+            trace_per_user: 50,
+            trace_ttl: Duration::from_secs(7 * 86_400),
+            trace_users: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -253,6 +284,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             ingress: IngressConfig::default(),
             campaigns: CampaignsConfig::default(),
+            stats: StatsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -336,6 +368,7 @@ impl Default for CampaignsConfig {
             global_cap_per_hour: 5,
             file: None,
             max_delayed: 100_000,
+            default_tz: "UTC".into(),
         }
     }
 }
@@ -410,6 +443,15 @@ impl Config {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if jiff::tz::TimeZone::get(&self.campaigns.default_tz).is_err() {
+            return bad(format!(
+                "campaigns.default_tz = {:?} is not an IANA time zone (e.g. \"UTC\", \"Europe/Paris\")",
+                self.campaigns.default_tz
+            ));
+        }
+        if self.stats.trace_per_user == 0 || self.stats.trace_users == 0 {
+            return bad("stats.trace_per_user and stats.trace_users must be at least 1".into());
+        }
         if self.mode == Mode::Production && !self.auth.has_key() {
             return bad(
                 "mode = \"production\" needs a JWT key: set auth.hs256_secret, auth.public_key_pem_file or auth.jwks_file".into(),

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod bus;
 pub mod campaigns;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod envelope;
@@ -39,7 +40,9 @@ pub mod protocol;
 pub mod render;
 pub mod schema;
 pub mod session;
+pub mod stats;
 pub mod tasks;
+pub mod trace;
 
 use auth::{Signer, Verifier};
 use bus::{Bus, BusParts, RedisBus, RedisTarget};
@@ -135,6 +138,9 @@ async fn load_campaigns(
     Ok(())
 }
 
+/// Embedded mode: messages and campaigns whose counts are kept (the oldest go first).
+const EMBEDDED_COUNTED: usize = 10_000;
+
 /// Runs a node on the given listeners until `shutdown` resolves, then
 /// drains: stops admitting, closes every session with 1012 after flushing
 /// what it was sent, and returns once they are gone or the grace is over.
@@ -142,6 +148,17 @@ pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    run_with_clock(config, listeners, shutdown, clock::Clock::system()).await
+}
+
+/// [`run`], with campaign windows, quiet hours, goals and the hours of the
+/// counts read on `clock` (tests move a manual one).
+pub async fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: clock::Clock,
 ) -> Result<(), StartError> {
     let node_id = if config.node_id.is_empty() {
         format!("{:08x}", rand::random::<u32>())
@@ -185,14 +202,17 @@ pub async fn run(
         changes.clone(),
     ));
     let m = &config.messages;
-    let events = Arc::new(Events::new(
-        node_id.clone(),
-        config.redis.url.is_none(),
-        m.record_deliveries,
-        m.stream_queue,
-        m.embedded_stream_len,
-        metrics.clone(),
-    ));
+    let events = Arc::new(
+        Events::new(
+            node_id.clone(),
+            config.redis.url.is_none(),
+            m.record_deliveries,
+            m.stream_queue,
+            m.embedded_stream_len,
+            metrics.clone(),
+        )
+        .with_clock(clock.clone()),
+    );
     let dispatcher = Arc::new(Dispatcher::new(
         hub.clone(),
         metrics.clone(),
@@ -227,6 +247,11 @@ pub async fn run(
                         .history
                         .enabled
                         .then_some((config.history.window, config.history.max_per_stream)),
+                    stats: bus::StatsKeeping {
+                        retention: config.stats.retention,
+                        trace_per_user: config.stats.trace_per_user,
+                        trace_ttl: config.stats.trace_ttl,
+                    },
                 },
                 BusParts {
                     background: background.clone(),
@@ -261,6 +286,14 @@ pub async fn run(
                         config.history.max_per_stream,
                     )
                 }),
+                Arc::new(stats::Embedded {
+                    stats: stats::MemoryStats::new(EMBEDDED_COUNTED),
+                    trace: trace::MemoryTrace::new(
+                        config.stats.trace_per_user,
+                        config.stats.trace_users,
+                        config.stats.trace_ttl,
+                    ),
+                }),
             )))
         }
     };
@@ -276,6 +309,8 @@ pub async fn run(
             background: background.clone(),
             global_cap_per_hour: config.campaigns.global_cap_per_hour,
             max_delayed: config.campaigns.max_delayed,
+            clock: clock.clone(),
+            default_tz: config.campaigns.default_tz.clone(),
         },
     );
     let engine = Arc::new(engine);

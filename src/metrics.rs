@@ -49,6 +49,8 @@ pub struct Metrics {
     pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
+    /// Users whose `attrs.tz` named no known time zone (quiet hours read in the default).
+    pub campaign_unknown_tz: Counter,
     pub background_shed: Family<Job, Counter>,
 }
 
@@ -71,6 +73,7 @@ impl Default for Metrics {
             latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
+            campaign_unknown_tz: Counter::default(),
             background_shed: Family::default(),
             registry: Registry::default(),
         };
@@ -153,6 +156,11 @@ impl Default for Metrics {
             "campaign_decisions",
             "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
             m.campaign_decisions.clone(),
+        );
+        registry.register(
+            "campaign_unknown_tz",
+            "Quiet-hours checks of users whose attrs.tz named no known time zone (the default zone was used)",
+            m.campaign_unknown_tz.clone(),
         );
         Self { registry, ..m }
     }

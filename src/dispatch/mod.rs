@@ -285,6 +285,9 @@ impl Dispatcher {
         // one record per node with the count, so a fan-out to thousands does
         // not turn into thousands of stream entries.
         let per_session = self.events.record_deliveries && p.audience.users().is_some();
+        // Broadcast audiences: the recipients, for the distinct-user count
+        // (counted once per node and message, never a write per recipient).
+        let mut reached: Vec<Arc<str>> = Vec::new();
         let delivered = self.hub.deliver(
             target,
             &p.audience,
@@ -305,12 +308,14 @@ impl Dispatcher {
             |s| {
                 if per_session {
                     self.record_delivery(p, s);
+                } else if self.events.record_deliveries {
+                    reached.push(s.user.clone());
                 }
             },
         );
         if self.events.record_deliveries && !per_session && delivered > 0 {
             self.events
-                .emit(Record::delivered(p, Delivered::Count(delivered)));
+                .emit(Record::delivered(p, Delivered::Count(delivered, reached)));
         }
         delivered
     }
@@ -516,6 +521,15 @@ impl Dispatcher {
         })
     }
 
+    /// The campaign and variant of a message this node delivered or holds active.
+    fn tags_of(&self, id: &str) -> (Option<String>, Option<String>) {
+        let tags = |p: &Arc<Publish>| (p.envelope.campaign.clone(), p.envelope.variant.clone());
+        let active = self.lock_active().by_id.get(id).map(tags);
+        active
+            .or_else(|| self.lock_recent().messages.get(id).map(tags))
+            .unwrap_or_default()
+    }
+
     /// Records an acknowledgement in the events stream. Returns the
     /// message's campaign, when this node knows it.
     pub fn on_ack(
@@ -526,11 +540,12 @@ impl Dispatcher {
         status: AckStatus,
         action: Option<&str>,
     ) -> Option<String> {
-        let campaign = self.campaign_of(id);
+        let (campaign, variant) = self.tags_of(id);
         self.events.emit(
             Record::ack(status.as_str(), id, user, sid)
                 .with_opt("action", action)
-                .with_opt("campaign", campaign.as_deref()),
+                .with_opt("campaign", campaign.as_deref())
+                .with_opt("variant", variant.as_deref()),
         );
         campaign
     }

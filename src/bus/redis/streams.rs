@@ -96,18 +96,20 @@ impl RedisBus {
                     break;
                 }
                 // One pipeline per stream: in a cluster, each lives on its
-                // own slot.
+                // own slot; the counts and traces of the batch, summed, in
+                // one more (on the slot of Herald's own keys).
                 let mut pipes: HashMap<Stream, redis::Pipeline> = HashMap::new();
-                for r in &batch {
+                for r in batch.iter().filter(|r| super::stats::streamed(r)) {
                     pipes
                         .entry(r.stream)
                         .or_insert_with(redis::pipe)
                         .add_command(self.keys.xadd(r, self.maxlen))
                         .ignore();
                 }
+                let tally = self.tally(&batch);
                 let mut conn = self.conn.clone();
                 let (mut lost, mut failure) = (0, None);
-                for pipe in pipes.values() {
+                for pipe in pipes.values().chain(tally.iter()) {
                     if failure.is_some() {
                         lost += pipe.len() as u64;
                     } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
