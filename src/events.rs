@@ -10,8 +10,9 @@
 //! The same records feed the counts (`crate::stats`) and the user trace
 //! (`crate::trace`): with Redis the writer adds their counters to the
 //! pipelines it writes the streams with; embedded, a [`Tally`] counts them
-//! as they are emitted. Some records (`only_counted`) are decisions that
-//! only the counts and the trace keep, not the streams.
+//! from the same bounded queue, in a task of its own ([`Events::run_tally`]).
+//! Some records (`only_counted`) are decisions that only the counts and the
+//! trace keep, not the streams.
 
 use crate::envelope::Publish;
 use crate::metrics::Metrics;
@@ -268,20 +269,19 @@ impl Events {
     /// Adds `node` and `ts` (unix ms) and queues the record; never blocks.
     pub fn emit(&self, record: Record) {
         let record = record.stamped_at(&self.node, self.clock.now_ms());
-        if let Some(tally) = self.tally.get() {
-            tally.record(&record);
-        }
-        if record.only_counted && self.rings.is_some() {
-            return;
-        }
         if let Some(rings) = &self.rings {
-            let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
-            let ring = &mut rings[record.stream as usize];
-            if ring.len() >= self.ring_len {
-                ring.pop_front();
+            if !record.only_counted {
+                let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
+                let ring = &mut rings[record.stream as usize];
+                if ring.len() >= self.ring_len {
+                    ring.pop_front();
+                }
+                ring.push_back(record.to_json());
             }
-            ring.push_back(record.to_json());
-            return;
+            // Counted by [`Events::run_tally`], behind the same bounded queue.
+            if self.tally.get().is_none() {
+                return;
+            }
         }
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= self.capacity {
@@ -294,6 +294,32 @@ impl Events {
         drop(q);
         if first {
             self.notify.notify_one();
+        }
+    }
+
+    /// Embedded mode: counts and traces queued records until `shutdown`,
+    /// off the paths that emit them.
+    pub async fn run_tally(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let stopping = tokio::select! {
+                () = &mut shutdown => true,
+                () = self.notify.notified() => false,
+            };
+            if let Some(tally) = self.tally.get() {
+                loop {
+                    let batch = self.take(1000);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for r in &batch {
+                        tally.record(r);
+                    }
+                }
+            }
+            if stopping {
+                return;
+            }
         }
     }
 

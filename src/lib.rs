@@ -232,7 +232,7 @@ pub async fn run_with_clock(
     let registry = Arc::new(campaigns::Registry::default());
     let mut bus_task = None;
     let mut beat_task = None;
-    let mut stream_task = None;
+    let stream_task;
     let mut ingress_task = None;
     let bus = match (&config.redis.url, changes) {
         (Some(url), Some(changes)) => {
@@ -277,6 +277,10 @@ pub async fn run_with_clock(
         }
         _ => {
             metrics.bus_up.set(1);
+            stream_task = Some(tokio::spawn({
+                let (events, stopped) = (events.clone(), stopped());
+                async move { events.run_tally(stopped).await }
+            }));
             Bus::Memory(Box::new(bus::MemoryBus::new(
                 hub.clone(),
                 dispatcher.clone(),

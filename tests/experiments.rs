@@ -457,3 +457,76 @@ async fn bad_input_is_refused_naming_the_field() {
     assert!(body.contains("limit:"), "{body}");
     h.stop().await;
 }
+
+fn example(name: &str) -> Value {
+    let path = format!(
+        "{}/examples/campaigns/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("example")).expect("json")
+}
+
+#[tokio::test]
+async fn the_examples_run_as_documented() {
+    // January 2027, inside the A/B example's window.
+    let jan = 1_798_761_600_000 + 12 * HOUR;
+    let clock = Clock::manual(jan);
+    let h = Herald::start_with_clock(config(), clock.clone()).await;
+    let ab = example("ab-upsell-with-holdout");
+    let (s, body) = h
+        .put("/v1/campaigns/ab-upsell-with-holdout", &ab.to_string())
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let arms = [("price", 50.0), ("trial", 50.0)];
+    let export = r#"{"t":"event","name":"feature_used","props":{"feature":"export"}}"#;
+    for arm in ["price", "trial"] {
+        let user = user_in("ab-upsell-with-holdout", 10.0, &arms, arm, 0);
+        let mut c = h
+            .connect_claims(claims_with(&user, &[], json!({"plan": "free"})))
+            .await;
+        c.send(export).await;
+        let m = c.recv().await;
+        assert_eq!(m["variant"], arm, "{m}");
+        c.send(r#"{"t":"event","name":"purchase"}"#).await;
+    }
+    let held = user_in("ab-upsell-with-holdout", 10.0, &arms, "holdout", 0);
+    let mut c = h
+        .connect_claims(claims_with(&held, &[], json!({"plan": "free"})))
+        .await;
+    assert!(event_then_pong(&mut c, export).await.is_empty());
+    h.expect_control_next(&mut c, &held).await;
+    eventually("one conversion per variant", || async {
+        let v = h
+            .get_json("/v1/campaigns/ab-upsell-with-holdout/stats")
+            .await["variants"]
+            .clone();
+        v["price"]["converted"] == 1 && v["trial"]["converted"] == 1 && v["holdout"]["exposed"] == 1
+    })
+    .await;
+
+    // The digest: 23:00 UTC is quiet for a user without attrs.tz.
+    let digest = example("weekly-digest-quiet-hours");
+    let (s, body) = h
+        .put(
+            "/v1/campaigns/weekly-digest-quiet-hours",
+            &digest.to_string(),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    clock.set(jan + 11 * HOUR);
+    let mut night = h
+        .connect_claims(claims_with("night-owl", &["active"], json!({})))
+        .await;
+    traced(&h, "night-owl", "weekly-digest-quiet-hours", "quiet_hours").await;
+    h.expect_control_next(&mut night, "night-owl").await;
+    // In Los Angeles it is 15:00: the digest comes (after its delay_s).
+    let mut la = h
+        .connect_claims(claims_with(
+            "la",
+            &["active"],
+            json!({"tz": "America/Los_Angeles"}),
+        ))
+        .await;
+    assert_eq!(la.recv_title().await, "Your week in review");
+    h.stop().await;
+}
