@@ -349,6 +349,24 @@ async fn the_trace_says_why(redis: bool) {
         "{capped}"
     );
     traced(&p.a, "alice", "pros", "not_in_audience").await;
+    // Dismissed once, a campaign `until: dismissed` stays away.
+    p.put("tip", json!({"trigger": {"event": "tip"}, "frequency": {"max": 10, "until": "dismissed"}, "message": {"kind": "toast", "title": "tip"}})).await;
+    alice.send(r#"{"t":"event","name":"tip"}"#).await;
+    let tip = alice.recv().await;
+    assert_eq!(tip["title"], "tip");
+    alice
+        .send(&json!({"t": "ack", "id": tip["id"], "status": "dismissed"}).to_string())
+        .await;
+    eventually("the dismissal is recorded", || async {
+        p.b().get_json("/v1/campaigns/tip/stats").await["dismissed"] == 1
+    })
+    .await;
+    assert!(
+        event_then_pong(&mut alice, r#"{"t":"event","name":"tip"}"#)
+            .await
+            .is_empty()
+    );
+    traced(&p.a, "alice", "tip", "dismissed_before").await;
     // A direct message the client vetoes; one to someone offline.
     let sent =
         p.a.publish(json!({"to": {"users": ["alice", "bob"]}, "kind": "toast", "title": "direct"}))

@@ -228,7 +228,12 @@ impl Dispatcher {
         let now_ms = crate::auth::unix_now_ms();
         if p.expired(now_ms) {
             self.metrics.drop_reason("expired");
-            self.events.emit(Record::expired(p));
+            let mut record = Record::expired(p);
+            // On a user's channel, the trace entry is that user's only.
+            if let Route::User(u) = route {
+                record.users = vec![Arc::from(u)];
+            }
+            self.events.emit(record);
             return 0;
         }
         let key = match route {
