@@ -154,7 +154,7 @@ impl Default for Metrics {
         );
         registry.register(
             "campaign_decisions",
-            "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
+            "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error, outside_window, quiet_hours, holdout)",
             m.campaign_decisions.clone(),
         );
         registry.register(
