@@ -237,7 +237,7 @@ pub struct StatsConfig {
     /// How long a user's trace is kept after its last decision.
     #[serde(with = "humantime_serde")]
     pub trace_ttl: Duration,
-    /// Embedded mode: users whose trace is kept (the least recently traced go first).
+    /// Users whose trace is kept (the least recently traced go first).
     pub trace_users: usize,
 }
 

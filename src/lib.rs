@@ -251,6 +251,7 @@ pub async fn run_with_clock(
                         retention: config.stats.retention,
                         trace_per_user: config.stats.trace_per_user,
                         trace_ttl: config.stats.trace_ttl,
+                        trace_users: config.stats.trace_users,
                     },
                 },
                 BusParts {

@@ -10,9 +10,10 @@
 //! per recipient would make a broadcast cost a Redis command per user.
 //!
 //! Kept per user (newest `stats.trace_per_user`) for `stats.trace_ttl`
-//! after the last one: with Redis a list per user written by the stream
-//! writer (`LPUSH`, `LTRIM`, `PEXPIRE`, in its pipelines), embedded
-//! [`MemoryTrace`] for at most `stats.trace_users` users.
+//! after the last one, for at most `stats.trace_users` users: with Redis a
+//! list per user written by the stream writer (`LPUSH`, `LTRIM`, `PEXPIRE`,
+//! and `lua/trace_bound.lua` for the total, in its pipelines), embedded
+//! [`MemoryTrace`].
 
 use crate::events::Record;
 use serde_json::{Map, Value};

@@ -98,7 +98,8 @@ impl Keys {
     pub fn distinct(&self, who: &str, scope: &str) -> String {
         format!("{}:distinct:{who}:{scope}", self.data)
     }
-    /// A user's newest decisions.
+    /// A user's newest decisions (the index of traced users, `{p}:traced`,
+    /// is built in `lua/trace_bound.lua`).
     pub fn trace(&self, user: &str) -> String {
         format!("{}:trace:{user}", self.data)
     }

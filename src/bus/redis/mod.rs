@@ -82,6 +82,8 @@ pub struct StatsKeeping {
     pub retention: Duration,
     pub trace_per_user: usize,
     pub trace_ttl: Duration,
+    /// Users whose trace is kept, the least recently traced going first.
+    pub trace_users: usize,
 }
 
 pub struct RedisBus {

@@ -16,6 +16,9 @@ use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// Deletes the traces of the least recently traced users past `stats.trace_users`.
+const TRACE_BOUND: &str = include_str!("lua/trace_bound.lua");
+
 impl RedisBus {
     pub(super) async fn exposure(
         &self,
@@ -144,6 +147,20 @@ impl RedisBus {
             self.stats.trace_per_user,
             self.stats.trace_ttl.as_millis() as i64,
         );
+        if !traces.is_empty() {
+            // EVAL (not EVALSHA): a pipeline cannot load a missing script.
+            let mut bound = redis::cmd("EVAL");
+            bound
+                .arg(TRACE_BOUND)
+                .arg(1)
+                .arg(self.keys.data())
+                .arg(self.stats.trace_users)
+                .arg(crate::auth::unix_now_ms());
+            for user in traces.keys() {
+                bound.arg(&**user);
+            }
+            pipe.add_command(bound).ignore();
+        }
         for (user, entries) in traces {
             let key = self.keys.trace(&user);
             // Oldest first, so the newest ends at the head.
@@ -158,4 +175,46 @@ impl RedisBus {
 /// Records whose only use is counting: not written to a stream.
 pub(super) fn streamed(r: &Record) -> bool {
     !r.only_counted
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::redis::testing::{TestRedis, fixture};
+    use crate::events::Record;
+
+    #[tokio::test]
+    async fn traces_are_bounded_in_total_the_least_recently_traced_going_first() {
+        let redis = TestRedis::start();
+        // The fixture keeps 2 users' traces, 5 entries each.
+        let f = fixture(&redis, "n1");
+        let mut conn = f.bus.conn.clone();
+        for (i, user) in ["ann", "bob", "cat"].iter().enumerate() {
+            let r = Record::decision(user, "c", "capped", "frequency").stamped_at("n1", i as u64);
+            let pipe = f.bus.tally(&[r]).expect("traced");
+            pipe.query_async::<()>(&mut conn).await.expect("written");
+            // Distinct times in the index.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert!(
+            f.bus.trace("ann", 10).await.expect("read").is_empty(),
+            "ann went first"
+        );
+        assert_eq!(f.bus.trace("bob", 10).await.expect("read").len(), 1);
+        assert_eq!(
+            f.bus.trace("cat", 10).await.expect("read").len(),
+            1,
+            "positive control"
+        );
+        // Per user: the newest 5, newest first.
+        let batch: Vec<Record> = (0..7)
+            .map(|i| {
+                Record::decision("cat", &format!("c{i}"), "holdout", "h").stamped_at("n1", 10 + i)
+            })
+            .collect();
+        let pipe = f.bus.tally(&batch).expect("traced");
+        pipe.query_async::<()>(&mut conn).await.expect("written");
+        let cat = f.bus.trace("cat", 10).await.expect("read");
+        let names: Vec<&str> = cat.iter().filter_map(|e| e["campaign"].as_str()).collect();
+        assert_eq!(names, ["c6", "c5", "c4", "c3", "c2"]);
+    }
 }

@@ -133,6 +133,7 @@ pub fn fixture(redis: &TestRedis, node: &str) -> Fixture {
                 retention: Duration::from_secs(3600),
                 trace_per_user: 5,
                 trace_ttl: Duration::from_secs(3600),
+                trace_users: 2,
             },
         },
         BusParts {
