@@ -103,6 +103,22 @@ impl Record {
         }
     }
 
+    /// A decision about one user and a message: kept out of a sticky
+    /// replay because they clicked or dismissed it before (SPEC §10.1).
+    pub fn dismissed_before(p: &Publish, user: &str) -> Self {
+        let mut r = Self::new(Stream::Events, "decision")
+            .with("msg", p.id())
+            .with("user", user)
+            .with_opt("campaign", p.envelope.campaign.as_deref())
+            .with("decision", "dismissed_before")
+            .with(
+                "reason",
+                "the user clicked or dismissed it before: not shown again on any device",
+            );
+        r.only_counted = true;
+        r
+    }
+
     /// A message published through this node: its counts exist from now on.
     pub fn published(p: &Publish) -> Self {
         let mut r = Self::new(Stream::Events, "published")

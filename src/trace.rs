@@ -5,7 +5,8 @@
 //! delivery to a named user's session, a fallback user offline, a message
 //! expired before delivery, the client's veto (`suppressed` ack), and the
 //! campaign engine's decisions (not in the audience, capped, quiet hours,
-//! outside the window, holdout, dismissed before). Deliveries to broadcast
+//! outside the window, holdout, dismissed before), and the sticky messages
+//! a connect's replay leaves out because the user dismissed them before. Deliveries to broadcast
 //! audiences are counted per node, not traced per recipient: a trace write
 //! per recipient would make a broadcast cost a Redis command per user.
 //!

@@ -406,6 +406,34 @@ async fn the_trace_says_why(redis: bool) {
         s["delivered"] == 1 && s["suppressed"] == 1
     })
     .await;
+    // A sticky banner alice dismissed is not replayed on her next device: traced.
+    let banner =
+        p.a.publish(
+            json!({"to": "all", "kind": "banner", "title": "banner", "sticky": true, "ttl_s": 600}),
+        )
+        .await;
+    let banner = banner["id"].as_str().expect("id").to_owned();
+    assert_eq!(alice.recv_title().await, "banner");
+    alice
+        .send(&json!({"t": "ack", "id": banner, "status": "dismissed"}).to_string())
+        .await;
+    eventually("the dismissal is recorded", || async {
+        p.a.get_json(&format!("/v1/messages/{banner}/stats")).await["dismissed"] == 1
+    })
+    .await;
+    let mut phone = p.a.connect("alice").await;
+    p.a.expect_control_next(&mut phone, "alice").await;
+    eventually("alice: dismissed before", || async {
+        let t = p.b().get_json("/v1/users/alice/trace").await;
+        t["decisions"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|e| e["message"] == banner.as_str() && e["decision"] == "dismissed_before")
+        })
+    })
+    .await;
+    // Someone who did not dismiss it gets it (positive control).
+    let mut carol = p.b().connect("carol").await;
+    assert_eq!(carol.recv_title().await, "banner");
     p.stop().await;
 }
 

@@ -425,16 +425,23 @@ impl Dispatcher {
     /// audience it matches, without the ones its user clicked or dismissed
     /// (as far as this node knows; Redis mode checks further).
     pub fn active_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
-        let unacked = {
+        let (unacked, acked) = {
             let mut active = self.lock_active();
             active.purge(crate::auth::unix_now_ms());
-            active.sorted(|p| {
-                !active
+            let was_acked = |p: &Publish| {
+                active
                     .acked
                     .get(p.id())
                     .is_some_and(|users| users.contains(&id.user))
-            })
+            };
+            (
+                active.sorted(|p| !was_acked(p)),
+                active.sorted(|p| was_acked(p)),
+            )
         };
+        for p in acked.iter().filter(|p| p.audience.matches(id)) {
+            self.events.emit(Record::dismissed_before(p, &id.user));
+        }
         // Audiences (CEL) are evaluated without holding the set.
         unacked
             .into_iter()
