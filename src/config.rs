@@ -666,4 +666,13 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(3));
         assert_eq!(c.session.heartbeat, Duration::from_secs(60));
     }
+
+    #[test]
+    fn the_default_time_zone_must_be_known() {
+        let err =
+            Config::from_toml("[campaigns]\ndefault_tz = \"Mars/Olympus\"\n").expect_err("refused");
+        assert!(err.to_string().contains("campaigns.default_tz"), "{err}");
+        let c = Config::from_toml("[campaigns]\ndefault_tz = \"Europe/Paris\"\n").expect("known");
+        assert_eq!(c.campaigns.default_tz, "Europe/Paris");
+    }
 }
