@@ -167,6 +167,10 @@ pub struct Envelope {
     /// Grouping for analytics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// Set by Herald on an experiment's message: the campaign variant the
+    /// user was assigned (SPEC §10.4), for the counts per variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 impl Envelope {
@@ -349,6 +353,12 @@ pub fn from_publisher(e: &Envelope) -> Result<(), FieldError> {
     if e.sid.is_some() {
         return Err(FieldError::new("sid", "set by Herald; leave it out"));
     }
+    if e.variant.is_some() {
+        return Err(FieldError::new(
+            "variant",
+            "set by Herald on an experiment's message; leave it out",
+        ));
+    }
     if e.op == Op::Campaign {
         return Err(FieldError::new(
             "op",
@@ -410,6 +420,7 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
     text("body", e.body.as_deref(), MAX_BODY)?;
     text("anchor", e.anchor.as_deref(), MAX_SHORT)?;
     text("campaign", e.campaign.as_deref(), MAX_ID)?;
+    text("variant", e.variant.as_deref(), MAX_ID)?;
     text("collapse_key", e.collapse_key.as_deref(), MAX_ID)?;
     if let Some(url) = &e.image_url {
         check_url("image_url", url, true)?;

@@ -6,6 +6,13 @@
 //! (`herald_events_dropped_total`). With Redis a bus task drains the queue
 //! into `XADD … MAXLEN ~ N` pipelines; embedded, records land in bounded
 //! in-memory rings that the admin API reads (`GET /v1/streams/{name}`).
+//!
+//! The same records feed the counts (`crate::stats`) and the user trace
+//! (`crate::trace`): with Redis the writer adds their counters to the
+//! pipelines it writes the streams with; embedded, a [`Tally`] counts them
+//! from the same bounded queue, in a task of its own ([`Events::run_tally`]).
+//! Some records (`only_counted`) are decisions that only the counts and the
+//! trace keep, not the streams.
 
 use crate::envelope::Publish;
 use crate::metrics::Metrics;
@@ -41,6 +48,12 @@ impl Stream {
 pub struct Record {
     pub stream: Stream,
     pub fields: Vec<(&'static str, String)>,
+    /// Users the record is about beyond its `user` field (a per-node
+    /// `delivered` count's recipients, an expired message's named users),
+    /// for distinct-user counts and the trace; never written to a stream.
+    pub users: Vec<Arc<str>>,
+    /// Counted and traced, not written to a stream (campaign decisions).
+    pub only_counted: bool,
 }
 
 impl Record {
@@ -48,7 +61,34 @@ impl Record {
         Self {
             stream,
             fields: vec![("type", kind.to_owned())],
+            users: Vec::new(),
+            only_counted: false,
         }
+    }
+
+    /// The value of a field, if the record has it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The record's type (`delivered`, `clicked`, …).
+    pub fn kind(&self) -> &str {
+        self.get("type").unwrap_or_default()
+    }
+
+    /// A campaign decision about one user, for the trace (SPEC §10.5):
+    /// `decision` is one of the SPEC's names, `reason` says why in words.
+    pub fn decision(user: &str, campaign: &str, decision: &str, reason: &str) -> Self {
+        let mut r = Self::new(Stream::Events, "decision")
+            .with("user", user)
+            .with("campaign", campaign)
+            .with("decision", decision)
+            .with("reason", reason);
+        r.only_counted = true;
+        r
     }
 
     pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -63,11 +103,51 @@ impl Record {
         }
     }
 
+    /// A decision about one user and a message: kept out of a sticky
+    /// replay because they clicked or dismissed it before (SPEC §10.1).
+    pub fn dismissed_before(p: &Publish, user: &str) -> Self {
+        let mut r = Self::new(Stream::Events, "decision")
+            .with("msg", p.id())
+            .with("user", user)
+            .with_opt("campaign", p.envelope.campaign.as_deref())
+            .with("decision", "dismissed_before")
+            .with(
+                "reason",
+                "the user clicked or dismissed it before: not shown again on any device",
+            );
+        r.only_counted = true;
+        r
+    }
+
+    /// A message published through this node: its counts exist from now on.
+    pub fn published(p: &Publish) -> Self {
+        let mut r = Self::new(Stream::Events, "published")
+            .with("msg", p.id())
+            .with_opt("campaign", p.envelope.campaign.as_deref());
+        r.only_counted = true;
+        r
+    }
+
+    /// A named recipient with no live session when it was published (traced).
+    pub fn not_online(p: &Publish, user: &str) -> Self {
+        let mut r = Self::new(Stream::Events, "not_online")
+            .with("msg", p.id())
+            .with("user", user)
+            .with_opt("campaign", p.envelope.campaign.as_deref());
+        r.only_counted = true;
+        r
+    }
+
     /// A message that expired before it could be delivered.
     pub fn expired(p: &Publish) -> Self {
-        Self::new(Stream::Events, "expired")
+        let mut r = Self::new(Stream::Events, "expired")
             .with("msg", p.id())
             .with_opt("campaign", p.envelope.campaign.as_deref())
+            .with_opt("variant", p.envelope.variant.as_deref());
+        if let Some(users) = p.audience.users() {
+            r.users = users.to_vec();
+        }
+        r
     }
 
     /// One session reached (named users), or `count` on this node
@@ -76,9 +156,14 @@ impl Record {
         let r = Self::new(Stream::Events, "delivered").with("msg", p.id());
         let r = match to {
             Delivered::Session { user, sid } => r.with("user", user).with("sid", sid),
-            Delivered::Count(n) => r.with("count", n.to_string()),
+            Delivered::Count(n, users) => {
+                let mut r = r.with("count", n.to_string());
+                r.users = users;
+                r
+            }
         };
         r.with_opt("campaign", p.envelope.campaign.as_deref())
+            .with_opt("variant", p.envelope.variant.as_deref())
     }
 
     /// What a user did with a message (`displayed`, `clicked`, …).
@@ -107,8 +192,16 @@ impl Record {
 
     /// Adds the node that wrote the record and the time (unix ms).
     pub fn stamped(self, node: &str) -> Self {
-        self.with("node", node)
-            .with("ts", crate::auth::unix_now_ms().to_string())
+        self.stamped_at(node, crate::auth::unix_now_ms())
+    }
+
+    pub fn stamped_at(self, node: &str, ms: u64) -> Self {
+        self.with("node", node).with("ts", ms.to_string())
+    }
+
+    /// The time it was stamped with (unix ms; 0 before).
+    pub fn ts(&self) -> u64 {
+        self.get("ts").and_then(|t| t.parse().ok()).unwrap_or(0)
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -121,8 +214,17 @@ impl Record {
 
 /// Who a `delivered` record counts.
 pub enum Delivered<'a> {
-    Session { user: &'a str, sid: &'a str },
-    Count(usize),
+    Session {
+        user: &'a str,
+        sid: &'a str,
+    },
+    /// Sessions reached on this node, and their users (for the distinct count).
+    Count(usize, Vec<Arc<str>>),
+}
+
+/// Embedded mode: what counts and traces records as they are emitted.
+pub trait Tally: Send + Sync {
+    fn record(&self, record: &Record);
 }
 
 pub struct Events {
@@ -136,6 +238,10 @@ pub struct Events {
     rings: Option<Mutex<[VecDeque<serde_json::Value>; 3]>>,
     ring_len: usize,
     metrics: Arc<Metrics>,
+    /// Stamps the records (their `ts` places them in an hour of the counts).
+    clock: crate::clock::Clock,
+    /// Embedded mode: the counts and the trace.
+    tally: std::sync::OnceLock<Arc<dyn Tally>>,
 }
 
 impl Events {
@@ -156,20 +262,42 @@ impl Events {
             rings: embedded.then(|| Mutex::new(Default::default())),
             ring_len,
             metrics,
+            clock: crate::clock::Clock::system(),
+            tally: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Stamps records with this clock instead of the system's.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Embedded mode: counts and traces every record emitted from now on.
+    pub fn set_tally(&self, tally: Arc<dyn Tally>) {
+        let _ = self.tally.set(tally);
+    }
+
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.clock
     }
 
     /// Adds `node` and `ts` (unix ms) and queues the record; never blocks.
     pub fn emit(&self, record: Record) {
-        let record = record.stamped(&self.node);
+        let record = record.stamped_at(&self.node, self.clock.now_ms());
         if let Some(rings) = &self.rings {
-            let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
-            let ring = &mut rings[record.stream as usize];
-            if ring.len() >= self.ring_len {
-                ring.pop_front();
+            if !record.only_counted {
+                let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
+                let ring = &mut rings[record.stream as usize];
+                if ring.len() >= self.ring_len {
+                    ring.pop_front();
+                }
+                ring.push_back(record.to_json());
             }
-            ring.push_back(record.to_json());
-            return;
+            // Counted by [`Events::run_tally`], behind the same bounded queue.
+            if self.tally.get().is_none() {
+                return;
+            }
         }
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= self.capacity {
@@ -182,6 +310,32 @@ impl Events {
         drop(q);
         if first {
             self.notify.notify_one();
+        }
+    }
+
+    /// Embedded mode: counts and traces queued records until `shutdown`,
+    /// off the paths that emit them.
+    pub async fn run_tally(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let stopping = tokio::select! {
+                () = &mut shutdown => true,
+                () = self.notify.notified() => false,
+            };
+            if let Some(tally) = self.tally.get() {
+                loop {
+                    let batch = self.take(1000);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for r in &batch {
+                        tally.record(r);
+                    }
+                }
+            }
+            if stopping {
+                return;
+            }
         }
     }
 

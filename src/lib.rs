@@ -24,6 +24,7 @@ pub mod auth;
 pub mod bus;
 pub mod campaigns;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod envelope;
@@ -41,7 +42,9 @@ pub mod protocol;
 pub mod render;
 pub mod schema;
 pub mod session;
+pub mod stats;
 pub mod tasks;
+pub mod trace;
 
 use auth::{Signer, Verifier};
 use bus::{Bus, BusParts, RedisBus, RedisTarget};
@@ -137,6 +140,9 @@ async fn load_campaigns(
     Ok(())
 }
 
+/// Embedded mode: messages and campaigns whose counts are kept (the oldest go first).
+const EMBEDDED_COUNTED: usize = 10_000;
+
 /// Runs a node on the given listeners until `shutdown` resolves, then
 /// drains: stops admitting, closes every session with 1012 after flushing
 /// what it was sent, and returns once they are gone or the grace is over.
@@ -144,6 +150,17 @@ pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    run_with_clock(config, listeners, shutdown, clock::Clock::system()).await
+}
+
+/// [`run`], with campaign windows, quiet hours, goals and the hours of the
+/// counts read on `clock` (tests move a manual one).
+pub async fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: clock::Clock,
 ) -> Result<(), StartError> {
     let node_id = if config.node_id.is_empty() {
         format!("{:08x}", rand::random::<u32>())
@@ -187,14 +204,17 @@ pub async fn run(
         changes.clone(),
     ));
     let m = &config.messages;
-    let events = Arc::new(Events::new(
-        node_id.clone(),
-        config.redis.url.is_none(),
-        m.record_deliveries,
-        m.stream_queue,
-        m.embedded_stream_len,
-        metrics.clone(),
-    ));
+    let events = Arc::new(
+        Events::new(
+            node_id.clone(),
+            config.redis.url.is_none(),
+            m.record_deliveries,
+            m.stream_queue,
+            m.embedded_stream_len,
+            metrics.clone(),
+        )
+        .with_clock(clock.clone()),
+    );
     let dispatcher = Arc::new(
         Dispatcher::new(
             hub.clone(),
@@ -227,7 +247,7 @@ pub async fn run(
     let registry = Arc::new(campaigns::Registry::default());
     let mut bus_task = None;
     let mut beat_task = None;
-    let mut stream_task = None;
+    let stream_task;
     let mut ingress_task = None;
     let bus = match (&config.redis.url, changes) {
         (Some(url), Some(changes)) => {
@@ -243,6 +263,12 @@ pub async fn run(
                         .enabled
                         .then_some((config.history.window, config.history.max_per_stream)),
                     tls: config.redis.tls_files(),
+                    stats: bus::StatsKeeping {
+                        retention: config.stats.retention,
+                        trace_per_user: config.stats.trace_per_user,
+                        trace_ttl: config.stats.trace_ttl,
+                        trace_users: config.stats.trace_users,
+                    },
                 },
                 BusParts {
                     background: background.clone(),
@@ -271,6 +297,10 @@ pub async fn run(
         }
         _ => {
             metrics.bus_up.set(1);
+            stream_task = Some(tokio::spawn({
+                let (events, stopped) = (events.clone(), stopped());
+                async move { events.run_tally(stopped).await }
+            }));
             Bus::Memory(Box::new(bus::MemoryBus::new(
                 hub.clone(),
                 dispatcher.clone(),
@@ -279,6 +309,14 @@ pub async fn run(
                         config.history.window,
                         config.history.max_per_stream,
                     )
+                }),
+                Arc::new(stats::Embedded {
+                    stats: stats::MemoryStats::new(EMBEDDED_COUNTED),
+                    trace: trace::MemoryTrace::new(
+                        config.stats.trace_per_user,
+                        config.stats.trace_users,
+                        config.stats.trace_ttl,
+                    ),
                 }),
             )))
         }
@@ -295,6 +333,8 @@ pub async fn run(
             background: background.clone(),
             global_cap_per_hour: config.campaigns.global_cap_per_hour,
             max_delayed: config.campaigns.max_delayed,
+            clock: clock.clone(),
+            default_tz: config.campaigns.default_tz.clone(),
         },
     );
     let engine = Arc::new(engine);

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
+    /// Users whose `attrs.tz` named no known time zone (quiet hours read in the default).
+    pub campaign_unknown_tz: Counter,
     pub background_shed: Family<Job, Counter>,
     pub jwks_fetches: Family<JwksFetch, Counter>,
 }
@@ -80,6 +82,7 @@ impl Default for Metrics {
             latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
+            campaign_unknown_tz: Counter::default(),
             background_shed: Family::default(),
             jwks_fetches: Family::default(),
             registry: Registry::default(),
@@ -161,7 +164,7 @@ impl Default for Metrics {
         );
         registry.register(
             "campaign_decisions",
-            "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
+            "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error, outside_window, quiet_hours, holdout)",
             m.campaign_decisions.clone(),
         );
         registry.register(
@@ -177,6 +180,11 @@ impl Default for Metrics {
                 }
             }
         }
+        registry.register(
+            "campaign_unknown_tz",
+            "Quiet-hours checks of users whose attrs.tz named no known time zone (the default zone was used)",
+            m.campaign_unknown_tz.clone(),
+        );
         Self { registry, ..m }
     }
 }

@@ -23,7 +23,7 @@ pub fn campaign() -> Value {
     if let Some(defs) = v.get_mut("$defs").and_then(Value::as_object_mut) {
         if let Some(Value::Object(env)) = defs.get_mut("Envelope") {
             // In a campaign the message has no to, id or op: the campaign sets them.
-            env.insert("not".into(), json!({"anyOf": [{"required": ["to"]}, {"required": ["id"]}, {"required": ["op"]}]}));
+            env.insert("not".into(), json!({"anyOf": [{"required": ["to"]}, {"required": ["id"]}, {"required": ["op"]}, {"required": ["variant"]}]}));
             env.insert("required".into(), json!(["kind"]));
         }
         if let Some(action) = defs.get_mut("Action") {
@@ -32,6 +32,38 @@ pub fn campaign() -> Value {
         if let Some(Value::Object(trigger)) = defs.get_mut("Trigger") {
             trigger.insert("oneOf".into(), json!([{"required": ["event"]}, {"required": ["connect"]}, {"required": ["idle_s"]}]));
         }
+        let hhmm = json!(r"^([01][0-9]|2[0-3]):[0-5][0-9]$");
+        if let Some(q) = defs.get_mut("QuietHours") {
+            set(q, "/properties/from", "pattern", hhmm.clone());
+            set(q, "/properties/to", "pattern", hhmm);
+        }
+        if let Some(variant) = defs.get_mut("Variant") {
+            set(variant, "/properties/weight", "exclusiveMinimum", json!(0));
+            set(
+                variant,
+                "/properties/id",
+                "pattern",
+                json!(r"^[A-Za-z0-9._-]{1,128}$"),
+            );
+        }
+        if let Some(Value::Object(goal)) = defs.get_mut("Goal") {
+            goal.insert("required".into(), json!(["event"]));
+        }
+        if let Some(goal) = defs.get_mut("Goal") {
+            set(goal, "/properties/event", "minLength", json!(1));
+            set(goal, "/properties/within_s", "minimum", json!(1));
+            set(goal, "/properties/within_s", "maximum", json!(7_776_000));
+        }
+    }
+    set(&mut v, "/properties/holdout_pct", "minimum", json!(0));
+    set(&mut v, "/properties/holdout_pct", "maximum", json!(50));
+    set(&mut v, "/properties/variants", "minItems", json!(1));
+    set(&mut v, "/properties/variants", "maxItems", json!(16));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "oneOf".into(),
+            json!([{"required": ["message"]}, {"required": ["variants"]}]),
+        );
     }
     v
 }
@@ -152,6 +184,8 @@ pub fn openapi() -> Value {
         "Error".into(),
         json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "string", "description": "What was wrong, naming the field when there is one."}}}),
     );
+    schemas.insert("Stats".into(), stats_schema());
+    schemas.insert("Decision".into(), decision_schema());
     let env_ref = || json!({"$ref": "#/components/schemas/Envelope"});
     let camp_ref = || json!({"$ref": "#/components/schemas/Campaign"});
     let unauthorized = || error("Missing or invalid API key (when keys are configured).");
@@ -207,6 +241,25 @@ pub fn openapi() -> Value {
                 "parameters": [path_param("user", "The user id.")],
                 "responses": {"202": ok_json("Asked.", json!({"type": "object", "properties": {"user": {"type": "string"}}})),
                     "400": error("Invalid user id."), "401": unauthorized(), "503": unavailable()}}},
+            "/v1/messages/{id}/stats": {"get": {
+                "summary": "A message's counts, cluster-wide (SPEC 10.5).",
+                "parameters": [path_param("id", "The message id."), by_hour()],
+                "responses": {"200": ok_json("Counts.", json!({"$ref": "#/components/schemas/Stats"})),
+                    "400": error("by: not hour."), "404": error("No counts were ever kept for this id."),
+                    "401": unauthorized(), "503": unavailable()}}},
+            "/v1/campaigns/{id}/stats": {"get": {
+                "summary": "A campaign's counts over its messages, with each variant's exposures and conversions and the difference against the holdout (95 % Newcombe hybrid score interval).",
+                "parameters": [path_param("id", "The campaign id."), by_hour()],
+                "responses": {"200": ok_json("Counts.", json!({"$ref": "#/components/schemas/Stats"})),
+                    "400": error("by: not hour."), "404": error("No such campaign, and no counts of one."),
+                    "401": unauthorized(), "503": unavailable()}}},
+            "/v1/users/{user}/trace": {"get": {
+                "summary": "The newest decisions about a user: why they saw a message, or why not.",
+                "parameters": [path_param("user", "The user id."),
+                    {"name": "limit", "in": "query", "description": "At most this many, newest first (1 to stats.trace_per_user, its default).", "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": ok_json("Decisions, newest first.", json!({"type": "object", "required": ["user", "decisions"], "properties": {
+                    "user": {"type": "string"}, "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}}})),
+                    "400": error("Invalid user id or limit."), "401": unauthorized(), "503": unavailable()}}},
             "/v1/campaigns": {"get": {
                 "summary": "Every campaign this node applies.",
                 "responses": {"200": ok_json("Campaigns.", json!({"type": "object", "properties": {"campaigns": {"type": "array", "items": camp_ref()}}})),
@@ -232,6 +285,56 @@ pub fn openapi() -> Value {
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "One of auth.api_keys."}},
             "schemas": schemas
+        }
+    })
+}
+
+fn by_hour() -> Value {
+    json!({"name": "by", "in": "query", "description": "hour: add `hours`, the counts per clock hour (UTC), oldest first.", "schema": {"type": "string", "enum": ["hour"]}})
+}
+
+fn stats_schema() -> Value {
+    let n = || json!({"type": "integer", "minimum": 0});
+    json!({
+        "type": "object",
+        "description": "Event counts and distinct users (users), cluster-wide, kept as the events happen. Campaigns add variants; ?by=hour adds hours.",
+        "required": ["id", "delivered", "displayed", "clicked", "dismissed", "suppressed", "actions", "users"],
+        "properties": {
+            "id": {"type": "string"},
+            "delivered": n(), "displayed": n(), "clicked": n(), "dismissed": n(),
+            "suppressed": {"type": "integer", "minimum": 0, "description": "Vetoed by the client (ack suppressed); for campaigns also triggers held in quiet hours."},
+            "actions": {"type": "object", "description": "Clicks per action id.", "additionalProperties": n()},
+            "users": {"type": "object", "description": "Distinct users (HyperLogLog with Redis: about 0.8 % standard error).",
+                "properties": {"delivered": n(), "displayed": n(), "clicked": n()}},
+            "variants": {"type": "object", "description": "Campaigns: per variant id (`default` for a plain message with a goal or holdout), and `holdout`.",
+                "additionalProperties": {"type": "object", "properties": {
+                    "exposed": {"type": "integer", "description": "Users assigned, once each, on the first trigger that would have shown it."},
+                    "displayed": n(), "clicked": n(),
+                    "converted": {"type": "integer", "description": "Users whose goal event came within within_s of their exposure, once each."},
+                    "conversion_rate": {"type": ["number", "null"], "description": "converted / exposed; null before any exposure."},
+                    "vs_holdout": {"type": "object", "description": "With a holdout: conversion_rate minus the holdout's, and its 95 % confidence interval by Newcombe's hybrid score method (from two Wilson intervals); nulls while either side has no exposure.",
+                        "properties": {"difference": {"type": ["number", "null"]}, "ci95": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2}}}}}},
+            "interval": {"type": "string", "const": "newcombe-hybrid-score-95", "description": "Campaigns: how vs_holdout.ci95 is computed."},
+            "hours": {"type": "array", "description": "?by=hour: one entry per clock hour with counts, oldest first.",
+                "items": {"type": "object", "required": ["hour"], "properties": {
+                    "hour": {"type": "integer", "description": "The hour's start, unix milliseconds."},
+                    "delivered": n(), "displayed": n(), "clicked": n(), "dismissed": n(), "suppressed": n(),
+                    "exposed": n(), "converted": n()}}}
+        }
+    })
+}
+
+fn decision_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["at", "decision", "reason"],
+        "properties": {
+            "at": {"type": "integer", "description": "Unix milliseconds."},
+            "message": {"type": "string", "description": "The message id, when the decision is about a message."},
+            "campaign": {"type": "string", "description": "The campaign id, when the decision is about a campaign."},
+            "variant": {"type": "string"},
+            "decision": {"type": "string", "enum": crate::trace::DECISIONS},
+            "reason": {"type": "string", "description": "Why, in words (which cap, which quiet hours in which zone, …)."}
         }
     })
 }

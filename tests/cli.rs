@@ -455,3 +455,72 @@ async fn a_flood_of_bad_payloads_gives_a_few_log_lines_and_every_one_counted() {
         "a summary with the last example: {lines:?}"
     );
 }
+
+#[test]
+fn validate_checks_campaign_windows_quiet_hours_and_experiments() {
+    let dir = std::env::temp_dir().join(format!("herald-validate-exp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let base =
+        json!({"id": "c", "trigger": {"event": "x"}, "message": {"kind": "toast", "title": "x"}});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = base.clone();
+        c[k] = v;
+        c
+    };
+    let variants = json!([{"id": "a", "weight": -1, "message": {"kind": "toast", "title": "x"}}]);
+    let mut bad_weight = with("variants", variants);
+    bad_weight
+        .as_object_mut()
+        .expect("object")
+        .remove("message");
+    let cases = [
+        ("weight.json", bad_weight, "variants[0].weight"),
+        (
+            "holdout.json",
+            with("holdout_pct", json!(51)),
+            "holdout_pct",
+        ),
+        (
+            "quiet.json",
+            with("quiet_hours", json!({"from": "9:00", "to": "17:00"})),
+            "quiet_hours.from",
+        ),
+        (
+            "goal.json",
+            with("goal", json!({"within_s": 10})),
+            "goal.event",
+        ),
+        (
+            "window.json",
+            with("starts_at", json!(5))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("ends_at".into(), json!(5));
+                    serde_json::Value::Object(o)
+                })
+                .expect("object"),
+            "ends_at",
+        ),
+    ];
+    for (name, body, field) in cases {
+        let file = dir.join(name);
+        std::fs::write(&file, body.to_string()).expect("write");
+        let o = herald_cli(&["validate", file.to_str().expect("path")]);
+        assert!(!o.status.success(), "{name} accepted");
+        assert!(
+            stdout(&o).contains(&format!("campaign {field}:")),
+            "{name}: {}",
+            stdout(&o)
+        );
+    }
+    // The same campaign with valid values: positive control.
+    let mut ok = with("quiet_hours", json!({"from": "22:00", "to": "08:00"}));
+    ok["goal"] = json!({"event": "purchase", "within_s": 3600});
+    ok["holdout_pct"] = json!(50);
+    let file = dir.join("ok.json");
+    std::fs::write(&file, ok.to_string()).expect("write");
+    let o = herald_cli(&["validate", file.to_str().expect("path")]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(dir);
+}

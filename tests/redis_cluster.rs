@@ -424,3 +424,67 @@ async fn reconnects_during_a_publish_stream_on_a_redis_cluster_lose_and_repeat_n
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn experiments_counts_and_traces_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    let ab = json!({"trigger": {"event": "opened"}, "holdout_pct": 50,
+        "variants": [{"id": "a", "weight": 1, "message": {"kind": "toast", "title": "A"}}],
+        "goal": {"event": "bought", "within_s": 3600}});
+    assert_eq!(a.put("/v1/campaigns/ab", &ab.to_string()).await.0, 200);
+    eventually("node b applies it", || async {
+        b.get("/v1/campaigns/ab").await.0 == 200
+    })
+    .await;
+    // Users on both sides of the holdout, on node b.
+    let mut shown = 0;
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let user = format!("x{i}");
+        let mut c = b.connect(&user).await;
+        c.send(r#"{"t":"event","name":"opened"}"#).await;
+        c.send(r#"{"t":"ping"}"#).await;
+        loop {
+            let f = c.recv().await;
+            if f["t"] == "pong" {
+                break;
+            }
+            assert_eq!(f["variant"], "a", "{f}");
+            shown += 1;
+        }
+        clients.push(c);
+    }
+    assert!(
+        (1..12).contains(&shown),
+        "both arms drawn: {shown} of 12 shown"
+    );
+    eventually("exposures counted across the cluster", || async {
+        let v = a.get_json("/v1/campaigns/ab/stats").await["variants"].clone();
+        v["a"]["exposed"] == shown && v["holdout"]["exposed"] == 12 - shown
+    })
+    .await;
+    // Exposed, everyone buys: one conversion each, for their arm.
+    for c in &mut clients {
+        c.send(r#"{"t":"event","name":"bought"}"#).await;
+    }
+    eventually("conversions counted across the cluster", || async {
+        let v = a.get_json("/v1/campaigns/ab/stats").await["variants"].clone();
+        v["a"]["converted"] == shown && v["holdout"]["converted"] == 12 - shown
+    })
+    .await;
+    // The holdout users' traces say why they saw nothing.
+    let mut held = 0;
+    for i in 0..12 {
+        let t = a.get_json(&format!("/v1/users/x{i}/trace")).await;
+        if t["decisions"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|e| e["decision"] == "holdout"))
+        {
+            held += 1;
+        }
+    }
+    assert_eq!(held, 12 - shown);
+    a.stop().await;
+    b.stop().await;
+}

@@ -20,6 +20,77 @@ pub struct Limits<'a> {
     pub global_cap_per_hour: u32,
 }
 
+/// A user's assignment in an experiment, stored at their exposure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    /// The variant id, or `holdout`.
+    pub variant: String,
+    /// When the user was exposed (unix ms), for the goal's `within_s`.
+    pub at_ms: u64,
+}
+
+impl Exposure {
+    /// As stored: `variant` and the time, tab-separated.
+    pub fn encode(&self) -> String {
+        format!("{}\t{}", self.variant, self.at_ms)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (variant, at) = text.split_once('\t')?;
+        Some(Self {
+            variant: variant.to_owned(),
+            at_ms: at.parse().ok()?,
+        })
+    }
+}
+
+/// Embedded experiments: assignments and conversions per (campaign, user),
+/// kept while the campaign exists (as in Redis).
+#[derive(Default)]
+pub struct MemoryExposures {
+    inner: std::sync::Mutex<HashMap<String, Exposed>>,
+}
+
+/// One campaign's assignments by user, and its converted users.
+type Exposed = (HashMap<String, Exposure>, std::collections::HashSet<String>);
+
+impl MemoryExposures {
+    pub fn get(&self, campaign: &str, user: &str) -> Option<Exposure> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(campaign).and_then(|(e, _)| e.get(user)).cloned()
+    }
+
+    /// Stores the assignment unless one is; returns the stored one and
+    /// whether it is this one.
+    pub fn expose(&self, campaign: &str, user: &str, e: &Exposure) -> (Exposure, bool) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (exposed, _) = m.entry(campaign.to_owned()).or_default();
+        match exposed.get(user) {
+            Some(stored) => (stored.clone(), false),
+            None => {
+                exposed.insert(user.to_owned(), e.clone());
+                (e.clone(), true)
+            }
+        }
+    }
+
+    /// Whether this is the user's first conversion.
+    pub fn convert(&self, campaign: &str, user: &str) -> bool {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(campaign.to_owned())
+            .or_default()
+            .1
+            .insert(user.to_owned())
+    }
+
+    pub fn forget(&self, campaign: &str) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(campaign);
+    }
+}
+
 /// Why a display was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -2,7 +2,7 @@
 //! process. Publishing goes straight to this node's dispatcher, after the
 //! history gives the message its position.
 
-use super::counters::{Limits, MemoryCounters, Verdict};
+use super::counters::{Exposure, Limits, MemoryCounters, MemoryExposures, Verdict};
 use super::{BusError, Presence, Reach, Store};
 use crate::auth::Identity;
 use crate::dispatch::{Dispatcher, Route};
@@ -10,6 +10,7 @@ use crate::envelope::{Command, Publish};
 use crate::events::{Record, Stream};
 use crate::history::{MemoryHistory, Resumed};
 use crate::hub::Hub;
+use crate::stats::{Counts, Embedded, Scope};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,16 +18,27 @@ pub struct MemoryBus {
     hub: Arc<Hub>,
     dispatcher: Arc<Dispatcher>,
     counters: MemoryCounters,
+    exposures: MemoryExposures,
+    /// The counts and traces, fed by the dispatcher's records.
+    tally: Arc<Embedded>,
     /// `None` when `history.enabled` is off.
     history: Option<MemoryHistory>,
 }
 
 impl MemoryBus {
-    pub fn new(hub: Arc<Hub>, dispatcher: Arc<Dispatcher>, history: Option<MemoryHistory>) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        dispatcher: Arc<Dispatcher>,
+        history: Option<MemoryHistory>,
+        tally: Arc<Embedded>,
+    ) -> Self {
+        dispatcher.events().set_tally(tally.clone());
         Self {
             hub,
             dispatcher,
             counters: MemoryCounters::default(),
+            exposures: MemoryExposures::default(),
+            tally,
             history,
         }
     }
@@ -115,7 +127,34 @@ impl Store for MemoryBus {
 
     async fn campaign_remove(&self, id: &str) -> Result<(), BusError> {
         self.counters.forget(id);
+        self.exposures.forget(id);
         Ok(())
+    }
+
+    async fn exposure(&self, campaign: &str, user: &str) -> Result<Option<Exposure>, BusError> {
+        Ok(self.exposures.get(campaign, user))
+    }
+
+    async fn expose(
+        &self,
+        campaign: &str,
+        user: &str,
+        e: &Exposure,
+    ) -> Result<(Exposure, bool), BusError> {
+        Ok(self.exposures.expose(campaign, user, e))
+    }
+
+    async fn convert(&self, campaign: &str, user: &str) -> Result<bool, BusError> {
+        Ok(self.exposures.convert(campaign, user))
+    }
+
+    async fn counts(&self, scope: &Scope) -> Result<Option<Counts>, BusError> {
+        Ok(self.tally.stats.counts(scope))
+    }
+
+    async fn trace(&self, user: &str, limit: usize) -> Result<Vec<serde_json::Value>, BusError> {
+        let now = self.dispatcher.events().clock().now_ms();
+        Ok(self.tally.trace.read(user, limit, now))
     }
 
     async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError> {

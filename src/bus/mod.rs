@@ -18,12 +18,13 @@ use crate::envelope::{Command, Publish};
 use crate::events::Stream;
 use crate::history::Resumed;
 use crate::protocol::{Ack, AckStatus};
-use counters::{Limits, Verdict};
+use crate::stats::{Counts, Scope};
+use counters::{Exposure, Limits, Verdict};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub use memory::MemoryBus;
-pub use redis::{BusParts, Keys, RedisBus, RedisTarget, publish_direct};
+pub use redis::{BusParts, Keys, RedisBus, RedisTarget, StatsKeeping, publish_direct};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -139,6 +140,23 @@ pub trait Store {
     async fn campaign_check(&self, limits: &Limits<'_>) -> Result<Verdict, BusError>;
     /// The user reached the campaign's `until`.
     async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError>;
+    /// A user's stored assignment in an experiment.
+    async fn exposure(&self, campaign: &str, user: &str) -> Result<Option<Exposure>, BusError>;
+    /// Stores a user's assignment unless one is stored: the stored one, and
+    /// whether it is this one (the user's first exposure).
+    async fn expose(
+        &self,
+        campaign: &str,
+        user: &str,
+        e: &Exposure,
+    ) -> Result<(Exposure, bool), BusError>;
+    /// Marks the user's conversion; whether it is their first.
+    async fn convert(&self, campaign: &str, user: &str) -> Result<bool, BusError>;
+    /// The counts of a message or campaign (SPEC §10.5), `None` when none
+    /// were ever kept.
+    async fn counts(&self, scope: &Scope) -> Result<Option<Counts>, BusError>;
+    /// The newest `limit` decisions about a user, newest first.
+    async fn trace(&self, user: &str, limit: usize) -> Result<Vec<serde_json::Value>, BusError>;
     /// The newest records of a stream (events, undelivered, dead), newest first.
     async fn stream(
         &self,
@@ -244,6 +262,26 @@ impl Store for Bus {
     }
     async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
         each!(self.campaign_done(campaign, user))
+    }
+    async fn exposure(&self, campaign: &str, user: &str) -> Result<Option<Exposure>, BusError> {
+        each!(self.exposure(campaign, user))
+    }
+    async fn expose(
+        &self,
+        campaign: &str,
+        user: &str,
+        e: &Exposure,
+    ) -> Result<(Exposure, bool), BusError> {
+        each!(self.expose(campaign, user, e))
+    }
+    async fn convert(&self, campaign: &str, user: &str) -> Result<bool, BusError> {
+        each!(self.convert(campaign, user))
+    }
+    async fn counts(&self, scope: &Scope) -> Result<Option<Counts>, BusError> {
+        each!(self.counts(scope))
+    }
+    async fn trace(&self, user: &str, limit: usize) -> Result<Vec<serde_json::Value>, BusError> {
+        each!(self.trace(user, limit))
     }
     async fn stream(
         &self,

@@ -58,6 +58,7 @@ pub struct Config {
     pub history: HistoryConfig,
     pub ingress: IngressConfig,
     pub campaigns: CampaignsConfig,
+    pub stats: StatsConfig,
     pub log: LogConfig,
     pub sdk: SdkConfig,
 }
@@ -257,6 +258,36 @@ pub struct CampaignsConfig {
     /// Campaign messages waiting out their `delay_s` on this node at once;
     /// more are dropped and counted.
     pub max_delayed: usize,
+    /// The IANA time zone of `quiet_hours` for users whose token has no
+    /// (known) `attrs.tz`.
+    pub default_tz: String,
+}
+
+/// Message and campaign counts (`/v1/…/stats`) and the user trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// How long the counts of a message or campaign are kept after their last change.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Decisions kept per user in the trace (newest first).
+    pub trace_per_user: usize,
+    /// How long a user's trace is kept after its last decision.
+    #[serde(with = "humantime_serde")]
+    pub trace_ttl: Duration,
+    /// Users whose trace is kept (the least recently traced go first).
+    pub trace_users: usize,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 86_400),
+            trace_per_user: 50,
+            trace_ttl: Duration::from_secs(7 * 86_400),
+            trace_users: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -296,6 +327,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             ingress: IngressConfig::default(),
             campaigns: CampaignsConfig::default(),
+            stats: StatsConfig::default(),
             log: LogConfig::default(),
             sdk: SdkConfig::default(),
         }
@@ -405,6 +437,7 @@ impl Default for CampaignsConfig {
             global_cap_per_hour: 5,
             file: None,
             max_delayed: 100_000,
+            default_tz: "UTC".into(),
         }
     }
 }
@@ -723,5 +756,14 @@ mod tests {
             .expect("ok");
         assert_eq!(c.shutdown_grace, Duration::from_secs(3));
         assert_eq!(c.session.heartbeat, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_default_time_zone_must_be_known() {
+        let err =
+            Config::from_toml("[campaigns]\ndefault_tz = \"Mars/Olympus\"\n").expect_err("refused");
+        assert!(err.to_string().contains("campaigns.default_tz"), "{err}");
+        let c = Config::from_toml("[campaigns]\ndefault_tz = \"Europe/Paris\"\n").expect("known");
+        assert_eq!(c.campaigns.default_tz, "Europe/Paris");
     }
 }

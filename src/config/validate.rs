@@ -8,6 +8,15 @@ impl Config {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if jiff::tz::TimeZone::get(&self.campaigns.default_tz).is_err() {
+            return bad(format!(
+                "campaigns.default_tz = {:?} is not an IANA time zone (e.g. \"UTC\", \"Europe/Paris\")",
+                self.campaigns.default_tz
+            ));
+        }
+        if self.stats.trace_per_user == 0 || self.stats.trace_users == 0 {
+            return bad("stats.trace_per_user and stats.trace_users must be at least 1".into());
+        }
         if self.mode == Mode::Production && !self.auth.has_key() {
             return bad(
                 "mode = \"production\" needs a JWT key: set auth.hs256_secret, auth.public_key_pem_file, auth.jwks_file or auth.jwks_url".into(),

@@ -63,6 +63,8 @@ struct MsgFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     campaign: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pos: Option<&'a str>,
     reason: &'a str,
 }
@@ -99,6 +101,7 @@ pub fn msg_frame(
         require_ack: e.require_ack,
         dismissible: (!e.dismissible()).then_some(false),
         campaign: e.campaign.as_deref(),
+        variant: e.variant.as_deref(),
         pos: e.pos.as_deref(),
         reason: reason.as_str(),
     };

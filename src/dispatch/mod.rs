@@ -251,7 +251,12 @@ impl Dispatcher {
         let now_ms = crate::auth::unix_now_ms();
         if p.expired(now_ms) {
             self.metrics.drop_reason("expired");
-            self.events.emit(Record::expired(p));
+            let mut record = Record::expired(p);
+            // On a user's channel, the trace entry is that user's only.
+            if let Route::User(u) = route {
+                record.users = vec![Arc::from(u)];
+            }
+            self.events.emit(record);
             return 0;
         }
         let key = match route {
@@ -308,6 +313,9 @@ impl Dispatcher {
         // one record per node with the count, so a fan-out to thousands does
         // not turn into thousands of stream entries.
         let per_session = self.events.record_deliveries && p.audience.users().is_some();
+        // Broadcast audiences: the recipients, for the distinct-user count
+        // (counted once per node and message, never a write per recipient).
+        let mut reached: Vec<Arc<str>> = Vec::new();
         let delivered = self.hub.deliver(
             target,
             &p.audience,
@@ -328,12 +336,14 @@ impl Dispatcher {
             |s| {
                 if per_session {
                     self.record_delivery(p, s);
+                } else if self.events.record_deliveries {
+                    reached.push(s.user.clone());
                 }
             },
         );
         if self.events.record_deliveries && !per_session && delivered > 0 {
             self.events
-                .emit(Record::delivered(p, Delivered::Count(delivered)));
+                .emit(Record::delivered(p, Delivered::Count(delivered, reached)));
         }
         delivered
     }
@@ -438,16 +448,23 @@ impl Dispatcher {
     /// audience it matches, without the ones its user clicked or dismissed
     /// (as far as this node knows; Redis mode checks further).
     pub fn active_for(&self, id: &Identity) -> Vec<Arc<Publish>> {
-        let unacked = {
+        let (unacked, acked) = {
             let mut active = self.lock_active();
             active.purge(crate::auth::unix_now_ms());
-            active.sorted(|p| {
-                !active
+            let was_acked = |p: &Publish| {
+                active
                     .acked
                     .get(p.id())
                     .is_some_and(|users| users.contains(&id.user))
-            })
+            };
+            (
+                active.sorted(|p| !was_acked(p)),
+                active.sorted(|p| was_acked(p)),
+            )
         };
+        for p in acked.iter().filter(|p| p.audience.matches(id)) {
+            self.events.emit(Record::dismissed_before(p, &id.user));
+        }
         // Audiences (CEL) are evaluated without holding the set.
         unacked
             .into_iter()
@@ -539,6 +556,15 @@ impl Dispatcher {
         })
     }
 
+    /// The campaign and variant of a message this node delivered or holds active.
+    fn tags_of(&self, id: &str) -> (Option<String>, Option<String>) {
+        let tags = |p: &Arc<Publish>| (p.envelope.campaign.clone(), p.envelope.variant.clone());
+        let active = self.lock_active().by_id.get(id).map(tags);
+        active
+            .or_else(|| self.lock_recent().messages.get(id).map(tags))
+            .unwrap_or_default()
+    }
+
     /// Records an acknowledgement in the events stream. Returns the
     /// message's campaign, when this node knows it.
     pub fn on_ack(
@@ -549,11 +575,12 @@ impl Dispatcher {
         status: AckStatus,
         action: Option<&str>,
     ) -> Option<String> {
-        let campaign = self.campaign_of(id);
+        let (campaign, variant) = self.tags_of(id);
         self.events.emit(
             Record::ack(status.as_str(), id, user, sid)
                 .with_opt("action", action)
-                .with_opt("campaign", campaign.as_deref()),
+                .with_opt("campaign", campaign.as_deref())
+                .with_opt("variant", variant.as_deref()),
         );
         campaign
     }

@@ -7,9 +7,10 @@ use crate::bus::Store as _;
 use crate::campaigns::{Campaign, Compiled};
 use crate::envelope::{self, Command};
 use crate::error;
-use crate::events::Stream;
+use crate::events::{Record, Stream};
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::stats::{self, Scope};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -25,6 +26,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/messages", post(publish))
         .route("/v1/messages/{id}", delete(retract))
         .route("/v1/messages/active", get(active))
+        .route("/v1/messages/{id}/stats", get(message_stats))
+        .route("/v1/campaigns/{id}/stats", get(campaign_stats))
+        .route("/v1/users/{user}/trace", get(user_trace))
         .route("/v1/streams/{name}", get(stream))
         .route("/v1/campaigns", get(list_campaigns))
         .route(
@@ -115,6 +119,9 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
     e.check_links(node.dispatcher.link_schemes())?;
     let cmd = envelope::check(e, crate::auth::unix_now_ms())?;
     let reach = node.bus.publish(&cmd).await?;
+    if let Command::Publish(p) = &cmd {
+        counted(&node, p, reach.as_ref());
+    }
     let mut out = serde_json::Map::new();
     match &cmd {
         Command::Publish(p) => {
@@ -214,10 +221,17 @@ async fn put_campaign(
     let campaign: Campaign =
         serde_json::from_slice(&bytes).map_err(error::FieldError::from_serde)?;
     // App links in its actions: this node's sdk.allowed_link_schemes.
-    campaign
-        .message
-        .check_links(node.dispatcher.link_schemes())
-        .map_err(|e| error::FieldError::new(format!("message.{}", e.field), e.reason))?;
+    // Every message it may show: its own, or each variant's.
+    let schemes = node.dispatcher.link_schemes();
+    if let Some(m) = &campaign.message {
+        m.check_links(schemes)
+            .map_err(|e| error::FieldError::new(format!("message.{}", e.field), e.reason))?;
+    }
+    for (i, v) in campaign.variants.iter().flatten().enumerate() {
+        v.message.check_links(schemes).map_err(|e| {
+            error::FieldError::new(format!("variants[{i}].message.{}", e.field), e.reason)
+        })?;
+    }
     let compiled = Compiled::new(campaign, Some(&id))?;
     let stored = compiled.campaign.clone();
     node.campaigns.put(compiled).await?;
@@ -323,4 +337,118 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
     } else {
         (StatusCode::OK, "ready\n").into_response()
     }
+}
+
+/// A message published here has counts from now on, and its named users
+/// offline have a trace entry saying so (fallback messages get theirs from
+/// their `undelivered` records).
+fn counted(node: &Node, p: &crate::envelope::Publish, reach: Option<&crate::bus::Reach>) {
+    let events = node.dispatcher.events();
+    events.emit(Record::published(p));
+    if let Some(r) = reach.filter(|_| !p.envelope.fallback) {
+        for user in &r.offline {
+            events.emit(Record::not_online(p, user));
+        }
+    }
+}
+
+/// `?by=hour` (the only grouping), or nothing.
+fn by_hour(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut hourly = false;
+    for (k, v) in pairs(query) {
+        match (k, v) {
+            ("by", "hour") => hourly = true,
+            ("by", _) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "by: only \"hour\" is supported",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(hourly)
+}
+
+fn pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// A message's counts (SPEC §10.5); 404 when none were ever kept for it.
+async fn message_stats(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let hourly = by_hour(query.as_deref())?;
+    let scope = Scope::Message(id);
+    let counts = node.bus.counts(&scope).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such message (or no counts kept for it)",
+        )
+    })?;
+    Ok(Json(stats::render(&scope, &counts, None, hourly)).into_response())
+}
+
+/// A campaign's counts, with its variants' exposures and conversions and
+/// their difference against the holdout (SPEC §10.5).
+async fn campaign_stats(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let hourly = by_hour(query.as_deref())?;
+    let compiled = node.campaigns.registry.get(&id);
+    let scope = Scope::Campaign(id);
+    let counts = node.bus.counts(&scope).await?;
+    let counts = match (counts, &compiled) {
+        (Some(c), _) => c,
+        (None, Some(_)) => stats::Counts::default(),
+        (None, None) => return Err(ApiError::new(StatusCode::NOT_FOUND, "no such campaign")),
+    };
+    let variants: Vec<String> = compiled.map_or_else(Vec::new, |c| {
+        let k = &c.campaign;
+        let mut v: Vec<String> = match &k.variants {
+            Some(vs) => vs.iter().map(|v| v.id.clone()).collect(),
+            None if c.is_experiment() => vec![crate::campaigns::Arm::DEFAULT.to_owned()],
+            None => Vec::new(),
+        };
+        if k.holdout_pct > 0.0 {
+            v.push(crate::campaigns::Arm::HOLDOUT.to_owned());
+        }
+        v
+    });
+    Ok(Json(stats::render(&scope, &counts, Some(&variants), hourly)).into_response())
+}
+
+/// The newest decisions about a user: why they saw a message, or why not.
+async fn user_trace(
+    State(node): State<Arc<Node>>,
+    Path(user): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    check_user(&user)?;
+    let max = node.config.stats.trace_per_user;
+    let mut limit = max;
+    for (k, v) in pairs(query.as_deref()) {
+        if k == "limit" {
+            limit = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit: a whole number from 1 to {max} (stats.trace_per_user)"),
+                    )
+                })?;
+        }
+    }
+    let entries = node.bus.trace(&user, limit).await?;
+    Ok(Json(serde_json::json!({ "user": user, "decisions": entries })).into_response())
 }

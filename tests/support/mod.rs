@@ -351,6 +351,12 @@ pub struct Herald {
 
 impl Herald {
     pub async fn start(config: Config) -> Self {
+        Self::start_with_clock(config, herald::clock::Clock::system()).await
+    }
+
+    /// A node whose campaigns and counts read `clock` (windows, quiet
+    /// hours, goals, hourly buckets), which the test moves.
+    pub async fn start_with_clock(config: Config, clock: herald::clock::Clock) -> Self {
         let listeners = herald::Listeners::bind(&config).await.expect("bind");
         let public = listeners.public.local_addr().expect("addr");
         let admin = listeners.admin.local_addr().expect("addr");
@@ -358,9 +364,14 @@ impl Herald {
         let redis_mode = config.redis.url.is_some();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            herald::run(config, listeners, async {
-                let _ = rx.await;
-            })
+            herald::run_with_clock(
+                config,
+                listeners,
+                async {
+                    let _ = rx.await;
+                },
+                clock,
+            )
             .await
             .expect("herald runs");
         });

@@ -30,6 +30,11 @@ impl RedisBus {
             .hdel(self.keys.campaigns(), id)
             .await
             .map_err(unavailable)?;
+        // Its assignments go with it; its counts stay until they expire.
+        let _: i64 = conn
+            .del(&[self.keys.exposures(id), self.keys.conversions(id)])
+            .await
+            .map_err(unavailable)?;
         self.publish(&Command::Campaign { id: id.to_owned() })
             .await?;
         Ok(())

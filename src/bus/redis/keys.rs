@@ -82,6 +82,27 @@ impl Keys {
     pub fn freq_done(&self, campaign: &str, user: &str) -> String {
         format!("{}:freqdone:{campaign}:{user}", self.data)
     }
+    /// A campaign's stored assignments: user -> `variant\tat`.
+    pub fn exposures(&self, campaign: &str) -> String {
+        format!("{}:exposures:{campaign}", self.data)
+    }
+    /// A campaign's converted users.
+    pub fn conversions(&self, campaign: &str) -> String {
+        format!("{}:conversions:{campaign}", self.data)
+    }
+    /// The counters of a message or campaign (`scope`: `msg:{id}`, `campaign:{id}`).
+    pub fn counts(&self, scope: &str) -> String {
+        format!("{}:counts:{scope}", self.data)
+    }
+    /// Distinct users of a message or campaign, one HyperLogLog per `who`.
+    pub fn distinct(&self, who: &str, scope: &str) -> String {
+        format!("{}:distinct:{who}:{scope}", self.data)
+    }
+    /// A user's newest decisions (the index of traced users, `{p}:traced`,
+    /// is built in `lua/trace_bound.lua`).
+    pub fn trace(&self, user: &str) -> String {
+        format!("{}:trace:{user}", self.data)
+    }
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.data)
     }
@@ -146,6 +167,7 @@ mod tests {
             names.push(k.pending(u));
             names.push(k.acked(u));
             names.push(k.freq_done("c", u));
+            names.push(k.trace(u));
         }
         let unique: std::collections::HashSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");

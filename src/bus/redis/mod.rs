@@ -18,6 +18,7 @@ mod ingress;
 mod keys;
 mod presence;
 mod publishing;
+mod stats;
 mod sticky;
 mod streams;
 mod subscriber;
@@ -29,7 +30,7 @@ use publishing::Publishing;
 pub use publishing::publish_direct;
 
 use crate::auth::Identity;
-use crate::bus::counters::{Limits, Verdict};
+use crate::bus::counters::{Exposure, Limits, Verdict};
 use crate::bus::{BusError, CampaignReloads, CampaignSink, Presence, Reach, Store};
 use crate::dispatch::Dispatcher;
 use crate::envelope::{Command, Publish};
@@ -37,6 +38,7 @@ use crate::events::Stream;
 use crate::history::Resumed;
 use crate::hub::{Hub, UserChanges};
 use crate::metrics::Metrics;
+use crate::stats::{Counts, Scope};
 use conn::{Backend, Conn};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +74,18 @@ pub struct RedisTarget<'a> {
     pub history: Option<(Duration, usize)>,
     /// Certificates for `rediss://`.
     pub tls: crate::config::TlsFiles<'a>,
+    /// How counts and traces are kept (`[stats]`).
+    pub stats: StatsKeeping,
+}
+
+/// How long counts live, and how much of each user's trace is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsKeeping {
+    pub retention: Duration,
+    pub trace_per_user: usize,
+    pub trace_ttl: Duration,
+    /// Users whose trace is kept, the least recently traced going first.
+    pub trace_users: usize,
 }
 
 pub struct RedisBus {
@@ -91,6 +105,7 @@ pub struct RedisBus {
     maxlen: usize,
     heartbeat: Duration,
     history: Option<(Duration, usize)>,
+    stats: StatsKeeping,
     /// Users whose channel this node is subscribed to right now.
     subscribed: Mutex<HashSet<Arc<str>>>,
     /// Bumped after every subscription change, for [`RedisBus::user_ready`].
@@ -176,6 +191,7 @@ impl RedisBus {
             heartbeat,
             history,
             tls,
+            stats,
         } = target;
         let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
         let conn = backend.shared().map_err(unavailable)?;
@@ -196,6 +212,7 @@ impl RedisBus {
             maxlen,
             heartbeat,
             history,
+            stats,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))
@@ -295,6 +312,26 @@ impl Store for RedisBus {
     }
     async fn campaign_done(&self, campaign: &str, user: &str) -> Result<(), BusError> {
         RedisBus::campaign_done(self, campaign, user).await
+    }
+    async fn exposure(&self, campaign: &str, user: &str) -> Result<Option<Exposure>, BusError> {
+        RedisBus::exposure(self, campaign, user).await
+    }
+    async fn expose(
+        &self,
+        campaign: &str,
+        user: &str,
+        e: &Exposure,
+    ) -> Result<(Exposure, bool), BusError> {
+        RedisBus::expose(self, campaign, user, e).await
+    }
+    async fn convert(&self, campaign: &str, user: &str) -> Result<bool, BusError> {
+        RedisBus::convert(self, campaign, user).await
+    }
+    async fn counts(&self, scope: &Scope) -> Result<Option<Counts>, BusError> {
+        RedisBus::counts(self, scope).await
+    }
+    async fn trace(&self, user: &str, limit: usize) -> Result<Vec<serde_json::Value>, BusError> {
+        RedisBus::trace(self, user, limit).await
     }
     async fn stream(
         &self,

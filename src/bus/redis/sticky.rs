@@ -5,6 +5,7 @@ use super::{RedisBus, unavailable};
 use crate::auth::Identity;
 use crate::bus::BusError;
 use crate::envelope::{Command, Publish};
+use crate::events::Record;
 use redis::AsyncCommands;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -75,7 +76,15 @@ impl RedisBus {
                     .filter(|(_, a)| *a)
                     .map(|(m, _)| m.as_str())
                     .collect();
-                list.retain(|p| !done.contains(p.id()));
+                list.retain(|p| {
+                    let acked = done.contains(p.id());
+                    if acked {
+                        self.dispatcher
+                            .events()
+                            .emit(Record::dismissed_before(p, &id.user));
+                    }
+                    !acked
+                });
                 // The node may hold a user's sticky message in its own set
                 // too (it received it on the user's channel): once each.
                 let known: HashSet<String> = list.iter().map(|p| p.id().to_owned()).collect();

@@ -96,15 +96,17 @@ impl RedisBus {
                     break;
                 }
                 // One pipeline per stream: in a cluster, each lives on its
-                // own slot.
+                // own slot; the counts and traces of the batch, summed, in
+                // one more (on the slot of Herald's own keys).
                 let mut pipes: HashMap<Stream, redis::Pipeline> = HashMap::new();
-                for r in &batch {
+                for r in batch.iter().filter(|r| super::stats::streamed(r)) {
                     pipes
                         .entry(r.stream)
                         .or_insert_with(redis::pipe)
                         .add_command(self.keys.xadd(r, self.maxlen))
                         .ignore();
                 }
+                let tally = self.tally(&batch);
                 let mut conn = self.conn.clone();
                 let (mut lost, mut failure) = (0, None);
                 for pipe in pipes.values() {
@@ -114,6 +116,13 @@ impl RedisBus {
                         lost += pipe.len() as u64;
                         failure = Some(e);
                     }
+                }
+                if let Some(pipe) = tally.filter(|_| failure.is_none())
+                    && let Err(e) = pipe.query_async::<()>(&mut conn).await
+                {
+                    // The records are in their streams; their counts are not.
+                    self.metrics.drop_reason("counts_not_written");
+                    tracing::warn!(error = %e, records = batch.len(), "counts and traces not written");
                 }
                 if let Some(e) = failure {
                     self.metrics.events_dropped.inc_by(lost);
@@ -164,6 +173,55 @@ mod tests {
         let msgs: Vec<&str> = newest.iter().filter_map(|r| r["msg"].as_str()).collect();
         assert_eq!(msgs, ["m2", "m1"]);
         assert_eq!(newest[0]["node"], "n1");
+    }
+
+    #[tokio::test]
+    async fn counts_and_traces_are_summed_per_batch_and_only_counted_records_stay_out_of_streams() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "n1");
+        let events = f.bus.dispatcher.events().clone();
+        for u in ["a", "b", "a"] {
+            events.emit(Record::ack("displayed", "m1", u, "n1.1").with("campaign", "c"));
+        }
+        events.emit(Record::decision(
+            "a",
+            "c",
+            "capped",
+            "frequency: at most 1 ever",
+        ));
+        let batch = events.take(100);
+        assert_eq!(batch.len(), 4);
+        // One HINCRBY per scope and field, however many records.
+        let pipe = f.bus.tally(&batch).expect("something to count");
+        let hincrby = pipe
+            .cmd_iter()
+            .filter(|c| c.get_packed_command().windows(7).any(|w| w == b"HINCRBY"))
+            .count();
+        assert_eq!(hincrby, 4, "displayed and its hour, for m1 and for c");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        for r in batch {
+            events.emit(r);
+        }
+        let writer = tokio::spawn(f.bus.clone().write_streams(async {
+            let _ = stopped.await;
+        }));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let scope = crate::stats::Scope::Message("m1".into());
+        while f.bus.counts(&scope).await.expect("read").is_none() {
+            assert!(std::time::Instant::now() < deadline, "counted in time");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        writer.await.expect("writer");
+        let counts = f.bus.counts(&scope).await.expect("read").expect("kept");
+        assert_eq!(counts.fields.get("displayed"), Some(&3));
+        assert_eq!(counts.users.get("displayed"), Some(&2));
+        let trace = f.bus.trace("a", 10).await.expect("trace");
+        assert_eq!(trace.len(), 1, "{trace:?}");
+        assert_eq!(trace[0]["decision"], "capped");
+        // The decision is counted and traced, not streamed.
+        let mut r = redis.sync().expect("conn");
+        assert_eq!(r.xlen::<_, usize>("herald:events").expect("XLEN"), 3);
     }
 
     #[tokio::test]

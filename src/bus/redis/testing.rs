@@ -130,6 +130,12 @@ pub fn fixture(redis: &TestRedis, node: &str) -> Fixture {
             heartbeat: Duration::from_millis(100),
             history: Some((Duration::from_secs(120), 100)),
             tls: crate::config::TlsFiles::default(),
+            stats: super::StatsKeeping {
+                retention: Duration::from_secs(3600),
+                trace_per_user: 5,
+                trace_ttl: Duration::from_secs(3600),
+                trace_users: 2,
+            },
         },
         BusParts {
             background: Arc::new(crate::tasks::Background::new(64, metrics.clone())),
