@@ -52,7 +52,37 @@ pub struct Config {
     pub history: HistoryConfig,
     pub ingress: IngressConfig,
     pub campaigns: CampaignsConfig,
+    pub schedule: ScheduleConfig,
     pub log: LogConfig,
+    /// The wall clock scheduled messages are due by when embedded (Redis
+    /// mode uses Redis's); not configurable, tests set a manual one.
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
+}
+
+/// Scheduled messages (`send_at`, SPEC §10.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// How often every node claims due scheduled messages: the most a
+    /// message is published after its time.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Scheduled messages claimed at once (claiming again at once while full).
+    pub batch: usize,
+    /// Scheduled messages that may wait at once (cluster-wide with Redis);
+    /// more are refused with 503.
+    pub max_pending: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            batch: 100,
+            max_pending: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,7 +283,9 @@ impl Default for Config {
             history: HistoryConfig::default(),
             ingress: IngressConfig::default(),
             campaigns: CampaignsConfig::default(),
+            schedule: ScheduleConfig::default(),
             log: LogConfig::default(),
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -435,6 +467,11 @@ impl Config {
         }
         if self.redis.prefix.is_empty() {
             return bad("redis.prefix must not be empty".into());
+        }
+        if self.schedule.poll_interval < Duration::from_millis(10) || self.schedule.batch == 0 {
+            return bad(
+                "schedule.poll_interval must be at least 10ms and schedule.batch at least 1".into(),
+            );
         }
         if let Some(url) = &self.redis.url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))

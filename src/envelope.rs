@@ -136,9 +136,16 @@ pub struct Envelope {
     /// Variants by locale tag, picked by the recipient's locale (`?locale=`, then `attrs.locale`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locales: Option<std::collections::BTreeMap<String, LocaleVariant>>,
-    /// Seconds to live from publishing; turned into `expires_at`.
+    /// Seconds to live from publishing (from `send_at` when scheduled); turned into `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// Unix milliseconds: held and published at that time, once for the whole cluster. In the past: published now; at most 30 days ahead.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "send_at_ms"
+    )]
+    pub send_at: Option<u64>,
     /// Unix milliseconds after which it is never delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
@@ -253,6 +260,21 @@ impl Envelope {
     }
 }
 
+/// `send_at` as unix milliseconds, refused by name otherwise (serde's own
+/// message for a wrong type would not say which field).
+fn send_at_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(_) => Err(serde::de::Error::custom(
+            "field `send_at`: must be unix milliseconds, a whole number of 0 or more",
+        )),
+    }
+}
+
+/// How far ahead `send_at` may be (SPEC §10.3).
+pub const MAX_SCHEDULE_AHEAD_MS: u64 = 30 * 24 * 3600 * 1000;
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -299,6 +321,11 @@ impl Publish {
 
     pub fn expired(&self, now_ms: u64) -> bool {
         self.envelope.expires_at.is_some_and(|at| at <= now_ms)
+    }
+
+    /// When it is to be published, if that is later than `now_ms`.
+    pub fn send_later(&self, now_ms: u64) -> Option<u64> {
+        self.envelope.send_at.filter(|at| *at > now_ms)
     }
 
     /// The envelope as nodes pass it on: id and absolute expiry fixed.
@@ -449,9 +476,28 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
     if e.ttl_s == Some(0) {
         return Err(FieldError::new("ttl_s", "must be at least 1"));
     }
+    if let Some(at) = e.send_at
+        && at > now_ms.saturating_add(MAX_SCHEDULE_AHEAD_MS)
+    {
+        return Err(FieldError::new(
+            "send_at",
+            "more than 30 days ahead (unix milliseconds)",
+        ));
+    }
+    // A scheduled message lives from its send time.
+    let from = e.send_at.map_or(now_ms, |at| at.max(now_ms));
     if let Some(ttl) = e.ttl_s.take() {
-        let at = now_ms.saturating_add(ttl.saturating_mul(1000));
+        let at = from.saturating_add(ttl.saturating_mul(1000));
         e.expires_at = Some(e.expires_at.map_or(at, |x| x.min(at)));
+    }
+    if let (Some(send), Some(exp)) = (e.send_at, e.expires_at)
+        && exp <= send
+        && send > now_ms
+    {
+        return Err(FieldError::new(
+            "expires_at",
+            "must be after send_at: it would expire before it is sent",
+        ));
     }
     let personalized = e.check_templates()?;
     if e.fallback && audience.users().is_none() {
@@ -615,6 +661,58 @@ mod tests {
             "x".repeat(129)
         );
         assert_eq!(refuse(&id).field, "id");
+    }
+
+    #[test]
+    fn send_at_is_unix_ms_within_30_days_and_ttl_counts_from_it() {
+        let day = 24 * 3600 * 1000;
+        let now = 1_000_000;
+        let at = |v: &str| format!(r#"{{"to":"all","kind":"banner","title":"x","send_at":{v}}}"#);
+        for bad in [r#""tomorrow""#, "-5", "1.5", "true"] {
+            let err = parse(at(bad).as_bytes(), 65536, now).expect_err(bad);
+            assert_eq!(err.field, "send_at", "{bad}: {err}");
+        }
+        let far = (now + 30 * day + 1).to_string();
+        assert_eq!(
+            parse(at(&far).as_bytes(), 65536, now)
+                .expect_err("too far")
+                .field,
+            "send_at"
+        );
+        let Ok(Command::Publish(p)) = parse(
+            br#"{"to":"all","kind":"banner","title":"x","send_at":5000000,"ttl_s":60}"#,
+            65536,
+            now,
+        ) else {
+            panic!("refused")
+        };
+        assert_eq!(p.envelope.expires_at, Some(5_060_000));
+        assert_eq!(p.send_later(now), Some(5_000_000));
+        assert_eq!(p.send_later(5_000_000), None);
+        // In the past: published now, its ttl from now.
+        let Ok(Command::Publish(p)) = parse(
+            br#"{"to":"all","kind":"banner","title":"x","send_at":0,"ttl_s":60}"#,
+            65536,
+            now,
+        ) else {
+            panic!("refused")
+        };
+        assert_eq!(
+            (p.send_later(now), p.envelope.expires_at),
+            (None, Some(1_060_000))
+        );
+        assert_eq!(
+            refuse_at(
+                r#"{"to":"all","kind":"banner","title":"x","send_at":5000000,"expires_at":4000000}"#,
+                now
+            )
+            .field,
+            "expires_at"
+        );
+    }
+
+    fn refuse_at(json: &str, now: u64) -> FieldError {
+        parse(json.as_bytes(), 65536, now).expect_err("refused")
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod bus;
 pub mod campaigns;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod envelope;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod render;
+pub mod schedule;
 pub mod schema;
 pub mod session;
 pub mod tasks;
@@ -227,6 +229,7 @@ pub async fn run(
                         .history
                         .enabled
                         .then_some((config.history.window, config.history.max_per_stream)),
+                    max_scheduled: config.schedule.max_pending,
                 },
                 BusParts {
                     background: background.clone(),
@@ -261,11 +264,19 @@ pub async fn run(
                         config.history.max_per_stream,
                     )
                 }),
+                bus::MemorySchedule::new(config.clock.clone(), config.schedule.max_pending),
             )))
         }
     };
 
     let bus = Arc::new(bus);
+    let schedule_task = tokio::spawn(schedule::run(
+        bus.clone(),
+        metrics.clone(),
+        config.schedule.poll_interval,
+        config.schedule.batch,
+        stopped(),
+    ));
     let (engine, delays) = campaigns::Engine::new(
         registry,
         bus.clone(),
@@ -345,6 +356,7 @@ pub async fn run(
     let _ = public.await;
     let _ = admin.await;
     let _ = delay_task.await;
+    let _ = schedule_task.await;
     if let Some(task) = ingress_task {
         let _ = task.await;
     }

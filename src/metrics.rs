@@ -50,6 +50,7 @@ pub struct Metrics {
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
     pub background_shed: Family<Job, Counter>,
+    pub scheduled: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +73,7 @@ impl Default for Metrics {
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
             background_shed: Family::default(),
+            scheduled: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +156,11 @@ impl Default for Metrics {
             "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
             m.campaign_decisions.clone(),
         );
+        registry.register(
+            "scheduled",
+            "Scheduled messages this node claimed at their time, by outcome (published, expired, invalid)",
+            m.scheduled.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -165,6 +172,12 @@ impl Metrics {
 
     pub fn background_shed_count(&self, job: &'static str) -> u64 {
         self.background_shed.get_or_create(&Job { job }).get()
+    }
+
+    pub fn scheduled(&self, outcome: &'static str) {
+        self.scheduled
+            .get_or_create(&Reason { reason: outcome })
+            .inc();
     }
 
     pub fn drop_reason(&self, reason: &'static str) {

@@ -19,16 +19,31 @@ pub struct MemoryBus {
     counters: MemoryCounters,
     /// `None` when `history.enabled` is off.
     history: Option<MemoryHistory>,
+    schedule: super::MemorySchedule,
 }
 
 impl MemoryBus {
-    pub fn new(hub: Arc<Hub>, dispatcher: Arc<Dispatcher>, history: Option<MemoryHistory>) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        dispatcher: Arc<Dispatcher>,
+        history: Option<MemoryHistory>,
+        schedule: super::MemorySchedule,
+    ) -> Self {
         Self {
             hub,
             dispatcher,
             counters: MemoryCounters::default(),
             history,
+            schedule,
         }
+    }
+
+    pub(super) fn schedule(&self) -> &super::MemorySchedule {
+        &self.schedule
+    }
+
+    pub(super) fn preview(&self, audience: &crate::audience::Audience) -> super::Preview {
+        super::scheduled::local_preview(&self.hub, audience)
     }
 
     pub(super) fn dispatcher(&self) -> &Dispatcher {

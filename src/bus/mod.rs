@@ -12,6 +12,7 @@
 pub mod counters;
 mod memory;
 mod redis;
+mod scheduled;
 
 use crate::auth::Identity;
 use crate::envelope::{Command, Publish};
@@ -23,12 +24,18 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub use memory::MemoryBus;
-pub use redis::{BusParts, Keys, RedisBus, RedisTarget, publish_direct};
+pub use redis::{
+    BusParts, Direct as ScheduleDirect, Keys, RedisBus, RedisTarget, publish_direct,
+    scheduled_direct,
+};
+pub use scheduled::{Due, LEASE, MemorySchedule, Preview, Schedule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("redis unavailable: {0}")]
     Unavailable(String),
+    #[error("send_at: {0} scheduled messages are waiting already (schedule.max_pending)")]
+    ScheduleFull(usize),
 }
 
 /// Who a `users` publish reached, known at publish time.

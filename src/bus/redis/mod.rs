@@ -18,6 +18,7 @@ mod ingress;
 mod keys;
 mod presence;
 mod publishing;
+mod schedule;
 mod sticky;
 mod streams;
 mod subscriber;
@@ -27,6 +28,7 @@ mod testing;
 pub use keys::Keys;
 use publishing::Publishing;
 pub use publishing::publish_direct;
+pub use schedule::{Direct, scheduled_direct};
 
 use crate::auth::Identity;
 use crate::bus::counters::{Limits, Verdict};
@@ -70,6 +72,8 @@ pub struct RedisTarget<'a> {
     pub heartbeat: Duration,
     /// The resume window and entries per history stream; `None`: no history.
     pub history: Option<(Duration, usize)>,
+    /// Scheduled messages that may wait at once (`schedule.max_pending`).
+    pub max_scheduled: usize,
 }
 
 pub struct RedisBus {
@@ -89,6 +93,7 @@ pub struct RedisBus {
     maxlen: usize,
     heartbeat: Duration,
     history: Option<(Duration, usize)>,
+    max_scheduled: usize,
     /// Users whose channel this node is subscribed to right now.
     subscribed: Mutex<HashSet<Arc<str>>>,
     /// Bumped after every subscription change, for [`RedisBus::user_ready`].
@@ -119,6 +124,7 @@ impl RedisBus {
             maxlen,
             heartbeat,
             history,
+            max_scheduled,
         } = target;
         let backend = Backend::open(url, cluster).map_err(unavailable)?;
         let conn = backend.shared().map_err(unavailable)?;
@@ -139,6 +145,7 @@ impl RedisBus {
             maxlen,
             heartbeat,
             history,
+            max_scheduled,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))

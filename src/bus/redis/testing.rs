@@ -129,6 +129,7 @@ pub fn fixture(redis: &TestRedis, node: &str) -> Fixture {
             maxlen: 1000,
             heartbeat: Duration::from_millis(100),
             history: Some((Duration::from_secs(120), 100)),
+            max_scheduled: 1000,
         },
         BusParts {
             background: Arc::new(crate::tasks::Background::new(64, metrics.clone())),
