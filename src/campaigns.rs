@@ -179,6 +179,12 @@ impl Compiled {
                 "an envelope without to, id or op: the campaign sets them",
             ));
         }
+        if c.message.send_at.is_some() {
+            return Err(FieldError::new(
+                "message.send_at",
+                "a campaign's message is shown when it fires; schedule messages with POST /v1/messages",
+            ));
+        }
         if c.message.priority != Priority::Normal {
             return Err(FieldError::new(
                 "message.priority",

@@ -400,3 +400,32 @@ async fn the_cli_schedules_with_at_and_lists_through_redis_and_the_api() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
     h.stop().await;
 }
+
+#[test]
+fn herald_validate_checks_send_at() {
+    let dir = std::env::temp_dir().join(format!("herald-validate-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let write = |name: &str, send_at: Value| {
+        let p = dir.join(name);
+        let mut e = banner("v", "v", 0);
+        e["send_at"] = send_at;
+        std::fs::write(&p, e.to_string()).expect("write");
+        p.display().to_string()
+    };
+    let soon = write("soon.json", json!(now_ms() + 3_600_000));
+    let text = write("text.json", json!("2026-12-24"));
+    let far = write("far.json", json!(now_ms() + 31 * 24 * 3_600_000));
+    let out = herald_cli(&["validate", &soon, &text, &far]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("soon.json: ok (envelope, kind banner, scheduled for"),
+        "{said}"
+    );
+    assert!(said.contains("text.json: envelope send_at: "), "{said}");
+    assert!(
+        said.contains("far.json: envelope send_at: more than 30 days ahead"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

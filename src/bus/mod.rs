@@ -28,7 +28,7 @@ pub use redis::{
     BusParts, Direct as ScheduleDirect, Keys, RedisBus, RedisTarget, publish_direct,
     scheduled_direct,
 };
-pub use scheduled::{Due, LEASE, MemorySchedule, Preview, Schedule};
+pub use scheduled::{Due, LEASE, MemorySchedule, Preview, PreviewRequest, Schedule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -30,6 +30,15 @@ pub struct Due {
     pub lease: u64,
 }
 
+/// The body of `POST /v1/audience/preview`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The audience, as in an envelope's `to`.
+    #[schemars(schema_with = "crate::audience::schema")]
+    pub to: serde_json::Value,
+}
+
 /// Who an audience reaches now (SPEC §10.5), delivering nothing.
 #[derive(Debug, Default, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Preview {
@@ -37,7 +46,7 @@ pub struct Preview {
     pub sessions: u64,
     /// Distinct users among them.
     pub users: u64,
-    /// At most [`Preview::SAMPLE`] of those users.
+    /// At most 10 of those users.
     pub sample: Vec<String>,
     /// Nodes that answered (with Redis: within the preview's wait).
     pub nodes: u64,

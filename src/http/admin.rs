@@ -196,21 +196,12 @@ async fn scheduled(
     Ok(Json(serde_json::json!({ "messages": messages })).into_response())
 }
 
-/// The body of `POST /v1/audience/preview`.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
-    /// The audience, as in an envelope's `to`.
-    #[schemars(schema_with = "crate::audience::schema")]
-    pub to: serde_json::Value,
-}
-
 /// Who `to` reaches now, on every node (SPEC §10.5); delivers nothing.
 async fn preview(State(node): State<Arc<Node>>, body: Body) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, node.config.limits.max_envelope_bytes)
         .await
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "body: over the envelope limit"))?;
-    let req: PreviewRequest =
+    let req: crate::bus::PreviewRequest =
         serde_json::from_slice(&bytes).map_err(error::FieldError::from_serde)?;
     let audience = crate::audience::Audience::compile(&req.to)?;
     let preview = node.bus.preview(&req.to, &audience).await?;
