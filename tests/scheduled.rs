@@ -429,3 +429,35 @@ fn herald_validate_checks_send_at() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_ingress_stream_holds_a_scheduled_envelope_until_its_time() {
+    use redis::AsyncCommands;
+    let redis = Redis::start();
+    let h = Herald::start(with_redis(&redis)).await;
+    let mut ada = h.connect("ada").await;
+    let e = banner("from-ingress", "From the stream", now_ms() + 3_600_000).to_string();
+    let _: String = redis
+        .conn()
+        .await
+        .xadd("herald:ingress", "*", &[("e", e)])
+        .await
+        .expect("XADD");
+    eventually("held, not published", || async {
+        scheduled_ids(&h).await == ["from-ingress"]
+    })
+    .await;
+    h.expect_control_next(&mut ada, "ada").await;
+    // Cancelled, it never comes; one due soon from the stream does.
+    assert_eq!(h.delete("/v1/messages/from-ingress").await.0, 200);
+    let soon = banner("soon", "Soon from the stream", now_ms() + 500).to_string();
+    let _: String = redis
+        .conn()
+        .await
+        .xadd("herald:ingress", "*", &[("e", soon)])
+        .await
+        .expect("XADD");
+    assert_eq!(ada.recv_title().await, "Soon from the stream");
+    h.expect_control_next(&mut ada, "ada").await;
+    h.stop().await;
+}

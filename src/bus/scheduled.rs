@@ -74,6 +74,9 @@ pub trait Schedule {
     async fn claim_due(&self, batch: usize) -> Result<Vec<Due>, BusError>;
     /// The claimed message was published (or dropped): forget it.
     async fn settle(&self, due: &Due) -> Result<(), BusError>;
+    /// The clock scheduled messages are due by: Redis's `TIME`, or the
+    /// embedded node's [`Clock`]. No node's own clock is asked with Redis.
+    async fn now_ms(&self) -> Result<u64, BusError>;
     /// Counts the sessions and users of `audience` online now, on every node.
     async fn preview(
         &self,
@@ -112,6 +115,12 @@ impl Schedule for Bus {
             // Embedded claims take the message out at once.
             Bus::Memory(_) => Ok(()),
             Bus::Redis(b) => b.settle(due).await,
+        }
+    }
+    async fn now_ms(&self) -> Result<u64, BusError> {
+        match self {
+            Bus::Memory(b) => Ok(b.schedule().clock.now_ms()),
+            Bus::Redis(b) => b.now_ms().await,
         }
     }
     async fn preview(

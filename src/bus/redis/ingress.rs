@@ -162,7 +162,9 @@ impl RedisBus {
             });
         // A send_at in the future is held until then (SPEC §10.3).
         let later = match &checked {
-            Ok(Command::Publish(p)) => p.send_later(crate::auth::unix_now_ms()),
+            Ok(Command::Publish(p)) if p.envelope.send_at.is_some() => {
+                p.send_later(self.now_ms().await?)
+            }
             _ => None,
         };
         let checked = match (checked, later) {

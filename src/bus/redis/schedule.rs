@@ -153,12 +153,25 @@ impl RedisBus {
         cancel(&mut self.conn.clone(), &self.keys, id).await
     }
 
+    /// Redis's clock, which decides when scheduled messages are due.
+    pub(crate) async fn now_ms(&self) -> Result<u64, BusError> {
+        let (s, us): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(s * 1000 + us / 1000)
+    }
+
     pub(crate) async fn claim_due(&self, batch: usize) -> Result<Vec<Due>, BusError> {
+        self.claim_leased(batch, crate::bus::LEASE).await
+    }
+
+    async fn claim_leased(&self, batch: usize, lease: Duration) -> Result<Vec<Due>, BusError> {
         let reply: Vec<redis::Value> = SCHEDULE
             .key(self.keys.data())
             .arg("claim")
             .arg(batch)
-            .arg(crate::bus::LEASE.as_millis() as u64)
+            .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
@@ -300,5 +313,83 @@ impl RedisBus {
                 tracing::warn!(error = %e, "preview answer not written");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{TestRedis, command, fixture};
+    use crate::envelope::Command;
+    use std::time::Duration;
+
+    fn publish(id: &str) -> std::sync::Arc<crate::envelope::Publish> {
+        match command(serde_json::json!({"id": id, "to": "all", "kind": "toast", "title": id})) {
+            Command::Publish(p) => p,
+            other => panic!("not a publish: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn due_by_redis_time_claimed_by_one_node_and_again_only_after_its_lease() {
+        let redis = TestRedis::start();
+        let (a, b) = (fixture(&redis, "a"), fixture(&redis, "b"));
+        let now = a.bus.now_ms().await.expect("TIME");
+        a.bus
+            .schedule(&publish("due"), now - 1)
+            .await
+            .expect("held");
+        a.bus
+            .schedule(&publish("later"), now + 60_000)
+            .await
+            .expect("held");
+        // Both nodes claim at once: one gets it, the other nothing.
+        let lease = Duration::from_millis(300);
+        let (ca, cb) = tokio::join!(a.bus.claim_leased(10, lease), b.bus.claim_leased(10, lease));
+        let (ca, cb) = (ca.expect("claimed"), cb.expect("claimed"));
+        let claimed: Vec<&str> = ca.iter().chain(&cb).map(|d| d.id.as_str()).collect();
+        assert_eq!(claimed, ["due"], "exactly one claim, and not the later one");
+        let first = ca.into_iter().chain(cb).next().expect("one");
+        // Unsettled (its claimer died), it is due again once the lease ran out.
+        let again = loop {
+            let d = b.bus.claim_leased(10, lease).await.expect("claimed");
+            if !d.is_empty() {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(again[0].id, "due");
+        assert!(again[0].lease > first.lease);
+        // The first claim, settled late, no longer removes it; the second does.
+        a.bus.settle(&first).await.expect("settled");
+        assert_eq!(a.bus.scheduled(10).await.expect("list").len(), 2);
+        b.bus.settle(&again[0]).await.expect("settled");
+        let left = a.bus.scheduled(10).await.expect("list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["id"], "later");
+        assert!(a.bus.cancel_scheduled("later").await.expect("cancel"));
+        assert!(!a.bus.cancel_scheduled("later").await.expect("cancel"));
+        assert!(a.bus.claim_due(10).await.expect("claim").is_empty());
+    }
+
+    #[tokio::test]
+    async fn holding_is_bounded_and_the_same_id_replaces() {
+        let redis = TestRedis::start();
+        let f = fixture(&redis, "a");
+        let now = f.bus.now_ms().await.expect("TIME");
+        for i in 0..1000 {
+            f.bus
+                .schedule(&publish(&format!("m{i}")), now + 60_000)
+                .await
+                .expect("held");
+        }
+        assert!(matches!(
+            f.bus.schedule(&publish("one-more"), now + 60_000).await,
+            Err(crate::bus::BusError::ScheduleFull(1000))
+        ));
+        f.bus
+            .schedule(&publish("m0"), now + 1)
+            .await
+            .expect("replacing is not more");
+        assert_eq!(f.bus.scheduled(1).await.expect("list")[0]["id"], "m0");
     }
 }
