@@ -156,6 +156,10 @@ impl Default for Metrics {
             "Campaign displays decided, by verdict (allowed, frequency, until, global_cap, error)",
             m.campaign_decisions.clone(),
         );
+        // Exported from the start, so a scrape (and a rate) sees it at 0.
+        m.scheduled.get_or_create(&Reason {
+            reason: "published",
+        });
         registry.register(
             "scheduled",
             "Scheduled messages this node claimed at their time, by outcome (published, expired, invalid)",
