@@ -157,9 +157,9 @@ impl Default for Metrics {
             m.campaign_decisions.clone(),
         );
         // Exported from the start, so a scrape (and a rate) sees it at 0.
-        m.scheduled.get_or_create(&Reason {
+        drop(m.scheduled.get_or_create(&Reason {
             reason: "published",
-        });
+        }));
         registry.register(
             "scheduled",
             "Scheduled messages this node claimed at their time, by outcome (published, expired, invalid)",
