@@ -398,6 +398,12 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
             return Err(FieldError::new("id", "must not contain control characters"));
         }
     }
+    if e.send_at.is_some() && e.op != Op::Publish {
+        return Err(FieldError::new(
+            "send_at",
+            "only messages are scheduled, not retract, disconnect or campaign ops",
+        ));
+    }
     if e.op == Op::Retract {
         let id =
             e.id.ok_or_else(|| FieldError::new("id", "required for op retract"))?;
@@ -700,6 +706,10 @@ mod tests {
         assert_eq!(
             (p.send_later(now), p.envelope.expires_at),
             (None, Some(1_060_000))
+        );
+        assert_eq!(
+            refuse_at(r#"{"op":"retract","id":"m","send_at":5000000}"#, now).field,
+            "send_at"
         );
         assert_eq!(
             refuse_at(

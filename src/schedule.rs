@@ -49,8 +49,13 @@ pub async fn run(
                 }
             };
             let full = due.len() >= batch;
+            // Expiry by the clock the message was due by.
+            let now = match bus.now_ms().await {
+                Ok(now) => now,
+                Err(_) => crate::auth::unix_now_ms(),
+            };
             for d in &due {
-                publish_due(&bus, &metrics, d).await;
+                publish_due(&bus, &metrics, d, now).await;
             }
             if !full {
                 break;
@@ -61,11 +66,10 @@ pub async fn run(
 
 /// Publishes one claimed message and settles its claim. A message that no
 /// longer checks (it expired while waiting) is settled without publishing.
-async fn publish_due(bus: &Bus, metrics: &Metrics, d: &Due) {
-    let cmd = envelope::decode(d.json.as_bytes(), usize::MAX)
-        .and_then(|e| envelope::check(e, crate::auth::unix_now_ms()));
+async fn publish_due(bus: &Bus, metrics: &Metrics, d: &Due, now: u64) {
+    let cmd = envelope::decode(d.json.as_bytes(), usize::MAX).and_then(|e| envelope::check(e, now));
     let outcome = match cmd {
-        Ok(Command::Publish(p)) if p.expired(crate::auth::unix_now_ms()) => "expired",
+        Ok(Command::Publish(p)) if p.expired(now) => "expired",
         Ok(cmd @ Command::Publish(_)) => match bus.publish(&cmd).await {
             Ok(_) => "published",
             Err(e) => {

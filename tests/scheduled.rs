@@ -119,6 +119,27 @@ async fn embedded_cancel_before_the_time_means_nothing_arrives() {
 }
 
 #[tokio::test]
+async fn a_scheduled_message_whose_ttl_ran_out_while_waiting_is_not_published() {
+    let clock = Clock::manual(now_ms());
+    let h = Herald::start(embedded(&clock)).await;
+    let mut ada = h.connect("ada").await;
+    let at = clock.now_ms() + 60_000;
+    let mut stale = banner("stale", "too late", at);
+    stale["ttl_s"] = json!(60);
+    h.publish(stale).await;
+    h.publish(banner("fresh", "in time", at + 60_000)).await;
+    // Both due at once, two minutes on: the first had a minute to live.
+    clock.advance(Duration::from_secs(150));
+    assert_eq!(ada.recv_title().await, "in time");
+    eventually("the stale one counted", || async {
+        h.metric("herald_scheduled_total{reason=\"expired\"}").await == 1.0
+    })
+    .await;
+    h.expect_control_next(&mut ada, "ada").await;
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn send_at_is_checked_by_name_and_in_the_past_publishes_now() {
     let clock = Clock::manual(now_ms());
     let h = Herald::start(embedded(&clock)).await;
