@@ -28,6 +28,8 @@ static SCHEDULE: LazyLock<redis::Script> =
 pub const PREVIEW_WAIT: Duration = Duration::from_secs(1);
 /// How long a preview's answers stay in Redis (they are deleted once read).
 const PREVIEW_KEEP_MS: u64 = 10_000;
+/// The largest preview request a node reads (an audience is far smaller).
+const PREVIEW_MAX_BYTES: usize = 256 * 1024;
 /// Users per SADD of a preview answer.
 const PREVIEW_CHUNK: usize = 1000;
 
@@ -264,6 +266,10 @@ impl RedisBus {
         struct Request {
             req: String,
             to: serde_json::Value,
+        }
+        if payload.len() > PREVIEW_MAX_BYTES {
+            tracing::warn!(bytes = payload.len(), "preview request too large; ignored");
+            return;
         }
         let Some(r) = serde_json::from_slice::<Request>(payload)
             .ok()
