@@ -7,6 +7,8 @@
 //! 1. In: [`http::admin`] (`POST /v1/messages`) or the CLI parse and check an
 //!    [`envelope`] (the audience compiled by [`audience`]), then hand it to
 //!    the [`bus`]. A plain `PUBLISH` on a Redis channel skips this step.
+//!    With `send_at` ahead, the bus holds it and [`schedule`] (on whichever
+//!    node claims it at its time) goes on from step 2.
 //! 2. Across nodes: the [`bus`] publishes it on `{prefix}:broadcast` or on one
 //!    `{prefix}:user:{id}` channel per named user (embedded: straight on).
 //! 3. On each node: the Redis subscriber passes it to [`dispatch`], which
