@@ -184,7 +184,9 @@ async fn a_node_that_accepted_a_message_is_killed_and_another_publishes_it_once(
     .await;
     let survivor = Herald::start(with_redis(&redis)).await;
     let mut ada = survivor.connect("ada").await;
-    let at = now_ms() + 1500;
+    // Far enough ahead that the survivor still holds it when asked, on a
+    // busy machine too.
+    let at = now_ms() + 3000;
     let answer = accepting
         .publish(banner("orphan", "From a dead node", at))
         .await;
@@ -233,7 +235,7 @@ async fn cancelled_on_one_node_nothing_arrives_on_the_other() {
     let a = Herald::start(with_redis(&redis)).await;
     let b = Herald::start(with_redis(&redis)).await;
     let mut ada = b.connect("ada").await;
-    let at = now_ms() + 800;
+    let at = now_ms() + 2000;
     a.publish(banner("gone", "never", at)).await;
     b.publish(banner("stays", "stays", at + 200)).await;
     assert_eq!(b.delete("/v1/messages/gone").await.0, 200);
