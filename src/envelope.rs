@@ -670,62 +670,6 @@ mod tests {
     }
 
     #[test]
-    fn send_at_is_unix_ms_within_30_days_and_ttl_counts_from_it() {
-        let day = 24 * 3600 * 1000;
-        let now = 1_000_000;
-        let at = |v: &str| format!(r#"{{"to":"all","kind":"banner","title":"x","send_at":{v}}}"#);
-        for bad in [r#""tomorrow""#, "-5", "1.5", "true"] {
-            let err = parse(at(bad).as_bytes(), 65536, now).expect_err(bad);
-            assert_eq!(err.field, "send_at", "{bad}: {err}");
-        }
-        let far = (now + 30 * day + 1).to_string();
-        assert_eq!(
-            parse(at(&far).as_bytes(), 65536, now)
-                .expect_err("too far")
-                .field,
-            "send_at"
-        );
-        let Ok(Command::Publish(p)) = parse(
-            br#"{"to":"all","kind":"banner","title":"x","send_at":5000000,"ttl_s":60}"#,
-            65536,
-            now,
-        ) else {
-            panic!("refused")
-        };
-        assert_eq!(p.envelope.expires_at, Some(5_060_000));
-        assert_eq!(p.send_later(now), Some(5_000_000));
-        assert_eq!(p.send_later(5_000_000), None);
-        // In the past: published now, its ttl from now.
-        let Ok(Command::Publish(p)) = parse(
-            br#"{"to":"all","kind":"banner","title":"x","send_at":0,"ttl_s":60}"#,
-            65536,
-            now,
-        ) else {
-            panic!("refused")
-        };
-        assert_eq!(
-            (p.send_later(now), p.envelope.expires_at),
-            (None, Some(1_060_000))
-        );
-        assert_eq!(
-            refuse_at(r#"{"op":"retract","id":"m","send_at":5000000}"#, now).field,
-            "send_at"
-        );
-        assert_eq!(
-            refuse_at(
-                r#"{"to":"all","kind":"banner","title":"x","send_at":5000000,"expires_at":4000000}"#,
-                now
-            )
-            .field,
-            "expires_at"
-        );
-    }
-
-    fn refuse_at(json: &str, now: u64) -> FieldError {
-        parse(json.as_bytes(), 65536, now).expect_err("refused")
-    }
-
-    #[test]
     fn size_limit_is_checked_before_parsing() {
         let big = format!(
             r#"{{"to":"all","kind":"banner","title":"{}"}}"#,
