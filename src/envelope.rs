@@ -136,9 +136,16 @@ pub struct Envelope {
     /// Variants by locale tag, picked by the recipient's locale (`?locale=`, then `attrs.locale`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locales: Option<std::collections::BTreeMap<String, LocaleVariant>>,
-    /// Seconds to live from publishing; turned into `expires_at`.
+    /// Seconds to live from publishing (from `send_at` when scheduled); turned into `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// Unix milliseconds: held and published at that time, once for the whole cluster. In the past: published now; at most 30 days ahead.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "send_at_ms"
+    )]
+    pub send_at: Option<u64>,
     /// Unix milliseconds after which it is never delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
@@ -257,6 +264,21 @@ impl Envelope {
     }
 }
 
+/// `send_at` as unix milliseconds, refused by name otherwise (serde's own
+/// message for a wrong type would not say which field).
+fn send_at_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(_) => Err(serde::de::Error::custom(
+            "field `send_at`: must be unix milliseconds, a whole number of 0 or more",
+        )),
+    }
+}
+
+/// How far ahead `send_at` may be (SPEC §10.3).
+pub const MAX_SCHEDULE_AHEAD_MS: u64 = 30 * 24 * 3600 * 1000;
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -303,6 +325,11 @@ impl Publish {
 
     pub fn expired(&self, now_ms: u64) -> bool {
         self.envelope.expires_at.is_some_and(|at| at <= now_ms)
+    }
+
+    /// When it is to be published, if that is later than `now_ms`.
+    pub fn send_later(&self, now_ms: u64) -> Option<u64> {
+        self.envelope.send_at.filter(|at| *at > now_ms)
     }
 
     /// The envelope as nodes pass it on: id and absolute expiry fixed.
@@ -380,6 +407,12 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
         if id.chars().any(char::is_control) {
             return Err(FieldError::new("id", "must not contain control characters"));
         }
+    }
+    if e.send_at.is_some() && e.op != Op::Publish {
+        return Err(FieldError::new(
+            "send_at",
+            "only messages are scheduled, not retract, disconnect or campaign ops",
+        ));
     }
     if e.op == Op::Retract {
         let id =
@@ -460,9 +493,28 @@ pub fn check(mut e: Envelope, now_ms: u64) -> Result<Command, FieldError> {
     if e.ttl_s == Some(0) {
         return Err(FieldError::new("ttl_s", "must be at least 1"));
     }
+    if let Some(at) = e.send_at
+        && at > now_ms.saturating_add(MAX_SCHEDULE_AHEAD_MS)
+    {
+        return Err(FieldError::new(
+            "send_at",
+            "more than 30 days ahead (unix milliseconds)",
+        ));
+    }
+    // A scheduled message lives from its send time.
+    let from = e.send_at.map_or(now_ms, |at| at.max(now_ms));
     if let Some(ttl) = e.ttl_s.take() {
-        let at = now_ms.saturating_add(ttl.saturating_mul(1000));
+        let at = from.saturating_add(ttl.saturating_mul(1000));
         e.expires_at = Some(e.expires_at.map_or(at, |x| x.min(at)));
+    }
+    if let (Some(send), Some(exp)) = (e.send_at, e.expires_at)
+        && exp <= send
+        && send > now_ms
+    {
+        return Err(FieldError::new(
+            "expires_at",
+            "must be after send_at: it would expire before it is sent",
+        ));
     }
     let personalized = e.check_templates()?;
     if e.fallback && audience.users().is_none() {

@@ -7,6 +7,8 @@
 //! 1. In: [`http::admin`] (`POST /v1/messages`) or the CLI parse and check an
 //!    [`envelope`] (the audience compiled by [`audience`]), then hand it to
 //!    the [`bus`]. A plain `PUBLISH` on a Redis channel skips this step.
+//!    With `send_at` ahead, the bus holds it and [`schedule`] (on whichever
+//!    node claims it at its time) goes on from step 2.
 //! 2. Across nodes: the [`bus`] publishes it on `{prefix}:broadcast` or on one
 //!    `{prefix}:user:{id}` channel per named user (embedded: straight on).
 //! 3. On each node: the Redis subscriber passes it to [`dispatch`], which
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod render;
+pub mod schedule;
 pub mod schema;
 pub mod session;
 pub mod stats;
@@ -151,7 +154,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    run_with_clock(config, listeners, shutdown, clock::Clock::system()).await
+    let clock = config.clock.clone();
+    run_with_clock(config, listeners, shutdown, clock).await
 }
 
 /// [`run`], with campaign windows, quiet hours, goals and the hours of the
@@ -269,6 +273,7 @@ pub async fn run_with_clock(
                         trace_ttl: config.stats.trace_ttl,
                         trace_users: config.stats.trace_users,
                     },
+                    max_scheduled: config.schedule.max_pending,
                 },
                 BusParts {
                     background: background.clone(),
@@ -318,11 +323,19 @@ pub async fn run_with_clock(
                         config.stats.trace_ttl,
                     ),
                 }),
+                bus::MemorySchedule::new(clock.clone(), config.schedule.max_pending),
             )))
         }
     };
 
     let bus = Arc::new(bus);
+    let schedule_task = tokio::spawn(schedule::run(
+        bus.clone(),
+        metrics.clone(),
+        config.schedule.poll_interval,
+        config.schedule.batch,
+        stopped(),
+    ));
     let (engine, delays) = campaigns::Engine::new(
         registry,
         bus.clone(),
@@ -407,6 +420,7 @@ pub async fn run_with_clock(
     if let Some(task) = jwks_task {
         let _ = task.await;
     }
+    let _ = schedule_task.await;
     if let Some(task) = ingress_task {
         let _ = task.await;
     }

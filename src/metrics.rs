@@ -61,6 +61,7 @@ pub struct Metrics {
     pub campaign_unknown_tz: Counter,
     pub background_shed: Family<Job, Counter>,
     pub jwks_fetches: Family<JwksFetch, Counter>,
+    pub scheduled: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +86,7 @@ impl Default for Metrics {
             campaign_unknown_tz: Counter::default(),
             background_shed: Family::default(),
             jwks_fetches: Family::default(),
+            scheduled: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +187,15 @@ impl Default for Metrics {
             "Quiet-hours checks of users whose attrs.tz named no known time zone (the default zone was used)",
             m.campaign_unknown_tz.clone(),
         );
+        // Exported from the start, so a scrape (and a rate) sees it at 0.
+        drop(m.scheduled.get_or_create(&Reason {
+            reason: "published",
+        }));
+        registry.register(
+            "scheduled",
+            "Scheduled messages this node claimed at their time, by outcome (published, expired, invalid)",
+            m.scheduled.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -196,6 +207,12 @@ impl Metrics {
 
     pub fn background_shed_count(&self, job: &'static str) -> u64 {
         self.background_shed.get_or_create(&Job { job }).get()
+    }
+
+    pub fn scheduled(&self, outcome: &'static str) {
+        self.scheduled
+            .get_or_create(&Reason { reason: outcome })
+            .inc();
     }
 
     pub fn drop_reason(&self, reason: &'static str) {

@@ -190,7 +190,7 @@ pub fn openapi() -> Value {
     let camp_ref = || json!({"$ref": "#/components/schemas/Campaign"});
     let unauthorized = || error("Missing or invalid API key (when keys are configured).");
     let unavailable = || error("The Redis bus is down: nothing was published.");
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Herald admin API",
@@ -203,17 +203,19 @@ pub fn openapi() -> Value {
                 "summary": "Publish an envelope (or a retract / disconnect op).",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": env_ref()}}},
                 "responses": {
-                    "202": ok_json("Published. For users audiences, who was online at publish time.", json!({
+                    "202": ok_json("Published. For users audiences, who was online at publish time. With send_at ahead: scheduled, and the answer is {id, send_at}.", json!({
                         "type": "object", "properties": {
                             "id": {"type": "string"},
+                            "send_at": {"type": "integer", "description": "Scheduled: when it will be published (unix ms)."},
                             "online": {"type": "array", "items": {"type": "string"}},
                             "offline": {"type": "array", "items": {"type": "string"}}}})),
                     "400": error("Invalid envelope: the field and the reason."),
                     "401": unauthorized(), "503": unavailable()}}},
             "/v1/messages/{id}": {"delete": {
-                "summary": "Retract a message everywhere.",
+                "summary": "Cancel a scheduled message still waiting; otherwise retract a message everywhere.",
                 "parameters": [path_param("id", "The message id.")],
-                "responses": {"202": ok_json("Retracted.", json!({"type": "object", "properties": {"id": {"type": "string"}}})),
+                "responses": {"200": ok_json("Cancelled: it was waiting for its send_at and will not be published.", json!({"type": "object", "properties": {"id": {"type": "string"}, "cancelled": {"const": true}}})),
+                    "202": ok_json("Retracted.", json!({"type": "object", "properties": {"id": {"type": "string"}}})),
                     "400": error("Invalid id."), "401": unauthorized(), "503": unavailable()}}},
             "/v1/messages/active": {"get": {
                 "summary": "The sticky set: active sticky and require_ack messages.",
@@ -286,7 +288,49 @@ pub fn openapi() -> Value {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "One of auth.api_keys."}},
             "schemas": schemas
         }
-    })
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(scheduling_paths());
+    }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        let mut defs = serde_json::Map::new();
+        let request = component(
+            schemars::schema_for!(crate::bus::PreviewRequest).to_value(),
+            &mut defs,
+        );
+        let preview = component(
+            schemars::schema_for!(crate::bus::Preview).to_value(),
+            &mut defs,
+        );
+        schemas.extend(defs);
+        schemas.insert("PreviewRequest".into(), request);
+        schemas.insert("Preview".into(), preview);
+    }
+    doc
+}
+
+/// Scheduled messages and the audience preview (SPEC §10.3, §10.5).
+fn scheduling_paths() -> serde_json::Map<String, Value> {
+    let env_ref = json!({"$ref": "#/components/schemas/Envelope"});
+    let unauthorized = error("Missing or invalid API key (when keys are configured).");
+    let unavailable = error("The Redis bus is down.");
+    let paths = json!({
+        "/v1/messages/scheduled": {"get": {
+            "summary": "Scheduled messages still waiting for their send_at, soonest first, as accepted.",
+            "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": ok_json("Waiting messages.", json!({"type": "object", "properties": {"messages": {"type": "array", "items": env_ref}}})),
+                "401": unauthorized.clone(), "503": unavailable.clone()}}},
+        "/v1/audience/preview": {"post": {
+            "summary": "Count the sessions and users an audience reaches now, on every node, with a sample of user ids; delivers nothing.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PreviewRequest"}}}},
+            "responses": {"200": ok_json("Who is online now and in the audience.", json!({"$ref": "#/components/schemas/Preview"})),
+                "400": error("Invalid audience: the field and the reason."),
+                "401": unauthorized, "503": unavailable}}}
+    });
+    match paths {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 fn by_hour() -> Value {

@@ -101,13 +101,16 @@ async fn http_publish_routes_users_per_channel_and_reports_who_is_online() {
 async fn subscriptions_follow_sessions_and_nothing_is_left_behind() {
     let redis = Redis::start();
     let h = Herald::start(redis_config(&redis)).await;
-    assert_eq!(redis.channels().await, ["herald:broadcast"]);
+    assert_eq!(
+        redis.channels().await,
+        ["herald:broadcast", "herald:preview"]
+    );
     let a1 = h.connect("alice").await;
     let a2 = h.connect("alice").await;
     // The hello frame comes after the subscription, so this holds at once.
     assert_eq!(
         redis.channels().await,
-        ["herald:broadcast", "herald:user:alice"]
+        ["herald:broadcast", "herald:preview", "herald:user:alice"]
     );
     drop(a1);
     eventually("one alice session left", || async {
@@ -116,12 +119,12 @@ async fn subscriptions_follow_sessions_and_nothing_is_left_behind() {
     .await;
     assert_eq!(
         redis.channels().await,
-        ["herald:broadcast", "herald:user:alice"],
+        ["herald:broadcast", "herald:preview", "herald:user:alice"],
         "still one session"
     );
     drop(a2);
     eventually("alice's channel is unsubscribed", || async {
-        redis.channels().await == ["herald:broadcast"]
+        redis.channels().await == ["herald:broadcast", "herald:preview"]
     })
     .await;
     let presence = h.get_json("/v1/presence/alice").await;
@@ -236,6 +239,7 @@ async fn redis_outage_keeps_sessions_reports_not_ready_and_restores_subscription
         redis.channels().await
             == [
                 "herald:broadcast",
+                "herald:preview",
                 "herald:user:alice",
                 "herald:user:bob",
                 "herald:user:carol",

@@ -23,6 +23,7 @@ pub struct MemoryBus {
     tally: Arc<Embedded>,
     /// `None` when `history.enabled` is off.
     history: Option<MemoryHistory>,
+    schedule: super::MemorySchedule,
 }
 
 impl MemoryBus {
@@ -31,6 +32,7 @@ impl MemoryBus {
         dispatcher: Arc<Dispatcher>,
         history: Option<MemoryHistory>,
         tally: Arc<Embedded>,
+        schedule: super::MemorySchedule,
     ) -> Self {
         dispatcher.events().set_tally(tally.clone());
         Self {
@@ -40,7 +42,16 @@ impl MemoryBus {
             exposures: MemoryExposures::default(),
             tally,
             history,
+            schedule,
         }
+    }
+
+    pub(super) fn schedule(&self) -> &super::MemorySchedule {
+        &self.schedule
+    }
+
+    pub(super) fn preview(&self, audience: &crate::audience::Audience) -> super::Preview {
+        super::scheduled::local_preview(&self.hub, audience)
     }
 
     pub(super) fn dispatcher(&self) -> &Dispatcher {

@@ -12,6 +12,7 @@
 pub mod counters;
 mod memory;
 mod redis;
+mod scheduled;
 
 use crate::auth::Identity;
 use crate::envelope::{Command, Publish};
@@ -24,7 +25,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub use memory::MemoryBus;
-pub use redis::{BusParts, Keys, RedisBus, RedisTarget, StatsKeeping, publish_direct};
+pub use redis::{
+    BusParts, Direct as ScheduleDirect, Keys, RedisBus, RedisTarget, StatsKeeping, publish_direct,
+    scheduled_direct,
+};
+pub use scheduled::{Due, LEASE, MemorySchedule, Preview, PreviewRequest, Schedule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -34,6 +39,8 @@ pub enum BusError {
     /// certificate that does not verify): the node does not start.
     #[error("{0}")]
     Config(String),
+    #[error("send_at: {0} scheduled messages are waiting already (schedule.max_pending)")]
+    ScheduleFull(usize),
 }
 
 /// Who a `users` publish reached, known at publish time.

@@ -319,6 +319,12 @@ impl Compiled {
                         "an envelope without to, id or op: the campaign sets them",
                     ));
                 }
+                if m.send_at.is_some() {
+                    return Err(FieldError::new(
+                        format!("{field}.send_at"),
+                        "a campaign's message is shown when it fires; schedule messages with POST /v1/messages",
+                    ));
+                }
                 if m.priority != Priority::Normal {
                     return Err(FieldError::new(
                         format!("{field}.priority"),

@@ -4,6 +4,7 @@
 mod broadcast;
 mod publish;
 mod retract;
+mod scheduled;
 mod schema;
 mod serve;
 mod token;
@@ -31,8 +32,10 @@ enum Command {
     Publish(publish::Args),
     /// Raise an incident banner: sticky, urgent, to everyone. Prints its id.
     Broadcast(broadcast::Args),
-    /// Take a message off every screen and out of the sticky set.
+    /// Take a message off every screen and out of the sticky set (or cancel it, while scheduled).
     Retract(retract::Args),
+    /// List scheduled messages still waiting for their time.
+    Scheduled(scheduled::Args),
     /// Mint a token for tests and demos with the configured HS256 key (or,
     /// in dev mode, from a running node's /dev/token).
     Token(token::Args),
@@ -61,6 +64,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Publish(a) => publish::run(a).await,
             Command::Broadcast(a) => broadcast::run(a).await,
             Command::Retract(a) => retract::run(a).await,
+            Command::Scheduled(a) => scheduled::run(a).await,
             Command::Token(a) => token::run(a).await,
             Command::Validate(a) => validate::run(a).await,
             Command::Schema(a) => schema::run(a).await,

@@ -30,6 +30,9 @@ pub struct Args {
     /// Message id (generated when absent).
     #[arg(long)]
     id: Option<String>,
+    /// Publish at this time instead of now, RFC 3339 (e.g. 2026-12-24T09:00:00Z); at most 30 days ahead.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    at: Option<u64>,
     /// A whole envelope from a file, or - for stdin; flags override its fields.
     #[arg(long, value_name = "FILE|-")]
     json: Option<String>,
@@ -45,6 +48,15 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
 fn parse_priority(s: &str) -> Result<Priority, String> {
     serde_json::from_value(serde_json::Value::String(s.into()))
         .map_err(|_| "expected low, normal, high or urgent".into())
+}
+
+/// An RFC 3339 time (`2026-12-24T09:00:00Z`, `2026-12-24T10:00:00+01:00`)
+/// to unix milliseconds.
+pub fn parse_at(s: &str) -> Result<u64, String> {
+    let t: jiff::Timestamp = s
+        .parse()
+        .map_err(|e| format!("{e} (write an RFC 3339 time, e.g. 2026-12-24T09:00:00Z)"))?;
+    u64::try_from(t.as_millisecond()).map_err(|_| "a time before 1970".to_owned())
 }
 
 /// `all`, `user:a,b`, `segment:x,y`, `where:EXPR` to the envelope's `to`.
@@ -89,6 +101,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     env.priority = a.priority.unwrap_or(env.priority);
     env.id = a.id.or(env.id);
     env.sticky |= a.sticky;
+    env.send_at = a.at.or(env.send_at);
     if let Some(ttl) = a.ttl {
         env.ttl_s = Some(ttl.as_secs().max(1));
     }
@@ -105,5 +118,8 @@ pub async fn send(env: Envelope, transport: &Transport) -> anyhow::Result<()> {
     let json = p.to_json();
     let (id, reach) = transport.send(&cmd, &json).await?;
     report(id.as_deref().unwrap_or(p.id()), reach);
+    if let Some(at) = p.send_later(crate::auth::unix_now_ms()) {
+        eprintln!("scheduled for {}", super::scheduled::rfc3339(at));
+    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! API. `--redis` wins, then `--api`, then `HERALD_REDIS__URL`, then the
 //! admin API at http://127.0.0.1:9090.
 
-use crate::bus::Reach;
+use crate::bus::{Reach, ScheduleDirect};
 use crate::envelope::Command;
 use anyhow::{Context, bail};
 
@@ -57,6 +57,37 @@ impl Transport {
             // The nodes would refuse an app link outside their list.
             if let Command::Publish(p) = cmd {
                 p.envelope.check_links(&config.link_schemes())?;
+            }
+            // A send_at ahead: held in Redis for the nodes to publish.
+            if let Command::Publish(p) = cmd
+                && let Some(at) = p.send_later(crate::auth::unix_now_ms())
+            {
+                crate::bus::scheduled_direct(
+                    url,
+                    self.redis_cluster,
+                    config.redis.tls_files(),
+                    &self.prefix,
+                    ScheduleDirect::Schedule(p, at, config.schedule.max_pending),
+                )
+                .await
+                .with_context(|| format!("scheduling through {}", redact(url)))?;
+                return Ok((None, None));
+            }
+            // As DELETE /v1/messages/{id}: a message still waiting is
+            // cancelled, anything else retracted.
+            if let Command::Retract { id, .. } = cmd {
+                let cancelled = crate::bus::scheduled_direct(
+                    url,
+                    self.redis_cluster,
+                    config.redis.tls_files(),
+                    &self.prefix,
+                    ScheduleDirect::Cancel(id),
+                )
+                .await
+                .with_context(|| format!("cancelling through {}", redact(url)))?;
+                if cancelled == serde_json::Value::Bool(true) {
+                    return Ok((None, None));
+                }
             }
             let reach = crate::bus::publish_direct(
                 url,
@@ -119,6 +150,58 @@ impl Transport {
             offline: list("offline"),
         });
         Ok((id, reach))
+    }
+}
+
+impl Transport {
+    /// Scheduled messages still waiting, soonest first (at most `limit`).
+    pub async fn scheduled(&self, limit: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+        if let (Some(url), None) = (&self.redis, &self.api) {
+            let config = crate::config::Config::load(
+                self.config.as_deref(),
+                &crate::config::Overrides::default(),
+            )?;
+            let list = crate::bus::scheduled_direct(
+                url,
+                self.redis_cluster,
+                config.redis.tls_files(),
+                &self.prefix,
+                ScheduleDirect::List(limit),
+            )
+            .await
+            .with_context(|| format!("reading scheduled messages from {}", redact(url)))?;
+            return Ok(match list {
+                serde_json::Value::Array(list) => list,
+                _ => Vec::new(),
+            });
+        }
+        let base = self
+            .api
+            .as_deref()
+            .unwrap_or(DEFAULT_API)
+            .trim_end_matches('/');
+        let req = reqwest::Client::new().get(format!("{base}/v1/messages/scheduled?limit={limit}"));
+        let req = match &self.api_key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        };
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {base}"))?;
+        let status = res.status();
+        let mut body: serde_json::Value = res.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let reason = body
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("no reason given");
+            bail!("{base} answered {status}: {reason}");
+        }
+        match body.get_mut("messages").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(list)) => Ok(list),
+            _ => bail!("{base} answered without a list of messages"),
+        }
     }
 }
 

@@ -38,7 +38,14 @@ pub fn check_text(text: &str) -> Result<String, String> {
     match checked.map_err(|e| format!("envelope {e}"))? {
         Command::Publish(p) => {
             let kind = serde_json::to_value(p.envelope.kind).unwrap_or_default();
-            Ok(format!("envelope, kind {}", kind.as_str().unwrap_or("?")))
+            let when = p
+                .send_later(crate::auth::unix_now_ms())
+                .map(|at| format!(", scheduled for {}", super::scheduled::rfc3339(at)))
+                .unwrap_or_default();
+            Ok(format!(
+                "envelope, kind {}{when}",
+                kind.as_str().unwrap_or("?")
+            ))
         }
         Command::Retract { id, .. } => Ok(format!("retract {id:?}")),
         Command::Disconnect { .. } => Ok("disconnect".into()),

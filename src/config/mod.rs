@@ -59,8 +59,39 @@ pub struct Config {
     pub ingress: IngressConfig,
     pub campaigns: CampaignsConfig,
     pub stats: StatsConfig,
+    pub schedule: ScheduleConfig,
     pub log: LogConfig,
     pub sdk: SdkConfig,
+    /// The wall clock scheduled messages are due by when embedded (Redis
+    /// mode uses Redis's), and campaigns and counts read; not configurable,
+    /// tests set a manual one.
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
+}
+
+/// Scheduled messages (`send_at`, SPEC §10.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// How often every node claims due scheduled messages: the most a
+    /// message is published after its time.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Scheduled messages claimed at once (claiming again at once while full).
+    pub batch: usize,
+    /// Scheduled messages that may wait at once (cluster-wide with Redis);
+    /// more are refused with 503.
+    pub max_pending: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            batch: 100,
+            max_pending: 100_000,
+        }
+    }
 }
 
 /// What the SDK is told by the node (in `hello`).
@@ -328,8 +359,10 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             campaigns: CampaignsConfig::default(),
             stats: StatsConfig::default(),
+            schedule: ScheduleConfig::default(),
             log: LogConfig::default(),
             sdk: SdkConfig::default(),
+            clock: crate::clock::Clock::system(),
         }
     }
 }

@@ -14,6 +14,11 @@ impl Config {
                 self.campaigns.default_tz
             ));
         }
+        if self.schedule.poll_interval < Duration::from_millis(10) || self.schedule.batch == 0 {
+            return bad(
+                "schedule.poll_interval must be at least 10ms and schedule.batch at least 1".into(),
+            );
+        }
         if self.stats.trace_per_user == 0 || self.stats.trace_users == 0 {
             return bad("stats.trace_per_user and stats.trace_users must be at least 1".into());
         }

@@ -3,7 +3,7 @@
 //! `Authorization: Bearer <key>`, compared in constant time.
 
 use super::ApiError;
-use crate::bus::Store as _;
+use crate::bus::{Schedule as _, Store as _};
 use crate::campaigns::{Campaign, Compiled};
 use crate::envelope::{self, Command};
 use crate::error;
@@ -29,6 +29,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/messages/{id}/stats", get(message_stats))
         .route("/v1/campaigns/{id}/stats", get(campaign_stats))
         .route("/v1/users/{user}/trace", get(user_trace))
+        .route("/v1/messages/scheduled", get(scheduled))
+        .route("/v1/audience/preview", post(preview))
         .route("/v1/streams/{name}", get(stream))
         .route("/v1/campaigns", get(list_campaigns))
         .route(
@@ -117,7 +119,19 @@ async fn publish(State(node): State<Arc<Node>>, body: Body) -> Result<Response, 
     let e = envelope::decode(&bytes, max)?;
     envelope::from_publisher(&e)?;
     e.check_links(node.dispatcher.link_schemes())?;
-    let cmd = envelope::check(e, crate::auth::unix_now_ms())?;
+    // Whether send_at is ahead is decided by the clock the schedule runs
+    // on (Redis's), never the accepting node's.
+    let now = if e.send_at.is_some() {
+        node.bus.now_ms().await?
+    } else {
+        crate::auth::unix_now_ms()
+    };
+    let cmd = envelope::check(e, now)?;
+    if let Command::Publish(p) = &cmd
+        && let Some(at) = p.send_later(now)
+    {
+        return schedule(&node, p, at).await;
+    }
     let reach = node.bus.publish(&cmd).await?;
     if let Command::Publish(p) = &cmd {
         counted(&node, p, reach.as_ref());
@@ -150,6 +164,12 @@ async fn retract(
             "id: must be 1 to 128 bytes",
         ));
     }
+    // A message still waiting for its send_at is cancelled; anything else
+    // is retracted, as before scheduling existed.
+    if node.bus.cancel(&id).await? {
+        tracing::info!(msg_id = %id, "scheduled message cancelled");
+        return Ok(Json(serde_json::json!({ "id": id, "cancelled": true })).into_response());
+    }
     node.bus
         .publish(&Command::Retract {
             except: None,
@@ -158,6 +178,48 @@ async fn retract(
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// Holds a checked message until `at` (SPEC §10.3): `202 {"id","send_at"}`.
+async fn schedule(
+    node: &Node,
+    p: &crate::envelope::Publish,
+    at: u64,
+) -> Result<Response, ApiError> {
+    node.bus.schedule(p, at).await?;
+    tracing::info!(msg_id = p.id(), send_at = at, "scheduled");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": p.id(), "send_at": at })),
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ScheduledQuery {
+    limit: Option<usize>,
+}
+
+/// Scheduled messages still waiting, soonest first, as accepted.
+async fn scheduled(
+    State(node): State<Arc<Node>>,
+    axum::extract::Query(q): axum::extract::Query<ScheduledQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let messages = node.bus.scheduled(limit).await?;
+    Ok(Json(serde_json::json!({ "messages": messages })).into_response())
+}
+
+/// Who `to` reaches now, on every node (SPEC §10.5); delivers nothing.
+async fn preview(State(node): State<Arc<Node>>, body: Body) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, node.config.limits.max_envelope_bytes)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "body: over the envelope limit"))?;
+    let req: crate::bus::PreviewRequest =
+        serde_json::from_slice(&bytes).map_err(error::FieldError::from_serde)?;
+    let audience = crate::audience::Audience::compile(&req.to)?;
+    let preview = node.bus.preview(&req.to, &audience).await?;
+    Ok(Json(preview).into_response())
 }
 
 /// The sticky set: active sticky and must-acknowledge messages, as stored.

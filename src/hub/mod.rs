@@ -332,6 +332,30 @@ impl Hub {
         delivered
     }
 
+    /// Sessions the audience matches on this node, and their distinct
+    /// users; nothing is delivered (the audience preview).
+    pub fn matching(&self, audience: &Audience) -> (usize, Vec<Arc<str>>) {
+        let mut sessions = 0;
+        let mut users = Vec::new();
+        let mut count = |user: &Arc<str>| {
+            let mut n = 0;
+            self.for_user(user, &mut |s: &Session| {
+                if audience.matches(&s.identity()) {
+                    n += 1;
+                }
+            });
+            if n > 0 {
+                sessions += n;
+                users.push(user.clone());
+            }
+        };
+        match audience.users() {
+            Some(named) => named.iter().for_each(&mut count),
+            None => self.users().iter().for_each(&mut count),
+        }
+        (sessions, users)
+    }
+
     /// Pushes one frame to one session, within the outbox limit.
     pub fn push_to(&self, session: &Session, frame: Outgoing) -> Pushed {
         let pushed = session.outbox.push(frame, self.limits.queue);

@@ -150,6 +150,15 @@ export class Message {
   expiresAt(at: Date | number): Message {
     return this.#with({ expires_at: typeof at === 'number' ? at : at.getTime() });
   }
+  /**
+   * Publish at this time instead of now (a `Date`, or unix milliseconds; at
+   * most 30 days ahead): Herald holds it and publishes it once for the
+   * cluster. Through the HTTP API or `enqueue`; a plain Redis `publish` is
+   * delivered at once.
+   */
+  sendAt(at: Date | number): Message {
+    return this.#with({ send_at: typeof at === 'number' ? at : at.getTime() });
+  }
   /** Stays active until it expires or is retracted: sessions that connect meanwhile receive it. */
   sticky(on = true): Message {
     return this.#with({ sticky: on });

@@ -36,6 +36,8 @@ export interface Envelope {
   locales?: Record<string, LocaleVariant>;
   ttl_s?: number;
   expires_at?: number;
+  /** Unix milliseconds: held by Herald and published then (at most 30 days ahead). */
+  send_at?: number;
   sticky?: boolean;
   collapse_key?: string;
   require_ack?: boolean;

@@ -53,6 +53,7 @@ test('the builder writes the envelope', () => {
   });
   assert.equal(JSON.stringify(Message.toast('x').toAll()), '{"kind":"toast","title":"x","to":"all"}');
   assert.deepEqual(Message.toast('x').expiresAt(new Date(1_900_000_000_000)).toJSON().expires_at, 1_900_000_000_000);
+  assert.equal(Message.banner('Maintenance').sendAt(new Date('2026-12-24T09:00:00Z')).toJSON().send_at, 1_798_102_800_000);
 });
 
 test('a message is a template', () => {

@@ -4,7 +4,7 @@ the same envelopes, naming the same fields, is checked in test_http.py.)"""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,12 @@ def test_builder_writes_the_envelope() -> None:
         "data": {"confetti": True},
         "to": {"segments": ["beta"]},
     }
+
+
+def test_send_at_is_unix_milliseconds() -> None:
+    at = datetime(2026, 12, 24, 9, 0, tzinfo=timezone.utc)
+    assert Message.banner("Maintenance").to_all().send_at(at).to_dict()["send_at"] == 1798102800000
+    assert Message.toast("x").send_at(1798102800000).to_dict()["send_at"] == 1798102800000
 
 
 def test_a_message_is_a_template() -> None:

@@ -11,7 +11,7 @@
 use super::BusError;
 use super::conn::Conn;
 use super::{RedisBus, unavailable};
-use crate::envelope::{self, Envelope};
+use crate::envelope::{self, Command, Envelope};
 use crate::error;
 use crate::logs::Repeated;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -161,6 +161,27 @@ impl RedisBus {
                 }
                 envelope::check(e, crate::auth::unix_now_ms())
             });
+        // A send_at in the future is held until then (SPEC §10.3).
+        let later = match &checked {
+            Ok(Command::Publish(p)) if p.envelope.send_at.is_some() => {
+                p.send_later(self.now_ms().await?)
+            }
+            _ => None,
+        };
+        let checked = match (checked, later) {
+            (Ok(Command::Publish(p)), Some(at)) => match self.schedule(&p, at).await {
+                Ok(()) => {
+                    tracing::debug!(entry = entry_id, msg_id = p.id(), "ingress entry scheduled");
+                    return Ok(());
+                }
+                Err(BusError::ScheduleFull(n)) => Err(error::FieldError::new(
+                    "send_at",
+                    format!("{n} scheduled messages are waiting already"),
+                )),
+                Err(e) => return Err(e),
+            },
+            (checked, _) => checked,
+        };
         match checked {
             Ok(cmd) => {
                 self.publish(&cmd).await?;

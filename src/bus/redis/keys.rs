@@ -109,6 +109,31 @@ impl Keys {
     pub fn history(&self) -> String {
         format!("{}:history", self.data)
     }
+    /// Waiting scheduled messages: a sorted set of ids by due time, and
+    /// their envelopes (names built by `lua/schedule.lua` from `data()`).
+    pub fn scheduled(&self) -> String {
+        format!("{}:scheduled", self.data)
+    }
+    pub fn scheduled_envelopes(&self) -> String {
+        format!("{}:scheduled:envelopes", self.data)
+    }
+    /// Where nodes hear audience preview requests.
+    pub fn preview_channel(&self) -> String {
+        format!("{}:preview", self.prefix)
+    }
+    pub(super) fn is_preview_channel(&self, channel: &str) -> bool {
+        channel
+            .strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest == ":preview")
+    }
+    /// One preview's answers (a list, one entry per node) and the set of
+    /// the users they matched; both expire soon after.
+    pub fn preview_answers(&self, req: &str) -> String {
+        format!("{}:preview:{req}", self.data)
+    }
+    pub fn preview_users(&self, req: &str) -> String {
+        format!("{}:previewusers:{req}", self.data)
+    }
     /// `XADD` of one record to its stream, trimmed to about `maxlen`.
     pub(super) fn xadd(&self, r: &Record, maxlen: usize) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");

@@ -18,6 +18,7 @@ mod ingress;
 mod keys;
 mod presence;
 mod publishing;
+mod schedule;
 mod stats;
 mod sticky;
 mod streams;
@@ -28,6 +29,7 @@ mod testing;
 pub use keys::Keys;
 use publishing::Publishing;
 pub use publishing::publish_direct;
+pub use schedule::{Direct, scheduled_direct};
 
 use crate::auth::Identity;
 use crate::bus::counters::{Exposure, Limits, Verdict};
@@ -76,6 +78,8 @@ pub struct RedisTarget<'a> {
     pub tls: crate::config::TlsFiles<'a>,
     /// How counts and traces are kept (`[stats]`).
     pub stats: StatsKeeping,
+    /// Scheduled messages that may wait at once (`schedule.max_pending`).
+    pub max_scheduled: usize,
 }
 
 /// How long counts live, and how much of each user's trace is kept.
@@ -106,6 +110,7 @@ pub struct RedisBus {
     heartbeat: Duration,
     history: Option<(Duration, usize)>,
     stats: StatsKeeping,
+    max_scheduled: usize,
     /// Users whose channel this node is subscribed to right now.
     subscribed: Mutex<HashSet<Arc<str>>>,
     /// Bumped after every subscription change, for [`RedisBus::user_ready`].
@@ -192,6 +197,7 @@ impl RedisBus {
             history,
             tls,
             stats,
+            max_scheduled,
         } = target;
         let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
         let conn = backend.shared().map_err(unavailable)?;
@@ -213,6 +219,7 @@ impl RedisBus {
             heartbeat,
             history,
             stats,
+            max_scheduled,
             subscribed: Mutex::new(HashSet::new()),
             generation: watch::Sender::new(0),
         }))

@@ -102,6 +102,7 @@ impl RedisBus {
         // received in this stretch or read back after it.
         let before = self.head().await;
         sink.subscribe(&self.keys.broadcast()).await?;
+        sink.subscribe(&self.keys.preview_channel()).await?;
         // Users who changed while disconnected: those who left need their
         // presence removed; the rest are covered by the full restore below.
         let changed_meanwhile = self.changes.take();
@@ -265,6 +266,9 @@ impl RedisBus {
     }
 
     fn receive(self: &Arc<Self>, channel: &str, payload: &[u8]) {
+        if self.keys.is_preview_channel(channel) {
+            return self.answer_preview(payload);
+        }
         let route = match self.keys.user_of(channel) {
             Some(user) => Route::User(user),
             None => Route::Broadcast,

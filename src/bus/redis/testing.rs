@@ -136,6 +136,7 @@ pub fn fixture(redis: &TestRedis, node: &str) -> Fixture {
                 trace_ttl: Duration::from_secs(3600),
                 trace_users: 2,
             },
+            max_scheduled: 1000,
         },
         BusParts {
             background: Arc::new(crate::tasks::Background::new(64, metrics.clone())),

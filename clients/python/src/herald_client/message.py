@@ -178,6 +178,13 @@ class Message:
         """An absolute expiry: a ``datetime``, or unix milliseconds."""
         return self._with(expires_at=int(at.timestamp() * 1000) if isinstance(at, datetime) else at)
 
+    def send_at(self, at: Union[int, datetime]) -> "Message":
+        """Publish at this time instead of now (a ``datetime``, or unix
+        milliseconds; at most 30 days ahead): Herald holds it and publishes it
+        once for the cluster. Through the HTTP API or ``enqueue``; a plain
+        Redis ``publish`` is delivered at once."""
+        return self._with(send_at=int(at.timestamp() * 1000) if isinstance(at, datetime) else at)
+
     def sticky(self, on: bool = True) -> "Message":
         """Stays active until it expires or is retracted: sessions that
         connect meanwhile receive it too."""
