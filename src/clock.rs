@@ -23,7 +23,10 @@ impl Clock {
     pub fn now_ms(&self) -> u64 {
         match &self.0 {
             Some(hand) => hand.load(Ordering::Relaxed),
-            None => crate::auth::unix_now_ms(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
         }
     }
 

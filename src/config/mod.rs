@@ -574,42 +574,6 @@ impl Config {
     }
 }
 
-/// `auth.jwks_url`: https, or plain http to a loopback host only (keys
-/// fetched in clear text over a network could be replaced on the way).
-pub(crate) fn check_jwks_url(url: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| {
-        Err(ConfigError::Invalid(format!(
-            "auth.jwks_url = {url:?}: {why}"
-        )))
-    };
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return bad("not an URL (expected https://…)");
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        host.split(':').next().unwrap_or_default()
-    };
-    if host.is_empty() {
-        return bad("no host");
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http"
-            if host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback()) =>
-        {
-            Ok(())
-        }
-        "http" => bad("plain http only to a loopback host; use https"),
-        _ => bad("must be https:// (or http:// on loopback)"),
-    }
-}
-
 impl AuthConfig {
     pub fn has_key(&self) -> bool {
         self.hs256_secret.is_some()
