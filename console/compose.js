@@ -359,7 +359,7 @@ export function Compose() {
         <${Card} title="Send">
           <div class="stack">
             <${Segmented} legend="When" value=${when} onChange=${setWhen} options=${[['now', 'Send now'], ['later', 'Schedule']]} name="when" />
-            ${when === 'later' ? html`<${Text} label="Send at (your local time)" type="datetime-local" value=${at} onInput=${setAt} error=${errors.send_at} hint="Up to 30 days ahead. Expiry counts from this time." />` : null}
+            ${when === 'later' ? html`<${Text} label="Send at (your local time)" type="datetime-local" step="1" value=${at} onInput=${setAt} error=${errors.send_at} hint="Up to 30 days ahead. Expiry counts from this time." />` : null}
             <div class="row">
               <button class="btn btn-primary" type="submit" disabled=${busy}>${busy ? 'Sending…' : when === 'later' ? 'Schedule message' : 'Send message'}</button>
             </div>
