@@ -5,7 +5,7 @@
 import { html, render, useEffect, useRef, useState } from './vendor/preact-htm.js';
 import { api, auth, del, enc, get, post, ApiError } from './api.js';
 import * as shapes from './shapes.js';
-import { Card, ErrorState, Outcome, Page, Segmented, StateBox, Text, confirmDialog, fmt, useApi } from './ui.js';
+import { Card, ErrorState, Outcome, Page, Segmented, Select, StateBox, Text, confirmDialog, fmt, useApi } from './ui.js';
 import { Compose, Preview } from './compose.js';
 import { Campaigns } from './campaigns.js';
 import { Measure, Trace } from './measure.js';
@@ -55,9 +55,9 @@ function ThemeSwitch() {
   return html`<div class="theme-switch">
     <label for="theme">Theme</label>
     <select id="theme" value=${t} onChange=${(e) => set(e.currentTarget.value)}>
-      <option value="system" selected=${t === 'system'}>System</option>
-      <option value="light" selected=${t === 'light'}>Light</option>
-      <option value="dark" selected=${t === 'dark'}>Dark</option>
+      <option value="system" selected=${t === 'system'}>System theme</option>
+      <option value="light" selected=${t === 'light'}>Light theme</option>
+      <option value="dark" selected=${t === 'dark'}>Dark theme</option>
     </select>
   </div>`;
 }
@@ -162,6 +162,14 @@ function Now() {
 
 // ---- Incident banner ------------------------------------------------------
 
+const TTLS = [
+  ['1800', '30 minutes'],
+  ['7200', '2 hours'],
+  ['28800', '8 hours'],
+  ['86400', '24 hours'],
+  ['', 'Never (until resolved)'],
+];
+
 const SEVERITIES = [
   ['info', 'Info'],
   ['warning', 'Warning'],
@@ -178,8 +186,9 @@ export function ulidTime(id) {
 }
 
 function Incident() {
-  const empty = { title: '', body: '', severity: 'warning', key: 'incident' };
-  const [form, setForm] = useState(empty);
+  // A fresh key per incident: raising never replaces another incident's banner.
+  const fresh = () => ({ title: '', body: '', severity: 'warning', ttl: '7200', key: `incident-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}` });
+  const [form, setForm] = useState(fresh);
   const [errors, setErrors] = useState({});
   const [outcome, setOutcome] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -198,6 +207,7 @@ function Incident() {
     collapse_key: form.key.trim(),
     priority: form.severity === 'critical' ? 'urgent' : 'high',
     theme: { severity: form.severity },
+    ...(form.ttl ? { ttl_s: Number(form.ttl) } : {}),
     ...(form.title.trim() ? { title: form.title.trim() } : {}),
     ...(form.body.trim() ? { body: form.body.trim() } : {}),
   });
@@ -230,14 +240,14 @@ function Incident() {
     try {
       await del(`/v1/messages/${enc(m.id)}`);
       setOutcome({ ok: true, text: `Resolved: “${m.title || m.body}” retracted everywhere.` });
-      if (m.collapse_key === form.key) setForm(empty);
+      if (m.collapse_key === form.key) setForm(fresh());
       active.reload();
     } catch (err) {
       setOutcome({ ok: false, text: `Not retracted: ${err.message}` });
     }
   };
   const edit = (m) => {
-    setForm({ title: m.title || '', body: m.body || '', severity: (m.theme && m.theme.severity) || 'warning', key: m.collapse_key || '' });
+    setForm({ title: m.title || '', body: m.body || '', severity: (m.theme && m.theme.severity) || 'warning', ttl: m.expires_at ? '7200' : '', key: m.collapse_key || '' });
     setErrors({});
     document.getElementById('inc-title')?.focus();
   };
@@ -248,10 +258,11 @@ function Incident() {
           <${Segmented} legend="Severity" value=${form.severity} onChange=${set('severity')} options=${SEVERITIES} name="severity" />
           <${Text} id="inc-title" label="Title" value=${form.title} onInput=${set('title')} error=${errors.title} placeholder="Payments are delayed" required />
           <${Text} label="Details" multiline value=${form.body} onInput=${set('body')} error=${errors.body} placeholder="We are on it. Next update at 14:30 UTC." />
+          <${Select} label="Goes away by itself after" value=${form.ttl} onChange=${set('ttl')} options=${TTLS} hint="A forgotten banner expires; resolve it as soon as the incident is over." />
           <${Text} label="Incident key" value=${form.key} onInput=${set('key')} error=${errors.key} mono hint="A banner with the same key replaces the one on screen (collapse_key)." />
           <div class="row">
             <button class="btn btn-primary" type="submit" disabled=${busy}>${busy ? 'Sending…' : live ? 'Update banner' : 'Raise banner'}</button>
-            ${live ? html`<button class="btn btn-quiet" type="button" onClick=${() => setForm(empty)}>New incident</button>` : null}
+            ${live ? html`<button class="btn btn-quiet" type="button" onClick=${() => setForm(fresh())}>New incident</button>` : null}
           </div>
           <${Outcome} outcome=${outcome} />
         </form>

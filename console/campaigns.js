@@ -181,7 +181,7 @@ function Editor({ initial, editing, onDone }) {
   return html`<form class="campaign-editor compose" onSubmit=${save} novalidate>
     <div class="compose-form">
       ${stray ? html`<div class="inline-warn" role="alert">${stray[1]}</div>` : null}
-      <${Card} title=${editing ? `Edit ${f.id}` : 'New campaign'} sub="A stored rule: when a user does this, show them that.">
+      <${Card} title="Rule" sub="A stored rule: when a user does this, show them that.">
         <div class="stack">
           <div class="grid-2">
             <${Text} label="Campaign id" value=${f.id} onInput=${set('id')} error=${errors.id} mono disabled=${editing} required placeholder="upsell-export" />
@@ -191,7 +191,7 @@ function Editor({ initial, editing, onDone }) {
           ${f.trigger === 'event'
             ? html`<div class="grid-2">
                 <${Text} label="Event name" value=${f.event} onInput=${set('event')} error=${errors.event} mono placeholder="feature_used" />
-                <${Text} label="Event filter (CEL over props)" value=${f.eventWhere} onInput=${set('eventWhere')} error=${errors.eventWhere} mono placeholder='props.feature == "export"' />
+                <${Text} label="Event filter (CEL)" value=${f.eventWhere} onInput=${set('eventWhere')} error=${errors.eventWhere} mono placeholder='props.feature == "export"' hint="Over the event's props; empty: every such event." />
               </div>`
             : null}
           ${f.trigger === 'idle' ? html`<${Text} label="Idle for (seconds)" type="number" min="1" value=${f.idle_s} onInput=${set('idle_s')} error=${errors.idle_s} />` : null}

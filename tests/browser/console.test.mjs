@@ -125,6 +125,10 @@ test('Incident banner: raise, update in place, resolve, drawn on a demo page; ke
   assert.equal(await banner.$eval('.herald-title', (t) => t.textContent), 'Payments are delayed');
   assert.ok(await banner.evaluate((b) => b.classList.contains('herald-sev-critical')));
   await demo.wire.waitAck(first, 'displayed');
+  const frame = demo.wire.msgs(first)[0];
+  assert.equal(frame.sticky, true);
+  assert.equal(frame.priority, 'urgent', 'critical is urgent');
+  assert.ok(frame.expires_at > Date.now() + 3600000, 'expires by itself (2 hours by default)');
   await axeCheck(page, 'Incident banner (active)');
 
   // Update in place: same collapse_key, the page's banner is replaced.
@@ -267,7 +271,7 @@ test('Campaigns: create (the API’s 400 next to the field), fire on a demo page
   await axeCheck(page, 'the campaign editor');
   await page.getByLabel('Campaign id').fill(id);
   await page.getByLabel('Event name').fill('opened');
-  await page.getByLabel('Event filter (CEL over props)').fill('props.plan ==');
+  await page.getByLabel('Event filter (CEL)').fill('props.plan ==');
   await page.locator('label.seg', { hasText: 'Narrow down' }).click();
   await page.getByLabel('Users').fill(user);
   await page.getByLabel('Kind').selectOption('toast');
@@ -276,9 +280,9 @@ test('Campaigns: create (the API’s 400 next to the field), fire on a demo page
   await page.getByLabel('Button 1 label').fill('Thanks');
   await page.getByRole('button', { name: 'Create campaign' }).click();
   // The node's reason, next to the trigger filter, and focus moved there.
-  const filterField = page.locator('.field.has-error', { has: page.getByLabel('Event filter (CEL over props)') });
+  const filterField = page.locator('.field.has-error', { has: page.getByLabel('Event filter (CEL)') });
   await filterField.locator('.error', { hasText: 'trigger.where' }).waitFor();
-  assert.equal(await page.evaluate(() => document.activeElement.id), await page.getByLabel('Event filter (CEL over props)').getAttribute('id'));
+  assert.equal(await page.evaluate(() => document.activeElement.id), await page.getByLabel('Event filter (CEL)').getAttribute('id'));
   assert.equal((await admin(env.keyed, 'GET', `/v1/campaigns/${id}`)).status, 404, 'nothing stored');
   // Fixed: on connect instead.
   await page.locator('label.seg', { hasText: 'On connect' }).click();
