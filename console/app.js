@@ -133,7 +133,7 @@ function Now() {
         ${error ? html`<div class="inline-warn" role="alert">Refresh failed: ${error.message}. Showing the last figures.</div>` : null}
         <div class="tiles">
           <div class="tile"><p class="tile-label">Sessions online</p><p class="tile-value" data-stat="sessions">${fmt.n(data.sessions)}</p></div>
-          <div class="tile"><p class="tile-label">Users online</p><p class="tile-value" data-stat="users">${fmt.n(data.users)}</p></div>
+          <div class="tile"><p class="tile-label">Users online</p><p class="tile-value" data-stat="users">${fmt.n(data.users)}</p>${data.nodes.length > 1 ? html`<p class="tile-foot">summed over nodes: a user on two counts twice</p>` : null}</div>
           <div class="tile">
             <p class="tile-label">Deliveries per second</p>
             <p class="tile-value" data-stat="rate">${rate == null ? '–' : rate < 10 ? rate.toFixed(1) : fmt.n(Math.round(rate))}</p>

@@ -113,9 +113,11 @@ function Variants({ variants }) {
 function Counts({ what, id }) {
   const path = what === 'campaign' ? `/v1/campaigns/${enc(id)}/stats` : `/v1/messages/${enc(id)}/stats`;
   const data = useApi(async () => {
-    const [total, hourly] = await Promise.all([get(path), get(`${path}?by=hour`).catch(() => null)]);
+    const [total, hourly] = await Promise.all([get(path), get(`${path}?by=hour`).catch((err) => ({ failed: err }))]);
     const c = shapes.counts(total);
-    c.hours = shapes.hours(hourly && hourly.hours);
+    // A node without hourly counts answers 400/404/405, or the totals without `hours`.
+    c.hourly = !hourly.failed && Array.isArray(hourly.hours);
+    c.hours = c.hourly ? shapes.hours(hourly.hours) : [];
     return c;
   }, [path], 10000);
   if (data.error && !data.data) {
@@ -139,7 +141,9 @@ function Counts({ what, id }) {
     </div>
     <div class="split">
       <${Card} title="Over time" sub="Per hour.">
-        <${HourlyChart} hours=${c.hours} label=${`Delivered, displayed and clicked per hour for ${what} ${id}`} />
+        ${c.hourly
+          ? html`<${HourlyChart} hours=${c.hours} label=${`Delivered, displayed and clicked per hour for ${what} ${id}`} />`
+          : html`<${StateBox} kind="na" title="Hourly counts are not available on this node">It answers the totals only; the chart needs <span class="mono">?by=hour</span>.</${StateBox}>`}
       </${Card}>
       <${Card} title="Clicks by button">
         ${!c.actions.length ? html`<${StateBox} kind="empty" title="No clicks yet" />` : null}

@@ -362,3 +362,55 @@ test('a route the node lacks is shown as "not available on this node"', async ()
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('Compose and Campaigns with the keyboard only', async () => {
+  const { page, errors } = await openConsole(env.browser.context, env.keyed, 'compose');
+  const user = uniqueUser('kbd');
+  const demo = await openDemo(env.browser.context, env.keyed, user);
+  const idOf = (label) => page.getByLabel(label, { exact: true }).getAttribute('id');
+  await tabTo(page, `#${await idOf('Kind')}`);
+  await page.keyboard.press('End'); // the last kind…
+  await page.keyboard.press('Home'); // …and back to the first: banner
+  assert.equal(await page.getByLabel('Kind').inputValue(), 'banner');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('Typed without a mouse');
+  await tabTo(page, 'input[name="audience"]:checked');
+  await page.keyboard.press('ArrowRight'); // Narrow down
+  await tabTo(page, `#${await idOf('Users')}`);
+  await page.keyboard.type(user);
+  await tabTo(page, 'button[type="submit"]');
+  assert.ok(await focusVisible(page));
+  await page.keyboard.press('Enter');
+  await page.locator('[data-result="id"]').waitFor();
+  const id = await page.textContent('[data-result="id"]');
+  await demo.page.waitForSelector(sel(id), { state: 'visible' });
+  assert.equal(await demo.page.$eval(`${sel(id)} .herald-title`, (t) => t.textContent), 'Typed without a mouse');
+
+  // A campaign created and deleted from the keyboard.
+  await page.evaluate(() => (location.hash = '#/campaigns'));
+  await page.waitForFunction(() => document.getElementById('page-title')?.textContent === 'Campaigns');
+  await tabTo(page, 'button.btn-primary');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.campaign-editor');
+  const cid = `kbd-${user}`.slice(0, 60);
+  await tabTo(page, `#${await page.getByLabel('Campaign id').getAttribute('id')}`);
+  await page.keyboard.type(cid);
+  await tabTo(page, `#${await idOf('Event name')}`);
+  await page.keyboard.type('opened');
+  await tabTo(page, `#${await idOf('Title')}`);
+  await page.keyboard.type('From the keyboard');
+  await tabTo(page, 'button[type="submit"]');
+  await page.keyboard.press('Enter');
+  await page.getByText(`Saved campaign ${cid}`).waitFor();
+  await tabTo(page, `button[aria-label="Delete ${cid}"]`);
+  await page.keyboard.press('Enter');
+  await page.getByRole('dialog').waitFor();
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Enter');
+  await page.locator(`tr[data-campaign="${cid}"]`).waitFor({ state: 'detached' });
+  assert.equal((await admin(env.keyed, 'GET', `/v1/campaigns/${cid}`)).status, 404);
+  assert.deepEqual(errors, []);
+  await demo.page.close();
+  await page.close();
+});
