@@ -100,7 +100,7 @@ export function Card({ title, sub, actions, children, class: cls = '', labelledB
 
 /** What a view shows instead of data: loading, empty, an error, or a route this node lacks. */
 export function StateBox({ kind, title, children, retry }) {
-  const icon = { loading: '', empty: '○', error: '!', na: '–' }[kind];
+  const icon = { loading: '', empty: '○', error: '!', na: 'i' }[kind];
   return html`<div class=${`state state-${kind}`} role=${kind === 'error' ? 'alert' : 'status'} aria-busy=${kind === 'loading' ? 'true' : undefined}>
     ${kind === 'loading' ? html`<span class="spinner" aria-hidden="true"></span>` : html`<span class="state-icon" aria-hidden="true">${icon}</span>`}
     <div>

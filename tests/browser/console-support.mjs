@@ -80,7 +80,9 @@ let axeSource = null;
  * through the DevTools protocol (the console's CSP allows no inline script).
  */
 export async function axeCheck(page, what) {
-  axeSource ??= await readFile(join(here, 'node_modules/axe-core/axe.min.js'), 'utf8');
+  axeSource ??= await readFile(join(here, 'node_modules/axe-core/axe.min.js'), 'utf8').catch(() => {
+    throw new Error('axe-core is not installed: run `(cd tests/browser && npm ci)`');
+  });
   await page.evaluate(axeSource);
   // Overlays fade in: contrast is judged once they are drawn in full.
   await page.evaluate(() => Promise.all(document.getAnimations().filter((a) => a.effect?.getTiming().iterations !== Infinity).map((a) => a.finished.catch(() => null))));
