@@ -266,10 +266,10 @@ function Incident() {
           </div>
           <${Outcome} outcome=${outcome} />
         </form>
-        <div class="mini-preview">
-          <p class="label-sm">Preview</p>
-          <${Preview} msg=${{ ...envelope(), title: envelope().title || (envelope().body ? undefined : 'Your title') }} height=${150} label="Incident banner preview" />
-        </div>
+      </${Card}>
+      <div class="stack-lg">
+      <${Card} title="What users see" sub="Drawn by the SDK, as on their screens.">
+        <${Preview} msg=${{ ...envelope(), title: envelope().title || (envelope().body ? undefined : 'Your title') }} height=${120} label="Incident banner preview" />
       </${Card}>
       <${Card} title="Active incidents" sub="Sticky banners on screen now.">
         ${active.error && !active.data ? html`<${ErrorState} error=${active.error} what="The active set" retry=${active.reload} />` : null}
@@ -291,6 +291,7 @@ function Incident() {
           )}
         </ul>
       </${Card}>
+      </div>
     </div>
   </${Page}>`;
 }
