@@ -143,7 +143,7 @@ function Now() {
         </div>
         ${data.clusterError ? html`<div class="inline-warn" role="alert">Cluster figures unavailable: ${data.clusterError}. Showing this node only.</div>` : null}
         <${Card} title="Nodes" sub=${`${fmt.n(data.deliveries)} messages delivered since each node started`}>
-          <div class="table-wrap"><table class="table" aria-label="Nodes">
+          <div class="table-wrap" tabindex="0"><table class="table" aria-label="Nodes">
             <thead><tr><th scope="col">Node</th><th scope="col">State</th><th scope="col" class="num">Sessions</th><th scope="col" class="num">Users</th><th scope="col" class="num">Delivered</th></tr></thead>
             <tbody>
               ${data.nodes.map(
@@ -339,7 +339,7 @@ function Messages() {
       <button class="btn btn-danger-quiet" onClick=${() => retract(m, scheduled)} aria-label=${`${scheduled ? 'Cancel' : 'Retract'} ${m.title || m.id}`}>${scheduled ? 'Cancel' : 'Retract'}</button>
     </td>
   </tr>`;
-  const table = (label, head, rows) => html`<div class="table-wrap"><table class="table" aria-label=${label}>
+  const table = (label, head, rows) => html`<div class="table-wrap" tabindex="0"><table class="table" aria-label=${label}>
       <thead><tr><th scope="col">Kind</th><th scope="col">Message</th><th scope="col">Audience</th><th scope="col">${head}</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${rows}</tbody></table></div>`;
   return html`<${Page} title="Messages" sub="What is on screens now, and what is waiting to be sent.">

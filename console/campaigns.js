@@ -317,7 +317,7 @@ export function Campaigns() {
       ${!list.data && !list.error ? html`<${StateBox} kind="loading" title="Loading campaigns…" />` : null}
       ${list.data && !rows.length ? html`<${StateBox} kind="empty" title="No campaigns yet">Create one to show a message when users do something: use a feature, connect, go idle.</${StateBox}>` : null}
       ${rows.length
-        ? html`<div class="table-wrap"><table class="table" aria-label="Campaigns">
+        ? html`<div class="table-wrap" tabindex="0"><table class="table" aria-label="Campaigns">
             <thead><tr><th scope="col">Campaign</th><th scope="col">Trigger</th><th scope="col">Audience</th><th scope="col">Status</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
             <tbody>
               ${rows.map(

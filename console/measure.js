@@ -67,7 +67,7 @@ function HourlyChart({ hours, label }) {
     ${!hours.length ? html`<${StateBox} kind="empty" title="No hourly data yet">Counts appear here hour by hour once the message is delivered.</${StateBox}>` : null}
     ${hours.length
       ? html`<details class="as-table"><summary>Show as a table</summary>
-          <div class="table-wrap"><table class="table" aria-label=${`${label}, as a table`}>
+          <div class="table-wrap" tabindex="0"><table class="table" aria-label=${`${label}, as a table`}>
             <thead><tr><th scope="col">Hour</th>${SERIES.map(([, l]) => html`<th scope="col" class="num">${l}</th>`)}</tr></thead>
             <tbody>${hours.map((h) => html`<tr><td>${fmt.time(h.hour)}</td>${SERIES.map(([k]) => html`<td class="num">${fmt.n(h[k])}</td>`)}</tr>`)}</tbody>
           </table></div></details>`
@@ -93,7 +93,7 @@ function Variants({ variants }) {
   if (!variants.length) return null;
   const span = Math.max(0.01, ...variants.flatMap((v) => (v.ci ? v.ci.map(Math.abs) : [Math.abs(v.diff || 0)])));
   return html`<${Card} title="Experiment" sub="Each variant against the holdout: conversions per exposed user, the difference and its 95% confidence interval.">
-    <div class="table-wrap"><table class="table" aria-label="Variants">
+    <div class="table-wrap" tabindex="0"><table class="table" aria-label="Variants">
       <thead><tr><th scope="col">Variant</th><th scope="col" class="num">Exposed</th><th scope="col" class="num">Displayed</th><th scope="col" class="num">Clicked</th><th scope="col" class="num">Converted</th><th scope="col" class="num">Rate</th><th scope="col" class="num">vs holdout</th><th scope="col">Interval</th></tr></thead>
       <tbody>
         ${variants.map(

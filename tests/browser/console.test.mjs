@@ -331,14 +331,15 @@ test('Campaigns: create (the API’s 400 next to the field), fire on a demo page
   await page.close();
 });
 
-test('every view passes axe-core in light and dark', async () => {
-  for (const colorScheme of ['light', 'dark']) {
+test('every view passes axe-core in light and dark, and at phone width', async () => {
+  for (const [colorScheme, width] of [['light', 1280], ['dark', 1280], ['light', 390]]) {
     const { page, errors } = await openConsole(env.browser.context, env.keyed, 'now', { colorScheme });
+    await page.setViewportSize({ width, height: 800 });
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), colorScheme);
     for (const view of ['Now', 'Incident banner', 'Compose', 'Messages', 'Campaigns', 'Measure', 'User trace']) {
       await go(page, view);
       await page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'));
-      await axeCheck(page, `${view} (${colorScheme})`);
+      await axeCheck(page, `${view} (${colorScheme}, ${width} px)`);
     }
     assert.deepEqual(errors, []);
     await page.close();
