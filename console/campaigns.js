@@ -2,8 +2,8 @@
 // PUT /v1/campaigns/{id}: the node validates, and its 400 reason is shown
 // next to the field it names.
 
-import { html, useState } from './vendor/preact-htm.js';
-import { del, enc, get, put } from './api.js';
+import { html, useEffect, useState } from './vendor/preact-htm.js';
+import { del, enc, get, post, put } from './api.js';
 import { AudienceBuilder, MessageFields, PreviewPanel, emptyAudience, emptyMessage, formField, fromAudience, fromMessage, toAudience, toMessage } from './compose.js';
 import { Card, Check, ErrorState, Outcome, Page, Segmented, Select, StateBox, Text, confirmDialog, useApi } from './ui.js';
 
@@ -145,6 +145,24 @@ function Editor({ initial, editing, onDone }) {
   const [outcome, setOutcome] = useState(null);
   const [busy, setBusy] = useState(false);
   const set = (k) => (v) => setF((x) => ({ ...x, [k]: v }));
+  // The event filter is checked by the node as it is typed (POST /v1/validate).
+  const [filterError, setFilterError] = useState(null);
+  useEffect(() => {
+    setFilterError(null);
+    if (f.trigger !== 'event' || !f.eventWhere.trim()) return undefined;
+    const ctl = new AbortController();
+    const t = setTimeout(async () => {
+      try {
+        await post('/v1/validate', { id: 'filter-check', trigger: { event: f.event.trim() || 'event', where: f.eventWhere.trim() }, message: { kind: 'toast', title: 'x' } }, { signal: ctl.signal });
+      } catch (err) {
+        if (err.status === 400 && err.field === 'trigger.where') setFilterError(err.reason);
+      }
+    }, 350);
+    return () => {
+      clearTimeout(t);
+      ctl.abort();
+    };
+  }, [f.trigger, f.event, f.eventWhere]);
   const save = async (e) => {
     e.preventDefault();
     setErrors({});
@@ -191,7 +209,7 @@ function Editor({ initial, editing, onDone }) {
           ${f.trigger === 'event'
             ? html`<div class="grid-2">
                 <${Text} label="Event name" value=${f.event} onInput=${set('event')} error=${errors.event} mono placeholder="feature_used" />
-                <${Text} label="Event filter (CEL)" value=${f.eventWhere} onInput=${set('eventWhere')} error=${errors.eventWhere} mono placeholder='props.feature == "export"' hint="Over the event's props; empty: every such event." />
+                <${Text} label="Event filter (CEL)" value=${f.eventWhere} onInput=${set('eventWhere')} error=${errors.eventWhere || filterError} mono placeholder='props.feature == "export"' hint="Over the event's props; empty: every such event." />
               </div>`
             : null}
           ${f.trigger === 'idle' ? html`<${Text} label="Idle for (seconds)" type="number" min="1" value=${f.idle_s} onInput=${set('idle_s')} error=${errors.idle_s} />` : null}

@@ -274,6 +274,8 @@ test('Campaigns: create (the API’s 400 next to the field), fire on a demo page
   await page.getByLabel('Event filter (CEL)').fill('props.plan ==');
   await page.locator('label.seg', { hasText: 'Narrow down' }).click();
   await page.getByLabel('Users').fill(user);
+  // Checked by the node as it is typed, before saving.
+  await page.locator('.field.has-error', { has: page.getByLabel('Event filter (CEL)') }).locator('.error', { hasText: 'Syntax error' }).waitFor();
   await page.getByLabel('Kind').selectOption('toast');
   await page.getByLabel('Title', { exact: true }).fill('Welcome aboard');
   await page.getByRole('button', { name: '+ Add button' }).click();
