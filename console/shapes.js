@@ -5,6 +5,15 @@
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 const obj = (v) => (v && typeof v === 'object' && !Array.isArray(v) ? v : {});
 const arr = (v) => (Array.isArray(v) ? v : []);
+/** The list in an answer: the answer itself, one of `names`, else its first array. */
+const listIn = (v, names) => {
+  if (Array.isArray(v)) return v;
+  const o = obj(v);
+  for (const n of names) if (Array.isArray(o[n])) return o[n];
+  return Object.values(o).find(Array.isArray) || [];
+};
+/** An id given as a string, or as an object with an id. */
+const idOf = (v) => (v == null ? null : typeof v === 'object' ? String(v.id ?? v.title ?? '') || null : String(v));
 
 /** GET /v1/stats → {sessions, users, deliveries, nodes: [{id, sessions, users, deliveries, state}], mode, clustered}. */
 export function stats(s) {
@@ -108,14 +117,13 @@ export const DECISIONS = {
 
 /** GET /v1/users/{user}/trace: {"decisions"|"trace": [{at, message|campaign, decision, reason}]}, newest first. */
 export function trace(t) {
-  const list = Array.isArray(t) ? t : arr(obj(t).decisions).length ? obj(t).decisions : arr(obj(t).trace).length ? obj(t).trace : arr(obj(t).entries);
-  return list
+  return listIn(t, ['decisions', 'trace', 'entries'])
     .map((d) => {
       d = obj(d);
       return {
         at: num(d.at),
-        message: d.message || null,
-        campaign: d.campaign || null,
+        message: idOf(d.message),
+        campaign: idOf(d.campaign),
         decision: String(d.decision || ''),
         label: DECISIONS[d.decision] || String(d.decision || 'unknown'),
         reason: d.reason ? String(d.reason) : '',
@@ -133,8 +141,7 @@ export function preview(p) {
 
 /** GET /v1/messages/scheduled → [{id, send_at, envelope}]: each item the stored envelope with its send_at. */
 export function scheduled(s) {
-  const list = Array.isArray(s) ? s : arr(obj(s).messages).length ? obj(s).messages : arr(obj(s).scheduled);
-  return list
+  return listIn(s, ['messages', 'scheduled'])
     .map((m) => {
       m = obj(m);
       const e = obj(m.envelope || m);
