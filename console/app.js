@@ -368,6 +368,10 @@ function Shell({ keyless, onOut }) {
     // Keyboard and screen reader users land on the new view's heading.
     if (first.current) first.current = false;
     else document.getElementById('page-title')?.focus();
+    // On a phone the navigation scrolls sideways: keep the current view in sight.
+    const on = document.querySelector('.side nav a.on');
+    const list = on && on.closest('ul');
+    if (list && list.scrollWidth > list.clientWidth) list.scrollLeft = on.offsetLeft - (list.clientWidth - on.offsetWidth) / 2;
   }, [r.view]);
   const View = { now: Now, incident: Incident, compose: Compose, messages: Messages, campaigns: Campaigns, measure: Measure, trace: Trace }[r.view];
   return html`<div class="shell">
