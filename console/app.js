@@ -344,7 +344,7 @@ function Messages() {
       <tbody>${rows}</tbody></table></div>`;
   return html`<${Page} title="Messages" sub="What is on screens now, and what is waiting to be sent.">
     <${Outcome} outcome=${outcome} />
-    <${Card} title="Active" sub="Sticky and must-acknowledge messages: shown to everyone in their audience who connects.">
+    <${Card} title="Active" sub="Sticky and must-acknowledge messages to everyone or to segments: shown to everyone in their audience who connects. Those to named users are kept per user and not listed here.">
       ${active.error && !active.data ? html`<${ErrorState} error=${active.error} what="The active set" retry=${active.reload} />` : null}
       ${!active.data && !active.error ? html`<${StateBox} kind="loading" title="Loading…" />` : null}
       ${active.data && !active.data.length ? html`<${StateBox} kind="empty" title="Nothing active">Sticky messages and messages that require an acknowledgement appear here.</${StateBox}>` : null}
