@@ -417,3 +417,22 @@ test('Compose and Campaigns with the keyboard only', async () => {
   await demo.page.close();
   await page.close();
 });
+
+test('a node that stops answering: the last figures stay, marked stale, until it is back', async () => {
+  const { page } = await openConsole(env.browser.context, env.open);
+  await page.locator('[data-stat="sessions"]').waitFor();
+  await env.open.kill();
+  await page.locator('.inline-warn', { hasText: 'Refresh failed: the node did not answer' }).waitFor();
+  assert.ok(await page.locator('[data-stat="sessions"]').count(), 'the last figures are still shown');
+  await env.open.start();
+  await page.locator('.inline-warn').waitFor({ state: 'detached' });
+  // A view opened while the node is down says so, with a way to try again.
+  await env.open.kill();
+  await page.evaluate(() => (location.hash = '#/campaigns'));
+  await page.getByRole('alert').filter({ hasText: 'Could not load campaigns' }).waitFor();
+  await env.open.start();
+  await page.getByRole('button', { name: 'Try again' }).click();
+  await page.locator('table[aria-label="Campaigns"], .state-empty').first().waitFor();
+  assert.equal(await page.getByRole('alert').filter({ hasText: 'Could not load campaigns' }).count(), 0);
+  await page.close();
+});
