@@ -332,14 +332,14 @@ function Messages() {
   const row = (m, scheduled, at) => html`<tr data-id=${m.id}>
     <td><span class="tag">${m.kind}</span></td>
     <td><p class="cell-title">${m.title || m.body || '(custom)'}</p><p class="cell-sub mono">${m.id}</p></td>
-    <td>${audienceText(m.to)}</td>
-    <td>${scheduled ? fmt.time(at) : m.require_ack ? 'until acknowledged' : 'sticky'}</td>
+    <td data-label="Audience">${audienceText(m.to)}</td>
+    <td data-label=${scheduled ? 'Sends at' : 'Stays'}>${scheduled ? fmt.time(at) : m.require_ack ? 'until acknowledged' : 'sticky'}</td>
     <td class="actions-cell">
       <a class="btn btn-quiet" href=${`#/measure/message/${enc(m.id)}`}>Counts</a>
       <button class="btn btn-danger-quiet" onClick=${() => retract(m, scheduled)} aria-label=${`${scheduled ? 'Cancel' : 'Retract'} ${m.title || m.id}`}>${scheduled ? 'Cancel' : 'Retract'}</button>
     </td>
   </tr>`;
-  const table = (label, head, rows) => html`<div class="table-wrap" tabindex="0"><table class="table" aria-label=${label}>
+  const table = (label, head, rows) => html`<div class="table-wrap" tabindex="0"><table class="table table-stack" aria-label=${label}>
       <thead><tr><th scope="col">Kind</th><th scope="col">Message</th><th scope="col">Audience</th><th scope="col">${head}</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${rows}</tbody></table></div>`;
   return html`<${Page} title="Messages" sub="What is on screens now, and what is waiting to be sent.">

@@ -335,14 +335,14 @@ export function Campaigns() {
       ${!list.data && !list.error ? html`<${StateBox} kind="loading" title="Loading campaigns…" />` : null}
       ${list.data && !rows.length ? html`<${StateBox} kind="empty" title="No campaigns yet">Create one to show a message when users do something: use a feature, connect, go idle.</${StateBox}>` : null}
       ${rows.length
-        ? html`<div class="table-wrap" tabindex="0"><table class="table" aria-label="Campaigns">
+        ? html`<div class="table-wrap" tabindex="0"><table class="table table-stack" aria-label="Campaigns">
             <thead><tr><th scope="col">Campaign</th><th scope="col">Trigger</th><th scope="col">Audience</th><th scope="col">Status</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
             <tbody>
               ${rows.map(
                 (c) => html`<tr data-campaign=${c.id}>
                   <td><p class="cell-title mono">${c.id}</p><p class="cell-sub">${(c.message && (c.message.title || c.message.body)) || (c.variants ? `${c.variants.length} variants` : '')}</p></td>
-                  <td>${triggerText(c.trigger)}</td>
-                  <td>${audienceText(c.audience)}</td>
+                  <td data-label="Trigger">${triggerText(c.trigger)}</td>
+                  <td data-label="Audience">${audienceText(c.audience)}</td>
                   <td><span class=${`pill ${c.active ? 'pill-ok' : 'pill-off'}`}>${c.active ? 'active' : 'inactive'}</span></td>
                   <td class="actions-cell">
                     <button class="btn btn-quiet" onClick=${() => toggle(c)} aria-label=${`${c.active ? 'Deactivate' : 'Activate'} ${c.id}`}>${c.active ? 'Deactivate' : 'Activate'}</button>
