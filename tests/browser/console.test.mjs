@@ -283,8 +283,10 @@ test('Campaigns: create (the API’s 400 next to the field), fire on a demo page
   await page.getByRole('button', { name: 'Create campaign' }).click();
   // The node's reason, next to the trigger filter, and focus moved there.
   const filterField = page.locator('.field.has-error', { has: page.getByLabel('Event filter (CEL)') });
+  await page.locator('.outcome-bad', { hasText: 'Not saved: trigger.where' }).waitFor();
   await filterField.locator('.error', { hasText: 'trigger.where' }).waitFor();
-  assert.equal(await page.evaluate(() => document.activeElement.id), await page.getByLabel('Event filter (CEL)').getAttribute('id'));
+  const filterId = await page.getByLabel('Event filter (CEL)').getAttribute('id');
+  await until('focus on the refused field', async () => (await page.evaluate(() => document.activeElement.id)) === filterId);
   assert.equal((await admin(env.keyed, 'GET', `/v1/campaigns/${id}`)).status, 404, 'nothing stored');
   // Fixed: on connect instead.
   await page.locator('label.seg', { hasText: 'On connect' }).click();
