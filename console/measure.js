@@ -184,7 +184,7 @@ export function Measure({ arg }) {
 
 function TraceResult({ user, filter }) {
   const presence = useApi(() => get(`/v1/presence/${enc(user)}`), [user]);
-  const trace = useApi(async () => shapes.trace(await get(`/v1/users/${enc(user)}/trace?limit=100`)), [user]);
+  const trace = useApi(async () => shapes.trace(await get(`/v1/users/${enc(user)}/trace?limit=50`)), [user]);
   const list = (trace.data || []).filter((d) => !filter || d.message === filter || d.campaign === filter);
   return html`<div class="stack-lg">
     <div class="presence" data-online=${presence.data ? String(presence.data.online) : ''}>
@@ -206,7 +206,7 @@ function TraceResult({ user, filter }) {
               (d) => html`<li class=${`tl tl-${d.shown ? 'ok' : 'no'}`} data-decision=${d.decision}>
                 <span class=${`pill ${d.shown ? 'pill-ok' : 'pill-warn'}`}>${d.label}</span>
                 <div class="tl-main">
-                  <p>${d.campaign ? html`Campaign <span class="mono">${d.campaign}</span>` : html`Message <span class="mono">${d.message || '–'}</span>`}${d.reason ? html` — ${d.reason}` : null}</p>
+                  <p>${d.campaign ? html`Campaign <span class="mono">${d.campaign}</span>${d.variant && d.variant !== 'holdout' ? html`, variant <span class="mono">${d.variant}</span>` : null}` : html`Message <span class="mono">${d.message || '–'}</span>`}${d.reason ? html` — ${d.reason}` : null}</p>
                   <p class="list-meta">${fmt.time(d.at)}</p>
                 </div>
               </li>`,

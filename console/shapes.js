@@ -69,8 +69,9 @@ export function counts(s) {
 
 /**
  * `variants` of campaign stats: {"<id>": {exposed, displayed, clicked,
- * converted, rate?, diff?, ci?: [lo, hi]}}; the holdout first, then by id.
- * `rate` (conversions per exposure) is computed when the node gives none.
+ * converted, conversion_rate, vs_holdout: {difference, ci95: [lo, hi]}}}
+ * (also read as rate, diff, ci); the holdout first, then by id. The rate
+ * (conversions per exposure) is computed when the node gives none.
  */
 export function variants(v) {
   return Object.entries(obj(v))
@@ -78,7 +79,11 @@ export function variants(v) {
       x = obj(x);
       const exposed = num(x.exposed);
       const converted = num(x.converted);
-      const ci = Array.isArray(x.ci) && x.ci.length === 2 ? [num(x.ci[0]), num(x.ci[1])] : null;
+      const vs = obj(x.vs_holdout);
+      const ciIn = Array.isArray(x.ci) ? x.ci : vs.ci95;
+      const ci = Array.isArray(ciIn) && ciIn.length === 2 ? [num(ciIn[0]), num(ciIn[1])] : null;
+      const rate = typeof x.rate === 'number' ? x.rate : x.conversion_rate;
+      const diff = typeof x.diff === 'number' ? x.diff : vs.difference;
       return {
         id,
         holdout: id === 'holdout',
@@ -86,8 +91,8 @@ export function variants(v) {
         displayed: num(x.displayed),
         clicked: num(x.clicked),
         converted,
-        rate: typeof x.rate === 'number' ? x.rate : exposed > 0 ? converted / exposed : null,
-        diff: typeof x.diff === 'number' ? x.diff : null,
+        rate: typeof rate === 'number' ? rate : exposed > 0 ? converted / exposed : null,
+        diff: typeof diff === 'number' ? diff : null,
         ci,
       };
     })
@@ -124,6 +129,7 @@ export function trace(t) {
         at: num(d.at),
         message: idOf(d.message),
         campaign: idOf(d.campaign),
+        variant: d.variant ? String(d.variant) : null,
         decision: String(d.decision || ''),
         label: DECISIONS[d.decision] || String(d.decision || 'unknown'),
         reason: d.reason ? String(d.reason) : '',

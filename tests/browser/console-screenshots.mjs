@@ -32,13 +32,13 @@ try {
   });
   const sample = {
     stats: { id: 'upsell-export', delivered: 24180, displayed: 20790, clicked: 2884, dismissed: 9120, suppressed: 312, actions: { upgrade: 2410, later: 474 }, users: { delivered: 11840, displayed: 10900, clicked: 2590 } },
-    variants: { holdout: { exposed: 1310, displayed: 0, clicked: 0, converted: 52, rate: 0.0397 }, a: { exposed: 5260, displayed: 5120, clicked: 690, converted: 289, rate: 0.0549, diff: 0.0152, ci: [0.0031, 0.0273] }, b: { exposed: 5270, displayed: 5080, clicked: 820, converted: 242, rate: 0.0459, diff: 0.0062, ci: [-0.0055, 0.0179] } },
+    variants: { holdout: { exposed: 1310, displayed: 0, clicked: 0, converted: 52, conversion_rate: 0.0397 }, a: { exposed: 5260, displayed: 5120, clicked: 690, converted: 289, conversion_rate: 0.0549, vs_holdout: { difference: 0.0152, ci95: [0.0031, 0.0273] } }, b: { exposed: 5270, displayed: 5080, clicked: 820, converted: 242, conversion_rate: 0.0459, vs_holdout: { difference: 0.0062, ci95: [-0.0055, 0.0179] } } },
     trace: { user: 'ada', decisions: [
       { at: Date.now() - 60000, campaign: 'upsell-export', decision: 'capped', reason: 'frequency: 2 per 7 days reached' },
       { at: Date.now() - 3600000, message: '01JD4T8Q2V6XH3K5N7P9R1S3T5', decision: 'delivered', reason: 'online, 2 sessions' },
       { at: Date.now() - 7200000, campaign: 'welcome-tour', decision: 'quiet_hours', reason: '22:00-08:00 Europe/Paris' },
       { at: Date.now() - 86400000, message: '01JD2M1A9B8C7D6E5F4G3H2J1K', decision: 'not_online', reason: 'no live session; reported on undelivered' },
-      { at: Date.now() - 90000000, campaign: 'upsell-export', decision: 'holdout', reason: 'assigned to the holdout (10%)' },
+      { at: Date.now() - 90000000, campaign: 'upsell-export', variant: 'holdout', decision: 'holdout', reason: 'assigned to the holdout (10%)' },
     ] },
   };
   const fillIn = async (page) =>

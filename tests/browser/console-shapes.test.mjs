@@ -35,6 +35,9 @@ test('counts, rates, actions and variants against the holdout', () => {
   assert.deepEqual([c.displayRate, c.clickRate, c.dismissRate], [0.8, 0.25, 0.5]);
   assert.deepEqual(c.actions, [{ id: 'yes', n: 3 }, { id: 'later', n: 1 }]);
   assert.deepEqual(c.variants.map((v) => [v.id, v.rate, v.diff, v.ci]), [['holdout', 0, null, null], ['a', 0.2, 0.2, [0.05, 0.35]], ['b', 0.1, null, null]]);
+  // As the node writes them: conversion_rate and vs_holdout {difference, ci95}.
+  const spec = shapes.variants({ holdout: { exposed: 4, converted: 1, conversion_rate: 0.25 }, default: { exposed: 8, converted: 4, conversion_rate: 0.5, vs_holdout: { difference: 0.25, ci95: [-0.2, 0.6] } }, b: { exposed: 0, conversion_rate: null, vs_holdout: { difference: null, ci95: null } } });
+  assert.deepEqual(spec.map((v) => [v.id, v.rate, v.diff, v.ci]), [['holdout', 0.25, null, null], ['b', null, null, null], ['default', 0.5, 0.25, [-0.2, 0.6]]]);
   const empty = shapes.counts({});
   assert.deepEqual([empty.delivered, empty.displayRate, empty.variants, empty.hours], [0, null, [], []]);
 });
