@@ -119,3 +119,19 @@ export async function consoleShot(page, name) {
   await mkdir(dir, { recursive: true });
   await page.screenshot({ path: join(dir, `${name}.png`), fullPage: true, animations: 'disabled' });
 }
+
+/**
+ * Marks test `t` as todo when the node lacks one of `routes` ([method,
+ * path]: it answers 405, or 404 "no such route"): a known server gap, per
+ * the browser tests' convention. The test still runs and reports; on a node
+ * that has the routes it is an ordinary test.
+ */
+export async function needsRoutes(t, h, routes) {
+  const missing = [];
+  for (const [method, path] of routes) {
+    const { status, body } = await admin(h, method, path, method === 'GET' ? undefined : {});
+    if (status === 405 || (status === 404 && body && body.error === 'no such route')) missing.push(`${method} ${path}`);
+  }
+  if (missing.length) t.todo(`this node lacks ${missing.join(', ')} (SPEC 10.3-10.5)`);
+  return missing.length === 0;
+}
