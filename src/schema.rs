@@ -262,6 +262,15 @@ pub fn openapi() -> Value {
                 "responses": {"200": ok_json("Decisions, newest first.", json!({"type": "object", "required": ["user", "decisions"], "properties": {
                     "user": {"type": "string"}, "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}}})),
                     "400": error("Invalid user id or limit."), "401": unauthorized(), "503": unavailable()}}},
+            "/v1/validate": {"post": {
+                "summary": "Check an envelope, or a campaign (an object with a trigger), as POST /v1/messages and PUT /v1/campaigns/{id} would; nothing is published or stored. What the console uses to show CEL errors as they are typed.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [env_ref(), camp_ref()]}}}},
+                "responses": {
+                    "200": ok_json("Valid.", json!({"type": "object", "required": ["valid", "kind"], "properties": {
+                        "valid": {"const": true},
+                        "kind": {"type": "string", "enum": ["envelope", "campaign", "retract", "disconnect", "campaign change"]}}})),
+                    "400": error("Invalid: the field and the reason, as the publishing route would answer."),
+                    "401": unauthorized()}}},
             "/v1/campaigns": {"get": {
                 "summary": "Every campaign this node applies.",
                 "responses": {"200": ok_json("Campaigns.", json!({"type": "object", "properties": {"campaigns": {"type": "array", "items": camp_ref()}}})),

@@ -1,4 +1,5 @@
-//! The admin listener: the HTTP API of SPEC §6, `/metrics` and `/readyz`.
+//! The admin listener: the HTTP API of SPEC §6, `/metrics`, `/readyz` and
+//! the web console (`/console`, in [`super::console`]).
 //! With API keys configured, every route but `/readyz` needs
 //! `Authorization: Bearer <key>`, compared in constant time.
 
@@ -40,6 +41,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/presence/{user}", get(presence))
         .route("/v1/stats", get(stats))
         .route("/v1/users/{user}/disconnect", post(disconnect))
+        .route("/v1/validate", post(super::console::validate))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_key));
     Router::new()
@@ -49,6 +51,8 @@ pub fn router(node: Arc<Node>) -> Router {
             get(|| async { Json(crate::schema::openapi()) }),
         )
         .merge(api)
+        // The page and its assets: no data, no key (the API calls need one).
+        .merge(super::console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(node.clone(), body_within))
         .with_state(node)

@@ -1,8 +1,9 @@
 //! HTTP: the public listener (WebSocket upgrade, demo, SDK, health) and the
-//! admin listener (the API of SPEC §6, metrics, readiness).
+//! admin listener (the API of SPEC §6, metrics, readiness, the console).
 
 pub mod admin;
 mod coalesce;
+pub mod console;
 pub mod proxy;
 pub mod public;
 
