@@ -262,6 +262,7 @@ pub async fn run_with_clock(
                     prefix: &config.redis.prefix,
                     maxlen: config.messages.stream_maxlen,
                     heartbeat: config.redis.heartbeat,
+                    probe: (config.redis.probe_interval, config.redis.probe_timeout),
                     history: config
                         .history
                         .enabled

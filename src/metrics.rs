@@ -54,6 +54,7 @@ pub struct Metrics {
     pub invalid_envelopes: Family<Source, Counter>,
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
+    pub bus_probe_failures: Counter,
     pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
@@ -80,6 +81,7 @@ impl Default for Metrics {
             invalid_envelopes: Family::default(),
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
+            bus_probe_failures: Counter::default(),
             latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
@@ -148,6 +150,11 @@ impl Default for Metrics {
             "bus_reconnects",
             "Redis bus reconnections",
             m.bus_reconnects.clone(),
+        );
+        registry.register(
+            "bus_probe_failures",
+            "Pub/sub probes that did not come back in time (redis.probe_timeout): the subscription was replaced",
+            m.bus_probe_failures.clone(),
         );
         registry.register(
             "publish_to_socket_seconds",

@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::json;
+use std::time::Duration;
 use support::*;
 
 fn banner(to: serde_json::Value, title: &str) -> String {
@@ -378,5 +379,72 @@ async fn a_slow_redis_does_not_slow_live_sessions() {
         .publish("herald:broadcast", &banner(json!("all"), "after the stall"))
         .await;
     assert_eq!(c.recv_title().await, "after the stall");
+    h.stop().await;
+}
+
+/// A subscription that stays open but delivers nothing (Redis's replies
+/// stop on the subscriber's connection; commands still flow): the node's
+/// probe does not come back, so it says 503 on /readyz, counts it, and
+/// resubscribes on a fresh connection; what was published meanwhile is read
+/// back from the history once it is subscribed again.
+#[tokio::test]
+async fn a_subscription_that_delivers_nothing_is_found_by_the_probe_and_replaced() {
+    let redis = Redis::start();
+    let proxy = StallingProxy::start(redis.port).await;
+    let mut cfg = config();
+    cfg.redis.url = Some(proxy.url());
+    cfg.redis.probe_interval = Duration::from_millis(200);
+    cfg.redis.probe_timeout = Duration::from_millis(500);
+    // The heartbeat's ping would find it too, but only much later.
+    cfg.redis.heartbeat = Duration::from_secs(60);
+    let h = Herald::start(cfg).await;
+    eventually("ready", || async { h.get("/readyz").await.0 == 200 }).await;
+    let mut ada = h.connect("ada").await;
+    // The positive control: delivered through the subscription.
+    let (s, body) = h
+        .post("/v1/messages", &banner(json!("all"), "before"))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(ada.recv_title().await, "before");
+    assert_eq!(h.metric("herald_bus_probe_failures_total").await, 0.0);
+    assert_eq!(
+        redis.probe_channels().await.len(),
+        1,
+        "the node's probe channel"
+    );
+
+    proxy.stall(true);
+    eventually("the probe finds it: not ready, counted", || async {
+        h.get("/readyz").await.0 == 503 && h.metric("herald_bus_probe_failures_total").await >= 1.0
+    })
+    .await;
+    // Published meanwhile (the ingress stream, straight into Redis): in the
+    // history, but no subscription hears it.
+    let _: String = redis::AsyncCommands::xadd(
+        &mut redis.conn().await,
+        "herald:ingress",
+        "*",
+        &[(
+            "e",
+            json!({"id": "during", "to": "all", "kind": "banner", "title": "during the stall"})
+                .to_string(),
+        )],
+    )
+    .await
+    .expect("XADD");
+    eventually("consumed into the history", || async {
+        redis::AsyncCommands::xlen::<_, i64>(&mut redis.conn().await, "herald:history")
+            .await
+            .expect("XLEN")
+            >= 2
+    })
+    .await;
+
+    proxy.stall(false);
+    eventually("ready again", || async { h.get("/readyz").await.0 == 200 }).await;
+    assert_eq!(ada.recv_title().await, "during the stall");
+    let (s, body) = h.post("/v1/messages", &banner(json!("all"), "after")).await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(ada.recv_title().await, "after");
     h.stop().await;
 }

@@ -119,6 +119,14 @@ pub struct RedisConfig {
     /// presence ignores nodes silent for three heartbeats.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// How often the node publishes a probe on its own channel and expects
+    /// it back through its subscription; a subscription that stays open
+    /// but delivers nothing (a failover, a stuck proxy) is replaced.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long a probe may take to come back.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
     /// With a `rediss://` URL: the CA certificate (PEM) the server's must
     /// chain to; unset, the system's roots.
     pub tls_ca_file: Option<PathBuf>,
@@ -392,6 +400,8 @@ impl Default for RedisConfig {
             cluster: false,
             prefix: "herald".into(),
             heartbeat: Duration::from_secs(5),
+            probe_interval: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(3),
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,

@@ -19,6 +19,13 @@ impl Config {
                 "schedule.poll_interval must be at least 10ms and schedule.batch at least 1".into(),
             );
         }
+        if self.redis.probe_interval < Duration::from_millis(50)
+            || self.redis.probe_timeout < Duration::from_millis(50)
+        {
+            return bad(
+                "redis.probe_interval and redis.probe_timeout must be at least 50ms".into(),
+            );
+        }
         if self.stats.trace_per_user == 0 || self.stats.trace_users == 0 {
             return bad("stats.trace_per_user and stats.trace_users must be at least 1".into());
         }

@@ -143,7 +143,23 @@ impl Redis {
             .collect()
     }
 
+    /// The channels subscribed now, sorted, without the nodes' own probe
+    /// channels (`herald:probe:{node}`, one per node: see
+    /// [`Redis::probe_channels`]).
     pub async fn channels(&self) -> Vec<String> {
+        let mut v = self.all_channels().await;
+        v.retain(|c| !c.starts_with("herald:probe:"));
+        v
+    }
+
+    /// The nodes' probe channels subscribed now.
+    pub async fn probe_channels(&self) -> Vec<String> {
+        let mut v = self.all_channels().await;
+        v.retain(|c| c.starts_with("herald:probe:"));
+        v
+    }
+
+    async fn all_channels(&self) -> Vec<String> {
         let mut v: Vec<String> = redis::cmd("PUBSUB")
             .arg("CHANNELS")
             .query_async(&mut self.conn().await)
@@ -350,8 +366,10 @@ pub struct Herald {
 }
 
 impl Herald {
+    /// On `config.clock` (the system's unless a test set a manual one).
     pub async fn start(config: Config) -> Self {
-        Self::start_with_clock(config, herald::clock::Clock::system()).await
+        let clock = config.clock.clone();
+        Self::start_with_clock(config, clock).await
     }
 
     /// A node whose campaigns and counts read `clock` (windows, quiet
@@ -952,4 +970,96 @@ where
     assert_eq!(b.recv().await, json!({"t": "retract", "id": "tos"}));
     let mut b2 = h.connect("b").await;
     h.expect_control_next(&mut b2, "b").await;
+}
+
+/// A TCP proxy between a node and Redis that can stop forwarding Redis's
+/// replies on the subscriber's connections (those that sent `SUBSCRIBE`)
+/// while keeping every connection open: a subscription that dies without a
+/// word. Commands on the other connections keep flowing.
+pub struct StallingProxy {
+    pub port: u16,
+    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    pub async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let stall = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stall.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let subscriber = std::sync::Arc::new(AtomicBool::new(false));
+                let seen = subscriber.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                        if text.contains("SUBSCRIBE") {
+                            seen.store(true, Ordering::Relaxed);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        // Stalled: read nothing more, forward nothing, close nothing.
+                        while flag.load(Ordering::Relaxed) && subscriber.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if flag.load(Ordering::Relaxed)
+                                    && subscriber.load(Ordering::Relaxed)
+                                {
+                                    // Held back until the stall ends.
+                                    while flag.load(Ordering::Relaxed) {
+                                        tokio::time::sleep(Duration::from_millis(20)).await;
+                                    }
+                                }
+                                if cw.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, stall, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops (true) or resumes (false) Redis's replies to subscribers.
+    pub fn stall(&self, on: bool) {
+        self.stall.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -118,6 +118,10 @@ impl Keys {
         format!("{}:scheduled:envelopes", self.data)
     }
     /// Where nodes hear audience preview requests.
+    /// The channel a node's pub/sub probe goes round on.
+    pub fn probe_channel(&self, node: &str) -> String {
+        format!("{}:probe:{node}", self.prefix)
+    }
     pub fn preview_channel(&self) -> String {
         format!("{}:preview", self.prefix)
     }

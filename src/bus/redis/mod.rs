@@ -72,6 +72,8 @@ pub struct RedisTarget<'a> {
     pub maxlen: usize,
     /// Node heartbeat and pub/sub liveness check period.
     pub heartbeat: Duration,
+    /// The pub/sub probe: its interval and how long it may take.
+    pub probe: (Duration, Duration),
     /// The resume window and entries per history stream; `None`: no history.
     pub history: Option<(Duration, usize)>,
     /// Certificates for `rediss://`.
@@ -108,6 +110,10 @@ pub struct RedisBus {
     up: AtomicBool,
     maxlen: usize,
     heartbeat: Duration,
+    probe: (Duration, Duration),
+    /// The probe on its way round (0: none), and its channel.
+    probe_pending: std::sync::atomic::AtomicU64,
+    probe_channel: String,
     history: Option<(Duration, usize)>,
     stats: StatsKeeping,
     max_scheduled: usize,
@@ -194,12 +200,14 @@ impl RedisBus {
             prefix,
             maxlen,
             heartbeat,
+            probe,
             history,
             tls,
             stats,
             max_scheduled,
         } = target;
         let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
+        let probe_channel = Keys::new(prefix, cluster).probe_channel(&node);
         let conn = backend.shared().map_err(unavailable)?;
         metrics.bus_up.set(0);
         Ok(Arc::new(Self {
@@ -217,6 +225,9 @@ impl RedisBus {
             background,
             maxlen,
             heartbeat,
+            probe,
+            probe_pending: std::sync::atomic::AtomicU64::new(0),
+            probe_channel,
             history,
             stats,
             max_scheduled,

@@ -9,14 +9,19 @@ use super::sticky::parse_stored;
 use crate::dispatch::{Received, Route};
 use crate::envelope::Command;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use redis::AsyncCommands;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// One `XRANGE` entry: its id and its fields.
 type StreamEntry = (String, Vec<(String, String)>);
+
+/// The most a subscriber's setup (connect, subscribe, restore) may take.
+const SETUP: Duration = Duration::from_secs(30);
 
 /// Channels per SUBSCRIBE command when restoring.
 const SUBSCRIBE_CHUNK: usize = 1000;
@@ -97,12 +102,28 @@ impl RedisBus {
         self: &Arc<Self>,
         fill_from: &mut Option<String>,
     ) -> Result<(), redis::RedisError> {
-        let (mut sink, mut stream) = self.backend.subscriber().await?;
+        // A connection that answers nothing (a stuck proxy, a half-dead
+        // server) must not hold the setup for ever: start over instead.
+        let setup = tokio::time::timeout(SETUP, self.connect(fill_from)).await;
+        let (mut sink, mut stream) = setup.map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Io, "pub/sub setup timed out"))
+        })??;
+        self.watch(&mut sink, &mut stream, fill_from).await
+    }
+
+    /// Subscribes, restores what the node holds, reads back what it missed.
+    async fn connect(
+        self: &Arc<Self>,
+        fill_from: &mut Option<String>,
+    ) -> Result<(Subscriber, BoxStream<'static, redis::RedisResult<Incoming>>), redis::RedisError>
+    {
+        let (mut sink, stream) = self.backend.subscriber().await?;
         // Read before subscribing: whatever is published after it is
         // received in this stretch or read back after it.
         let before = self.head().await;
         sink.subscribe(&self.keys.broadcast()).await?;
         sink.subscribe(&self.keys.preview_channel()).await?;
+        sink.subscribe(&self.probe_channel).await?;
         // Users who changed while disconnected: those who left need their
         // presence removed; the rest are covered by the full restore below.
         let changed_meanwhile = self.changes.take();
@@ -118,16 +139,33 @@ impl RedisBus {
         self.load_campaigns().await?;
         self.write_presence(users.iter().cloned().chain(changed_meanwhile))
             .await?;
-        if let Some(since) = fill_from.take() {
+        if let Some(since) = fill_from.clone() {
             self.fill_gap(&since, &users).await?;
         }
         *fill_from = before;
         self.lock_subscribed().extend(users);
         self.set_up(true);
         tracing::info!(node = %self.node, users = self.lock_subscribed().len(), "redis bus connected");
+        Ok((sink, stream))
+    }
 
+    /// Receives until Redis is lost, the heartbeat's ping or the probe fails.
+    async fn watch(
+        self: &Arc<Self>,
+        sink: &mut Subscriber,
+        stream: &mut BoxStream<'static, redis::RedisResult<Incoming>>,
+        fill_from: &mut Option<String>,
+    ) -> Result<(), redis::RedisError> {
         let mut tick = tokio::time::interval(self.heartbeat);
         tick.tick().await;
+        let (probe_every, probe_within) = self.probe;
+        let mut probe_tick = tokio::time::interval(probe_every);
+        probe_tick.tick().await;
+        // Far off while no probe is on its way.
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let probe_due = tokio::time::sleep_until(far());
+        tokio::pin!(probe_due);
+        self.probe_pending.store(0, Ordering::Relaxed);
         loop {
             tokio::select! {
                 msg = stream.next() => {
@@ -137,13 +175,13 @@ impl RedisBus {
                     match msg? {
                         Incoming::Message(msg) if self.backend().is_cluster() => {
                             let mut batch = vec![msg];
-                            let more = Box::pin(gather(&mut stream, &mut batch)).await;
+                            let more = Box::pin(gather(stream, &mut batch)).await;
                             in_history_order(&mut batch);
                             for m in &batch {
                                 self.receive(m.get_channel_name(), m.get_payload_bytes());
                             }
                             if let Some(other) = more {
-                                self.on_unsubscribed(&mut sink, other?)?;
+                                self.on_unsubscribed(sink, other?)?;
                             }
                         }
                         Incoming::Message(msg) => self.receive(msg.get_channel_name(), msg.get_payload_bytes()),
@@ -160,7 +198,31 @@ impl RedisBus {
                         }
                     }
                 }
-                () = self.changes.notify.notified() => self.mirror(&mut sink).await?,
+                _ = probe_tick.tick() => {
+                    // A probe through the command connection, expected back
+                    // through this subscription: an open subscription that
+                    // delivers nothing (a failover, a stuck proxy) is found.
+                    if self.probe_pending.load(Ordering::Relaxed) == 0 {
+                        let nonce = rand::random::<u64>() | 1;
+                        self.probe_pending.store(nonce, Ordering::Relaxed);
+                        let _: Result<i64, _> = tokio::time::timeout(
+                            probe_within,
+                            self.conn.clone().publish(&self.probe_channel, nonce.to_string()),
+                        )
+                        .await
+                        .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "probe publish timed out"))));
+                        probe_due.as_mut().reset(tokio::time::Instant::now() + probe_within);
+                    }
+                }
+                () = &mut probe_due => {
+                    if self.probe_pending.load(Ordering::Relaxed) != 0 {
+                        self.metrics.bus_probe_failures.inc();
+                        tracing::error!(node = %self.node, timeout = ?probe_within, "pub/sub probe did not come back: resubscribing on a fresh connection");
+                        return Err(redis::RedisError::from((redis::ErrorKind::Io, "pub/sub probe did not come back")));
+                    }
+                    probe_due.as_mut().reset(far());
+                }
+                () = self.changes.notify.notified() => self.mirror(sink).await?,
                 () = self.reloads.notify.notified() => self.reload_campaigns().await?,
                 _ = tick.tick() => {
                     // The pong comes after every message published before
@@ -268,6 +330,20 @@ impl RedisBus {
     fn receive(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         if self.keys.is_preview_channel(channel) {
             return self.answer_preview(payload);
+        }
+        if channel == self.probe_channel {
+            if let Some(nonce) = std::str::from_utf8(payload)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                let _ = self.probe_pending.compare_exchange(
+                    nonce,
+                    0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            return;
         }
         let route = match self.keys.user_of(channel) {
             Some(user) => Route::User(user),

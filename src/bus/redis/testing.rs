@@ -128,6 +128,7 @@ pub fn fixture(redis: &TestRedis, node: &str) -> Fixture {
             prefix: "herald",
             maxlen: 1000,
             heartbeat: Duration::from_millis(100),
+            probe: (Duration::from_secs(10), Duration::from_secs(3)),
             history: Some((Duration::from_secs(120), 100)),
             tls: crate::config::TlsFiles::default(),
             stats: super::StatsKeeping {
