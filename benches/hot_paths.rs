@@ -201,19 +201,37 @@ fn bench_cel_cost_bound(c: &mut Criterion) {
         let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
         format!("[{}]", v.join(","))
     };
+    // Each shape at the largest size the bound accepts (found by search,
+    // so the bench follows the cost model).
+    let largest = |shape: &dyn Fn(usize) -> String| {
+        let accepted = |n: usize| {
+            herald::expr::Filter::compile("to.where", &shape(n), &["user", "segments", "attrs"])
+                .is_ok()
+        };
+        let (mut lo, mut hi) = (1usize, 4096usize);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if accepted(mid) {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
+        }
+        shape(lo)
+    };
     let cases = [
         (
             "literal_list_exists",
-            format!("{}.exists(x, x * 3 == attrs.level + 1000)", ints(180)),
+            largest(&|n| format!("{}.exists(x, x * 3 == attrs.level + 1000)", ints(n))),
         ),
         (
             "segments_exists_twice",
             "segments.exists(s, s.startsWith('zz') || s.endsWith('qq')) && segments.exists(t, t.contains('yy') || t == user)".to_owned(),
         ),
-        ("in_largest_list", format!("attrs.level + 1000 in {}", ints(980))),
+        ("in_largest_list", largest(&|n| format!("attrs.level + 1000 in {}", ints(n)))),
         (
             "map_builds_a_list",
-            format!("{}.map(x, x + attrs.level).size() == 0", ints(190)),
+            largest(&|n| format!("{}.map(x, x + attrs.level).size() == 0", ints(n))),
         ),
     ];
     let mut g = c.benchmark_group("cel_cost_bound_10k");
