@@ -225,6 +225,24 @@ impl World {
         Ok(())
     }
 
+    /// Sessions each node reports (`/v1/stats`), `None` for one that does not answer.
+    async fn sessions_per_node(&self) -> Vec<Option<u64>> {
+        let mut out = Vec::new();
+        for (_, admin) in &self.addrs {
+            let url = format!("http://{admin}/v1/stats");
+            let n = match self.http.get(url).send().await {
+                Ok(r) => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["sessions"].as_u64()),
+                Err(_) => None,
+            };
+            out.push(n);
+        }
+        out
+    }
+
     fn kill(slot: &Mutex<Option<Proc>>) {
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = slot.as_mut() {
@@ -333,6 +351,7 @@ async fn run(args: Args) -> Result<()> {
     let rss_start: Vec<Option<u64>> = (0..args.nodes)
         .map(|i| World::pid(&world.nodes[i]).and_then(|(pid, _)| rss_kib(pid)))
         .collect();
+    let sessions_start = world.sessions_per_node().await;
 
     let published = Arc::new(Mutex::new(Vec::<Published>::new()));
     let failed_publishes = Arc::new(AtomicU64::new(0));
@@ -372,6 +391,7 @@ async fn run(args: Args) -> Result<()> {
             World::pid(&world.nodes[i]).and_then(|(pid, restarts)| Some((rss_kib(pid)?, restarts)))
         })
         .collect();
+    let sessions_end = world.sessions_per_node().await;
     stop.store(true, Ordering::Relaxed);
 
     let report = tally(
@@ -388,6 +408,8 @@ async fn run(args: Args) -> Result<()> {
     json_line["connect_failures_retried"] = json!(totals.connect_failures.load(Ordering::Relaxed));
     json_line["rss_kib_after_warmup"] = json!(rss_start);
     json_line["rss_kib_end_and_restarts"] = json!(rss_end);
+    json_line["sessions_per_node_after_warmup"] = json!(sessions_start);
+    json_line["sessions_per_node_end"] = json!(sessions_end);
     print_table(&json_line);
     println!("{json_line}");
     for t in tasks {
@@ -710,5 +732,9 @@ fn print_table(r: &Value) {
     println!(
         "RSS KiB after warm-up {}, at the end (KiB, restarts) {}",
         r["rss_kib_after_warmup"], r["rss_kib_end_and_restarts"]
+    );
+    println!(
+        "sessions per node after warm-up {}, at the end {}",
+        r["sessions_per_node_after_warmup"], r["sessions_per_node_end"]
     );
 }
