@@ -2,8 +2,8 @@
 // docs/console/ (README). Run: node tests/browser/console-screenshots.mjs [DIR]
 // (default docs/console). A node with Redis and API keys, a live demo page,
 // an active incident and a campaign. Measure and User trace are drawn from
-// sample answers in the SPEC 10.5 shapes where this node lacks those routes
-// (page.route answers only a 404/405 "no such route"); everything else is the
+// sample answers in the SPEC 10.5 shapes where this node has no figures yet
+// (page.route answers where the node has none, or lacks the route); the rest is the
 // node's own answers.
 
 import { mkdir } from 'node:fs/promises';
@@ -43,8 +43,15 @@ try {
   };
   const fillIn = async (page) =>
     page.route(/\/v1\/(campaigns|messages)\/[^/]+\/stats|\/v1\/users\/[^/]+\/trace|\/v1\/audience\/preview/, async (route) => {
+      // The node's own answer when it has figures; a freshly started one has
+      // none, so the pictures show sample figures in the same shapes.
       const res = await route.fetch();
-      if (res.status() !== 404 && res.status() !== 405) return route.fulfill({ response: res });
+      if (res.status() === 200) {
+        const real = await res.json().catch(() => null);
+        const empty = !real || (Array.isArray(real.decisions) && real.decisions.length === 0)
+          || (real.delivered === 0 && !(real.hours || []).some((h) => h.delivered)) || real.sessions === 0;
+        if (!empty) return route.fulfill({ response: res });
+      } else if (res.status() !== 404 && res.status() !== 405) return route.fulfill({ response: res });
       const url = new URL(route.request().url());
       let body;
       if (url.pathname.includes('/trace')) body = sample.trace;
