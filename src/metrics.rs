@@ -16,6 +16,12 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// The Redis master a node reached through Sentinel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedisMaster {
+    pub addr: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Job {
     pub job: &'static str,
@@ -54,6 +60,10 @@ pub struct Metrics {
     pub invalid_envelopes: Family<Source, Counter>,
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
+    /// Under Sentinel: 1 for the master in use, 0 for earlier ones.
+    pub redis_master: Family<RedisMaster, Gauge>,
+    /// Under Sentinel: commands a demoted master refused with `READONLY`.
+    pub redis_readonly: Counter,
     pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
@@ -80,6 +90,8 @@ impl Default for Metrics {
             invalid_envelopes: Family::default(),
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
+            redis_master: Family::default(),
+            redis_readonly: Counter::default(),
             latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
@@ -143,6 +155,16 @@ impl Default for Metrics {
             "bus_up",
             "1 while the Redis bus is connected (always 1 embedded)",
             m.bus_up.clone(),
+        );
+        registry.register(
+            "redis_master",
+            "Under Redis Sentinel: 1 for the master this node uses now, 0 for masters it used before",
+            m.redis_master.clone(),
+        );
+        registry.register(
+            "redis_readonly",
+            "Under Redis Sentinel: commands refused with READONLY by a master demoted under the node, sent again to the master the sentinels name",
+            m.redis_readonly.clone(),
         );
         registry.register(
             "bus_reconnects",

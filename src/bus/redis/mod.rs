@@ -19,6 +19,7 @@ mod keys;
 mod presence;
 mod publishing;
 mod schedule;
+mod sentinel;
 mod stats;
 mod sticky;
 mod streams;
@@ -202,6 +203,17 @@ impl RedisBus {
         let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
         let conn = backend.shared().map_err(unavailable)?;
         metrics.bus_up.set(0);
+        if let Some(sentinels) = backend.sentinels() {
+            sentinels.count_readonly(metrics.redis_readonly.clone());
+            let m = metrics.clone();
+            sentinels.on_change(move |old, new| {
+                let label = |addr: &str| crate::metrics::RedisMaster { addr: addr.into() };
+                if let Some(old) = old {
+                    m.redis_master.get_or_create(&label(old)).set(0);
+                }
+                m.redis_master.get_or_create(&label(new)).set(1);
+            });
+        }
         Ok(Arc::new(Self {
             backend,
             conn,
@@ -227,6 +239,13 @@ impl RedisBus {
 
     fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// Under Sentinel: the master's name and the address in use.
+    pub fn sentinel_master(&self) -> Option<(String, Option<String>)> {
+        self.backend
+            .sentinels()
+            .map(|s| (s.name().to_owned(), s.current()))
     }
 
     fn keys(&self) -> &Keys {
