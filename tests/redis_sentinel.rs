@@ -39,11 +39,13 @@ impl Server {
         }
     }
 
-    fn redis(port: u16, replica_of: Option<u16>) -> Self {
+    /// `dir` takes the RDB a replica receives when it syncs.
+    fn redis(port: u16, replica_of: Option<u16>, dir: &std::path::Path) -> Self {
         let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             .map(String::from)
             .to_vec();
         args.extend(["--port".into(), port.to_string()]);
+        args.extend(["--dir".into(), dir.display().to_string()]);
         if let Some(master) = replica_of {
             args.extend(["--replicaof".into(), "127.0.0.1".into(), master.to_string()]);
         }
@@ -111,12 +113,18 @@ struct SentinelSet {
 
 impl SentinelSet {
     async fn start() -> Self {
-        let master = Server::redis(free_port(), None);
+        let dir = std::env::temp_dir().join(format!(
+            "herald-sentinel-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("a directory for the sentinel configs");
+        let master = Server::redis(free_port(), None, &dir);
         wait_for("the master answers", || async {
             master.role().await.is_some()
         })
         .await;
-        let replica = Server::redis(free_port(), Some(master.port));
+        let replica = Server::redis(free_port(), Some(master.port), &dir);
         wait_for("the replica is in sync", || async {
             replica
                 .info_field("replication", "master_link_status")
@@ -125,12 +133,6 @@ impl SentinelSet {
                 == Some("up")
         })
         .await;
-        let dir = std::env::temp_dir().join(format!(
-            "herald-sentinel-{}-{}",
-            std::process::id(),
-            master.port
-        ));
-        std::fs::create_dir_all(&dir).expect("a directory for the sentinel configs");
         let sentinels = (0..3)
             .map(|i| {
                 let port = free_port();
