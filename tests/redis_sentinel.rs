@@ -453,6 +453,26 @@ async fn a_master_demoted_under_the_node_makes_it_ask_the_sentinels_again() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_when_the_sentinels_know_no_such_master() {
+    let set = SentinelSet::start().await;
+    let addrs = set.sentinel_addrs().join(",");
+    let refused = tokio::task::spawn_blocking(move || {
+        serve_refuses(
+            &[
+                ("HERALD_REDIS__SENTINELS", addrs.as_str()),
+                ("HERALD_REDIS__SENTINEL_MASTER", "not-monitored"),
+            ],
+            "redis.sentinel_master",
+        )
+    });
+    refused.await.expect("serve refused");
+    // Positive control: the right name starts a node on the master.
+    let h = Herald::start(sentinel_config(&set)).await;
+    assert!(readyz(&h).await.1.contains(&set.servers[0].addr()));
+    h.stop().await;
+}
+
 fn serve_refuses(env: &[(&str, &str)], key_text: &str) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.arg("serve")

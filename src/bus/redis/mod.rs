@@ -124,6 +124,11 @@ pub struct RedisBus {
 /// the node waits out.
 pub(super) fn misconfigured(e: &redis::RedisError, ca_file: bool) -> Option<String> {
     let text = e.to_string();
+    if sentinel::unknown_master(e) {
+        return Some(format!(
+            "redis.sentinel_master: {text} (the name in `sentinel monitor <name> ...`)"
+        ));
+    }
     let login = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || ["WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password"]
             .iter()

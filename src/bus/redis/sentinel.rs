@@ -68,26 +68,48 @@ impl Sentinels {
     }
 
     /// A client for the master the sentinels name now, checked with `ROLE`.
+    /// When every sentinel that answered knows no master by that name, the
+    /// error says so ([`unknown_master`]): a setting to fix, not an outage.
     pub async fn master(&self) -> RedisResult<redis::Client> {
         let mut last = None;
+        let (mut answered, mut unknown) = (0, 0);
         for sentinel in &self.addrs {
             match self.ask(sentinel).await {
-                Ok(addr) => match self.check(&addr).await {
-                    Ok(client) => {
-                        self.note(&addr);
-                        return Ok(client);
+                Ok(Some(addr)) => {
+                    answered += 1;
+                    match self.check(&addr).await {
+                        Ok(client) => {
+                            self.note(&addr);
+                            return Ok(client);
+                        }
+                        Err(e) => last = Some(e),
                     }
-                    Err(e) => last = Some(e),
-                },
+                }
+                Ok(None) => {
+                    answered += 1;
+                    unknown += 1;
+                }
                 Err(e) => last = Some(e),
             }
+        }
+        if answered > 0 && unknown == answered {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                UNKNOWN_MASTER,
+                format!(
+                    "no sentinel of {} monitors a master named {:?}",
+                    self.addrs.join(","),
+                    self.name
+                ),
+            )));
         }
         Err(last.unwrap_or_else(|| {
             RedisError::from((ErrorKind::InvalidClientConfig, "no sentinel configured"))
         }))
     }
 
-    async fn ask(&self, sentinel: &str) -> RedisResult<String> {
+    /// The master's address, `None` if this sentinel knows no such name.
+    async fn ask(&self, sentinel: &str) -> RedisResult<Option<String>> {
         let client = redis::Client::open(format!("redis://{sentinel}/"))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect))
@@ -100,15 +122,13 @@ impl Sentinels {
             .arg(&self.name)
             .query_async(&mut conn)
             .await?;
-        match reply {
-            Some((host, port)) if host.contains(':') => Ok(format!("[{host}]:{port}")),
-            Some((host, port)) => Ok(format!("{host}:{port}")),
-            None => Err(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "the sentinel does not monitor this master name (redis.sentinel_master)",
-                format!("{sentinel} knows no master {:?}", self.name),
-            ))),
-        }
+        Ok(reply.map(|(host, port)| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }))
     }
 
     async fn check(&self, addr: &str) -> RedisResult<redis::Client> {
@@ -143,6 +163,13 @@ impl Sentinels {
             f(old.as_deref(), addr);
         }
     }
+}
+
+const UNKNOWN_MASTER: &str = "the sentinels monitor no such master";
+
+/// Whether `e` says the sentinels know no master by the configured name.
+pub fn unknown_master(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::InvalidClientConfig && e.to_string().contains(UNKNOWN_MASTER)
 }
 
 /// Whether an error means the connection no longer reaches the master:
