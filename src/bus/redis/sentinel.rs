@@ -73,10 +73,14 @@ impl Sentinels {
     pub async fn master(&self) -> RedisResult<redis::Client> {
         let mut last = None;
         let (mut answered, mut unknown) = (0, 0);
+        // Sentinels that agree on a dead master: it is tried once.
+        let mut tried = Vec::new();
         for sentinel in &self.addrs {
             match self.ask(sentinel).await {
+                Ok(Some(addr)) if tried.contains(&addr) => answered += 1,
                 Ok(Some(addr)) => {
                     answered += 1;
+                    tried.push(addr.clone());
                     match self.check(&addr).await {
                         Ok(client) => {
                             self.note(&addr);
