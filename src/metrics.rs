@@ -60,7 +60,8 @@ pub struct Metrics {
     pub invalid_envelopes: Family<Source, Counter>,
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
-    /// Under Sentinel: 1 for the master in use, 0 for earlier ones.
+    /// The Redis server in use (one server, or the master Sentinel names):
+    /// 1 for it, 0 for earlier ones. None on a Redis Cluster.
     pub redis_master: Family<RedisMaster, Gauge>,
     /// Under Sentinel: commands a demoted master refused with `READONLY`.
     pub redis_readonly: Counter,
@@ -158,7 +159,7 @@ impl Default for Metrics {
         );
         registry.register(
             "redis_master",
-            "Under Redis Sentinel: 1 for the master this node uses now, 0 for masters it used before",
+            "The Redis server this node uses (redis.url's, or the master the sentinels name): 1 for it, 0 for masters it used before; none on a Redis Cluster",
             m.redis_master.clone(),
         );
         registry.register(

@@ -124,6 +124,14 @@ impl Backend {
         matches!(self, Self::Cluster(_))
     }
 
+    /// One server's `host:port` (no credentials), for the metrics.
+    pub fn server_addr(&self) -> Option<String> {
+        match self {
+            Self::Single(client) => Some(client.get_connection_info().addr().to_string()),
+            _ => None,
+        }
+    }
+
     /// Under Sentinel, what the node resolves the master with.
     pub fn sentinels(&self) -> Option<&Arc<Sentinels>> {
         match self {

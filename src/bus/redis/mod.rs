@@ -208,6 +208,10 @@ impl RedisBus {
         let backend = Backend::open(url, cluster, tls).map_err(unavailable)?;
         let conn = backend.shared().map_err(unavailable)?;
         metrics.bus_up.set(0);
+        if let Some(addr) = backend.server_addr() {
+            let label = crate::metrics::RedisMaster { addr };
+            metrics.redis_master.get_or_create(&label).set(1);
+        }
         if let Some(sentinels) = backend.sentinels() {
             sentinels.count_readonly(metrics.redis_readonly.clone());
             let m = metrics.clone();
