@@ -189,8 +189,7 @@ pub async fn run_with_clock(
     ));
     let changes = config
         .redis
-        .url
-        .as_ref()
+        .bus_url()
         .map(|_| Arc::new(UserChanges::default()));
     let limits = Limits {
         max_sessions: config.limits.max_connections,
@@ -211,7 +210,7 @@ pub async fn run_with_clock(
     let events = Arc::new(
         Events::new(
             node_id.clone(),
-            config.redis.url.is_none(),
+            config.redis.bus_url().is_none(),
             m.record_deliveries,
             m.stream_queue,
             m.embedded_stream_len,
@@ -253,7 +252,8 @@ pub async fn run_with_clock(
     let mut beat_task = None;
     let stream_task;
     let mut ingress_task = None;
-    let bus = match (&config.redis.url, changes) {
+    let bus_url = config.redis.bus_url();
+    let bus = match (&bus_url, changes) {
         (Some(url), Some(changes)) => {
             let redis = RedisBus::new(
                 RedisTarget {

@@ -16,6 +16,12 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// The Redis master a node reached through Sentinel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedisMaster {
+    pub addr: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Job {
     pub job: &'static str,
@@ -55,6 +61,11 @@ pub struct Metrics {
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
     pub bus_probe_failures: Counter,
+    /// The Redis server in use (one server, or the master Sentinel names):
+    /// 1 for it, 0 for earlier ones. None on a Redis Cluster.
+    pub redis_master: Family<RedisMaster, Gauge>,
+    /// Under Sentinel: commands a demoted master refused with `READONLY`.
+    pub redis_readonly: Counter,
     pub latency: FrameLatency,
     pub events_dropped: Counter,
     pub campaign_decisions: Family<Reason, Counter>,
@@ -82,6 +93,8 @@ impl Default for Metrics {
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
             bus_probe_failures: Counter::default(),
+            redis_master: Family::default(),
+            redis_readonly: Counter::default(),
             latency: FrameLatency::default(),
             events_dropped: Counter::default(),
             campaign_decisions: Family::default(),
@@ -145,6 +158,16 @@ impl Default for Metrics {
             "bus_up",
             "1 while the Redis bus is connected (always 1 embedded)",
             m.bus_up.clone(),
+        );
+        registry.register(
+            "redis_master",
+            "The Redis server this node uses (redis.url's, or the master the sentinels name): 1 for it, 0 for masters it used before; none on a Redis Cluster",
+            m.redis_master.clone(),
+        );
+        registry.register(
+            "redis_readonly",
+            "Under Redis Sentinel: commands refused with READONLY by a master demoted under the node, sent again to the master the sentinels name",
+            m.redis_readonly.clone(),
         );
         registry.register(
             "bus_reconnects",

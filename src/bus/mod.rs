@@ -203,6 +203,15 @@ impl Bus {
         }
     }
 
+    /// Under Redis Sentinel: the monitored master's name, and the address
+    /// this node last reached it at.
+    pub fn sentinel_master(&self) -> Option<(String, Option<String>)> {
+        match self {
+            Bus::Memory(_) => None,
+            Bus::Redis(b) => b.sentinel_master(),
+        }
+    }
+
     /// The dispatcher the backend delivers through.
     fn dispatcher(&self) -> &crate::dispatch::Dispatcher {
         match self {

@@ -114,6 +114,13 @@ pub struct RedisConfig {
     /// A Redis Cluster (Redis >= 7): sharded pub/sub for user channels,
     /// Herald's own keys under the hash tag `{prefix}`.
     pub cluster: bool,
+    /// Redis Sentinel, instead of `url`: the sentinels (`"host:port"`),
+    /// asked for the master at every (re)connection and after a
+    /// `READONLY` answer, so the node follows a failover.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the master under
+    /// (`sentinel monitor <name> …`); goes with `sentinels`.
+    pub sentinel_master: Option<String>,
     pub prefix: String,
     /// Node heartbeat in Redis and liveness check of the pub/sub connection;
     /// presence ignores nodes silent for three heartbeats.
@@ -384,6 +391,19 @@ pub struct TlsFiles<'a> {
 }
 
 impl RedisConfig {
+    /// What the bus connects to: `url`, or under Sentinel
+    /// `redis+sentinel://host:port,…/master-name`; `None` is embedded mode.
+    pub fn bus_url(&self) -> Option<String> {
+        match (&self.url, &self.sentinel_master) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(name)) if !self.sentinels.is_empty() => Some(format!(
+                "redis+sentinel://{}/{name}",
+                self.sentinels.join(",")
+            )),
+            _ => None,
+        }
+    }
+
     pub fn tls_files(&self) -> TlsFiles<'_> {
         TlsFiles {
             ca: self.tls_ca_file.as_deref(),
@@ -398,6 +418,8 @@ impl Default for RedisConfig {
         Self {
             url: None,
             cluster: false,
+            sentinels: Vec::new(),
+            sentinel_master: None,
             prefix: "herald".into(),
             heartbeat: Duration::from_secs(5),
             probe_interval: Duration::from_secs(10),
@@ -666,6 +688,7 @@ fn is_optional_key(path: &[String]) -> bool {
     matches!(
         path.as_slice(),
         ["redis", "url"]
+            | ["redis", "sentinel_master"]
             | ["auth", "hs256_secret"]
             | ["auth", "public_key_pem_file"]
             | ["auth", "jwks_file"]

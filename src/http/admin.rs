@@ -376,6 +376,9 @@ async fn stats(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         "node": node.hub.node(),
         "mode": node.bus.mode(),
         "bus_up": node.bus.is_up(),
+        "redis_master": node.bus.sentinel_master().map(|(name, addr)| {
+            serde_json::json!({ "name": name, "addr": addr })
+        }),
         "draining": node.hub.is_draining(),
         "sessions": node.hub.session_count(),
         "users": node.hub.user_count(),
@@ -400,6 +403,10 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
     } else if !node.bus.is_up() {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "redis bus down").into_response()
+    } else if let Some((name, addr)) = node.bus.sentinel_master() {
+        let addr = addr.as_deref().unwrap_or("not resolved yet");
+        let body = format!("ready\nredis master {name:?} at {addr} (from sentinel)\n");
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::OK, "ready\n").into_response()
     }

@@ -379,7 +379,7 @@ impl Herald {
         let public = listeners.public.local_addr().expect("addr");
         let admin = listeners.admin.local_addr().expect("addr");
         let api_key = config.auth.api_keys.first().cloned();
-        let redis_mode = config.redis.url.is_some();
+        let redis_mode = config.redis.bus_url().is_some();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             herald::run_with_clock(

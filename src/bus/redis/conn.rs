@@ -8,6 +8,7 @@
 //! node, carrying the classic `SUBSCRIBE` of the broadcast channel and the
 //! sharded `SSUBSCRIBE`s of the user channels each node owns.
 
+use super::sentinel::{SentinelConn, Sentinels};
 use crate::config::TlsFiles;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -17,6 +18,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{Cmd, Msg, Pipeline, PushKind, RedisError, RedisFuture, RedisResult, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a connection attempt, and a reply on the shared connections,
@@ -33,7 +35,15 @@ pub enum Backend {
     /// Boxed: with TLS parameters the client is large.
     Single(Box<redis::Client>),
     Cluster(Box<ClusterClients>),
+    /// A master found through Redis Sentinel, asked again on every
+    /// connection (see [`super::sentinel`]).
+    Sentinel(Arc<Sentinels>),
 }
+
+/// The scheme of the URL [`crate::config::RedisConfig::bus_url`] makes of
+/// `redis.sentinels` and `redis.sentinel_master`:
+/// `redis+sentinel://host:port,host:port/master-name`.
+pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
 
 pub struct ClusterClients {
     seeds: Vec<String>,
@@ -73,6 +83,20 @@ impl Backend {
     /// `rediss://` is TLS (the server's name checked against its
     /// certificate), `redis://user:password@…` an ACL login.
     pub fn open(url: &str, cluster: bool, tls: TlsFiles<'_>) -> RedisResult<Self> {
+        if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) {
+            let (addrs, name) = rest.rsplit_once('/').unwrap_or((rest, ""));
+            let addrs = addrs
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            return Ok(Self::Sentinel(Arc::new(Sentinels::new(
+                addrs,
+                name.to_owned(),
+                CONNECT,
+            ))));
+        }
         let certs = certificates(tls).map_err(|e| {
             RedisError::from((redis::ErrorKind::InvalidClientConfig, "TLS files", e))
         })?;
@@ -100,6 +124,22 @@ impl Backend {
         matches!(self, Self::Cluster(_))
     }
 
+    /// One server's `host:port` (no credentials), for the metrics.
+    pub fn server_addr(&self) -> Option<String> {
+        match self {
+            Self::Single(client) => Some(client.get_connection_info().addr().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Under Sentinel, what the node resolves the master with.
+    pub fn sentinels(&self) -> Option<&Arc<Sentinels>> {
+        match self {
+            Self::Sentinel(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The node's shared command connection. It connects on first use, so a
     /// node starts while Redis is down, and reconnects after failures.
     pub fn shared(&self) -> RedisResult<Conn> {
@@ -121,6 +161,7 @@ impl Backend {
                         .set_response_timeout(RESPONSE),
                 ),
             )),
+            Self::Sentinel(s) => Ok(Conn::Sentinel(SentinelConn::new(s.clone(), RESPONSE))),
         }
     }
 
@@ -142,6 +183,17 @@ impl Backend {
                     .get_async_connection()
                     .await?,
             )),
+            Self::Sentinel(s) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT))
+                    .set_response_timeout(Some(response_timeout));
+                Ok(Conn::Plain(
+                    s.master()
+                        .await?
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
         }
     }
 
@@ -154,6 +206,14 @@ impl Backend {
         match self {
             Self::Single(client) => {
                 let (sink, stream) = client.get_async_pubsub().await?.split();
+                let stream = stream.map(|m| Ok(Incoming::Message(m)));
+                Ok((Subscriber::Single(sink), stream.boxed()))
+            }
+            // Subscribed on the master: after a failover the old one's
+            // connections are closed (Sentinel kills its clients, or it
+            // died), the stream ends and the bus starts over here.
+            Self::Sentinel(s) => {
+                let (sink, stream) = s.master().await?.get_async_pubsub().await?.split();
                 let stream = stream.map(|m| Ok(Incoming::Message(m)));
                 Ok((Subscriber::Single(sink), stream.boxed()))
             }
@@ -249,6 +309,8 @@ pub enum Conn {
     /// One connection, for its owner's lifetime.
     Plain(redis::aio::MultiplexedConnection),
     Cluster(ClusterConnection),
+    /// Follows the master Sentinel names (the node's shared connection).
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -257,6 +319,7 @@ impl ConnectionLike for Conn {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Plain(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -270,6 +333,7 @@ impl ConnectionLike for Conn {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Plain(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -278,6 +342,7 @@ impl ConnectionLike for Conn {
             Self::Single(c) => c.get_db(),
             Self::Plain(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
         }
     }
 }

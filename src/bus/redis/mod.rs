@@ -19,6 +19,7 @@ mod keys;
 mod presence;
 mod publishing;
 mod schedule;
+mod sentinel;
 mod stats;
 mod sticky;
 mod streams;
@@ -129,6 +130,11 @@ pub struct RedisBus {
 /// the node waits out.
 pub(super) fn misconfigured(e: &redis::RedisError, ca_file: bool) -> Option<String> {
     let text = e.to_string();
+    if sentinel::unknown_master(e) {
+        return Some(format!(
+            "redis.sentinel_master: {text} (the name in `sentinel monitor <name> ...`)"
+        ));
+    }
     let login = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || ["WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password"]
             .iter()
@@ -210,6 +216,21 @@ impl RedisBus {
         let probe_channel = Keys::new(prefix, cluster).probe_channel(&node);
         let conn = backend.shared().map_err(unavailable)?;
         metrics.bus_up.set(0);
+        if let Some(addr) = backend.server_addr() {
+            let label = crate::metrics::RedisMaster { addr };
+            metrics.redis_master.get_or_create(&label).set(1);
+        }
+        if let Some(sentinels) = backend.sentinels() {
+            sentinels.count_readonly(metrics.redis_readonly.clone());
+            let m = metrics.clone();
+            sentinels.on_change(move |old, new| {
+                let label = |addr: &str| crate::metrics::RedisMaster { addr: addr.into() };
+                if let Some(old) = old {
+                    m.redis_master.get_or_create(&label(old)).set(0);
+                }
+                m.redis_master.get_or_create(&label(new)).set(1);
+            });
+        }
         Ok(Arc::new(Self {
             backend,
             conn,
@@ -238,6 +259,13 @@ impl RedisBus {
 
     fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// Under Sentinel: the master's name and the address in use.
+    pub fn sentinel_master(&self) -> Option<(String, Option<String>)> {
+        self.backend
+            .sentinels()
+            .map(|s| (s.name().to_owned(), s.current()))
     }
 
     fn keys(&self) -> &Keys {
