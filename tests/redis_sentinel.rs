@@ -21,6 +21,8 @@ const MASTER_NAME: &str = "herald-test";
 struct Server {
     port: u16,
     child: Option<Child>,
+    /// Its `requirepass`, if any.
+    password: Option<String>,
 }
 
 impl Server {
@@ -36,11 +38,17 @@ impl Server {
         Self {
             port,
             child: Some(child),
+            password: None,
         }
     }
 
     /// `dir` takes the RDB a replica receives when it syncs.
-    fn redis(port: u16, replica_of: Option<u16>, dir: &std::path::Path) -> Self {
+    fn redis(
+        port: u16,
+        replica_of: Option<u16>,
+        dir: &std::path::Path,
+        password: Option<&str>,
+    ) -> Self {
         let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             .map(String::from)
             .to_vec();
@@ -49,11 +57,24 @@ impl Server {
         if let Some(master) = replica_of {
             args.extend(["--replicaof".into(), "127.0.0.1".into(), master.to_string()]);
         }
-        Self::spawn(port, &args)
+        if let Some(p) = password {
+            args.extend([
+                "--requirepass".into(),
+                p.into(),
+                "--masterauth".into(),
+                p.into(),
+            ]);
+        }
+        let mut server = Self::spawn(port, &args);
+        server.password = password.map(str::to_owned);
+        server
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     fn addr(&self) -> String {
@@ -113,18 +134,26 @@ struct SentinelSet {
 
 impl SentinelSet {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// With `(master, sentinels)` passwords: the servers' `requirepass`
+    /// (and the replica's `masterauth`), the sentinels' `requirepass` and
+    /// their `auth-pass` for the master.
+    async fn start_with(passwords: Option<(&str, &str)>) -> Self {
+        let (master_pw, sentinel_pw) = passwords.unzip();
         let dir = std::env::temp_dir().join(format!(
             "herald-sentinel-{}-{}",
             std::process::id(),
             free_port()
         ));
         std::fs::create_dir_all(&dir).expect("a directory for the sentinel configs");
-        let master = Server::redis(free_port(), None, &dir);
+        let master = Server::redis(free_port(), None, &dir, master_pw);
         wait_for("the master answers", || async {
             master.role().await.is_some()
         })
         .await;
-        let replica = Server::redis(free_port(), Some(master.port), &dir);
+        let replica = Server::redis(free_port(), Some(master.port), &dir, master_pw);
         wait_for("the replica is in sync", || async {
             replica
                 .info_field("replication", "master_link_status")
@@ -138,9 +167,15 @@ impl SentinelSet {
                 let port = free_port();
                 // Sentinel rewrites its config file: one writable file each.
                 let file = dir.join(format!("sentinel-{i}.conf"));
+                let auth = match passwords {
+                    Some((m, s)) => {
+                        format!("requirepass {s}\nsentinel auth-pass {MASTER_NAME} {m}\n")
+                    }
+                    None => String::new(),
+                };
                 std::fs::write(
                     &file,
-                    format!(
+                    auth + &format!(
                         "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                          sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
                          sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
@@ -151,7 +186,10 @@ impl SentinelSet {
                     ),
                 )
                 .expect("sentinel config");
-                Server::spawn(port, &[file.display().to_string(), "--sentinel".to_owned()])
+                let mut sentinel =
+                    Server::spawn(port, &[file.display().to_string(), "--sentinel".to_owned()]);
+                sentinel.password = sentinel_pw.map(str::to_owned);
+                sentinel
             })
             .collect();
         let set = Self {
@@ -483,6 +521,41 @@ async fn serve_stops_when_the_sentinels_know_no_such_master() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_reach_the_sentinels_and_the_master() {
+    let set = SentinelSet::start_with(Some(("master-secret", "sentinel-secret"))).await;
+    let addrs = set.sentinel_addrs().join(",");
+    for (master, sentinel, key) in [
+        ("wrong", "sentinel-secret", "redis.password"),
+        ("master-secret", "wrong", "redis.sentinel_password"),
+    ] {
+        let addrs = addrs.clone();
+        tokio::task::spawn_blocking(move || {
+            serve_refuses(
+                &[
+                    ("HERALD_REDIS__SENTINELS", addrs.as_str()),
+                    ("HERALD_REDIS__SENTINEL_MASTER", MASTER_NAME),
+                    ("HERALD_REDIS__PASSWORD", master),
+                    ("HERALD_REDIS__SENTINEL_PASSWORD", sentinel),
+                ],
+                key,
+            )
+        })
+        .await
+        .expect("serve refused");
+    }
+    // The right passwords: a node on the master, delivering.
+    let mut cfg = sentinel_config(&set);
+    cfg.redis.password = Some("master-secret".into());
+    cfg.redis.sentinel_password = Some("sentinel-secret".into());
+    let h = Herald::start(cfg).await;
+    assert!(readyz(&h).await.1.contains(&set.servers[0].addr()));
+    let mut c = h.connect("alice").await;
+    h.publish(banner("with passwords")).await;
+    assert_eq!(c.recv().await["title"], "with passwords");
+    h.stop().await;
+}
+
 fn serve_refuses(env: &[(&str, &str)], key_text: &str) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.arg("serve")
@@ -527,6 +600,7 @@ fn serve_refuses_sentinel_settings_that_cannot_work() {
         ],
         "redis.cluster",
     );
+    serve_refuses(&[("HERALD_REDIS__PASSWORD", "secret")], "redis.password");
     serve_refuses(
         &[
             ("HERALD_REDIS__SENTINELS", "sentinel-without-port"),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod sentinel;
 mod validate;
 use std::time::Duration;
 
@@ -121,6 +122,11 @@ pub struct RedisConfig {
     /// The name the sentinels monitor the master under
     /// (`sentinel monitor <name> …`); goes with `sentinels`.
     pub sentinel_master: Option<String>,
+    /// Under Sentinel: the master's (and replicas') password; with `url`
+    /// it goes in the URL instead.
+    pub password: Option<String>,
+    /// The sentinels' own password (their `requirepass`).
+    pub sentinel_password: Option<String>,
     pub prefix: String,
     /// Node heartbeat in Redis and liveness check of the pub/sub connection;
     /// presence ignores nodes silent for three heartbeats.
@@ -391,19 +397,6 @@ pub struct TlsFiles<'a> {
 }
 
 impl RedisConfig {
-    /// What the bus connects to: `url`, or under Sentinel
-    /// `redis+sentinel://host:port,…/master-name`; `None` is embedded mode.
-    pub fn bus_url(&self) -> Option<String> {
-        match (&self.url, &self.sentinel_master) {
-            (Some(url), _) => Some(url.clone()),
-            (None, Some(name)) if !self.sentinels.is_empty() => Some(format!(
-                "redis+sentinel://{}/{name}",
-                self.sentinels.join(",")
-            )),
-            _ => None,
-        }
-    }
-
     pub fn tls_files(&self) -> TlsFiles<'_> {
         TlsFiles {
             ca: self.tls_ca_file.as_deref(),
@@ -420,6 +413,8 @@ impl Default for RedisConfig {
             cluster: false,
             sentinels: Vec::new(),
             sentinel_master: None,
+            password: None,
+            sentinel_password: None,
             prefix: "herald".into(),
             heartbeat: Duration::from_secs(5),
             probe_interval: Duration::from_secs(10),
@@ -689,6 +684,8 @@ fn is_optional_key(path: &[String]) -> bool {
         path.as_slice(),
         ["redis", "url"]
             | ["redis", "sentinel_master"]
+            | ["redis", "password"]
+            | ["redis", "sentinel_password"]
             | ["auth", "hs256_secret"]
             | ["auth", "public_key_pem_file"]
             | ["auth", "jwks_file"]

@@ -81,7 +81,7 @@ impl Config {
             ));
         }
         let r = &self.redis;
-        check_sentinel(r)?;
+        super::sentinel::check(r)?;
         let tls_url = r.url.as_deref().is_some_and(|u| {
             u.split(',')
                 .all(|seed| seed.trim().starts_with("rediss://"))
@@ -109,65 +109,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// `redis.sentinels` and `redis.sentinel_master`: both or neither, and
-/// not with another way to reach Redis.
-fn check_sentinel(r: &super::RedisConfig) -> Result<(), ConfigError> {
-    let bad = |m: String| Err(ConfigError::Invalid(m));
-    match (r.sentinels.is_empty(), &r.sentinel_master) {
-        (true, None) => return Ok(()),
-        (false, None) => {
-            return bad(
-                "redis.sentinels is set but redis.sentinel_master is not: name the master the sentinels monitor (sentinel monitor <name> ...)".into(),
-            );
-        }
-        (true, Some(_)) => {
-            return bad(
-                "redis.sentinel_master is set but redis.sentinels is empty: list the sentinels as [\"host:port\", ...]".into(),
-            );
-        }
-        (false, Some(name)) => {
-            if name.is_empty() || name.contains(['/', ',', ' ']) {
-                return bad(format!(
-                    "redis.sentinel_master = {name:?}: a master name, without '/', ',' or spaces"
-                ));
-            }
-        }
-    }
-    if r.url.is_some() {
-        return bad(
-            "redis.sentinels and redis.url exclude each other: under Sentinel the sentinels name the master; unset redis.url".into(),
-        );
-    }
-    if r.cluster {
-        return bad(
-            "redis.sentinels and redis.cluster exclude each other: a Redis Cluster fails over by itself; unset one".into(),
-        );
-    }
-    for entry in &r.sentinels {
-        let port = entry
-            .rsplit_once(':')
-            .map(|(host, port)| (host, port.parse::<u16>()));
-        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0 && !host.contains(['/', ',', '@']))
-        {
-            return bad(format!(
-                "redis.sentinels: {entry:?} is not host:port (e.g. \"10.0.0.5:26379\")"
-            ));
-        }
-    }
-    for (key, file) in [
-        ("redis.tls_ca_file", &r.tls_ca_file),
-        ("redis.tls_cert_file", &r.tls_cert_file),
-        ("redis.tls_key_file", &r.tls_key_file),
-    ] {
-        if file.is_some() {
-            return bad(format!(
-                "{key} is set with redis.sentinels, but connections under Sentinel are plain (no TLS yet); unset {key}"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `auth.jwks_url`: https, or plain http to a loopback host only (keys

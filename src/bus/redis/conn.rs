@@ -8,7 +8,7 @@
 //! node, carrying the classic `SUBSCRIBE` of the broadcast channel and the
 //! sharded `SSUBSCRIBE`s of the user channels each node owns.
 
-use super::sentinel::{SentinelConn, Sentinels};
+use super::sentinel::{Passwords, SentinelConn, Sentinels};
 use crate::config::TlsFiles;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -42,8 +42,20 @@ pub enum Backend {
 
 /// The scheme of the URL [`crate::config::RedisConfig::bus_url`] makes of
 /// `redis.sentinels` and `redis.sentinel_master`:
-/// `redis+sentinel://host:port,host:port/master-name`.
+/// `redis+sentinel://host:port,host:port/master-name`, then
+/// `?password=…&sentinel_password=…` in hex when set.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+fn unhex(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    bytes.and_then(|b| String::from_utf8(b).ok())
+}
 
 pub struct ClusterClients {
     seeds: Vec<String>,
@@ -84,6 +96,15 @@ impl Backend {
     /// certificate), `redis://user:password@…` an ACL login.
     pub fn open(url: &str, cluster: bool, tls: TlsFiles<'_>) -> RedisResult<Self> {
         if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) {
+            let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let mut auth = Passwords::default();
+            for pair in query.split('&') {
+                match pair.split_once('=') {
+                    Some(("password", hex)) => auth.master = unhex(hex),
+                    Some(("sentinel_password", hex)) => auth.sentinels = unhex(hex),
+                    _ => {}
+                }
+            }
             let (addrs, name) = rest.rsplit_once('/').unwrap_or((rest, ""));
             let addrs = addrs
                 .split(',')
@@ -95,6 +116,7 @@ impl Backend {
                 addrs,
                 name.to_owned(),
                 CONNECT,
+                auth,
             ))));
         }
         let certs = certificates(tls).map_err(|e| {

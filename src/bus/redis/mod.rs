@@ -130,6 +130,14 @@ pub struct RedisBus {
 /// the node waits out.
 pub(super) fn misconfigured(e: &redis::RedisError, ca_file: bool) -> Option<String> {
     let text = e.to_string();
+    for (marker, key) in [
+        (sentinel::SENTINEL_LOGIN, "redis.sentinel_password"),
+        (sentinel::MASTER_LOGIN, "redis.password"),
+    ] {
+        if text.contains(marker) {
+            return Some(format!("{key}: Redis refused the login: {text}"));
+        }
+    }
     if sentinel::unknown_master(e) {
         return Some(format!(
             "redis.sentinel_master: {text} (the name in `sentinel monitor <name> ...`)"

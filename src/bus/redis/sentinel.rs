@@ -33,11 +33,53 @@ pub struct Sentinels {
     on_change: Mutex<Option<OnChange>>,
     /// Counts `READONLY` answers (`herald_redis_readonly_total`).
     readonly: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
+    auth: Passwords,
+}
+
+/// `redis.password` (the master's and replicas') and
+/// `redis.sentinel_password` (the sentinels' `requirepass`).
+#[derive(Default, Clone)]
+pub struct Passwords {
+    pub master: Option<String>,
+    pub sentinels: Option<String>,
+}
+
+/// Marks a refused login, so the start can name the key to fix.
+pub const SENTINEL_LOGIN: &str = "the sentinel refused the login (redis.sentinel_password)";
+pub const MASTER_LOGIN: &str = "the master refused the login (redis.password)";
+
+fn client(addr: &str, password: Option<&str>) -> RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let mut info = format!("redis://{addr}/").into_connection_info()?;
+    if let Some(p) = password {
+        info = info.set_redis_settings(redis::RedisConnectionInfo::default().set_password(p));
+    }
+    redis::Client::open(info)
+}
+
+/// A refused login, re-labelled with the key that holds the password.
+fn login(e: RedisError, what: &'static str) -> RedisError {
+    let text = e.to_string();
+    if e.kind() == ErrorKind::AuthenticationFailed
+        || [
+            "WRONGPASS",
+            "NOAUTH",
+            "invalid password",
+            "invalid username-password",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        RedisError::from((ErrorKind::AuthenticationFailed, what, text))
+    } else {
+        e
+    }
 }
 
 impl Sentinels {
-    pub fn new(addrs: Vec<String>, name: String, connect: Duration) -> Self {
+    pub fn new(addrs: Vec<String>, name: String, connect: Duration, auth: Passwords) -> Self {
         Self {
+            auth,
             addrs,
             name,
             connect,
@@ -114,13 +156,14 @@ impl Sentinels {
 
     /// The master's address, `None` if this sentinel knows no such name.
     async fn ask(&self, sentinel: &str) -> RedisResult<Option<String>> {
-        let client = redis::Client::open(format!("redis://{sentinel}/"))?;
+        let client = client(sentinel, self.auth.sentinels.as_deref())?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect))
             .set_response_timeout(Some(self.connect));
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+            .await
+            .map_err(|e| login(e, SENTINEL_LOGIN))?;
         let reply: Option<(String, String)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.name)
@@ -136,13 +179,14 @@ impl Sentinels {
     }
 
     async fn check(&self, addr: &str) -> RedisResult<redis::Client> {
-        let client = redis::Client::open(format!("redis://{addr}/"))?;
+        let client = client(addr, self.auth.master.as_deref())?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect))
             .set_response_timeout(Some(self.connect));
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+            .await
+            .map_err(|e| login(e, MASTER_LOGIN))?;
         let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
         match role.first() {
             Some(Value::BulkString(r)) if r == b"master" => Ok(client),
