@@ -47,10 +47,16 @@ fn check(peer: &str) {
     assert_eq!(r["peer"], peer, "{r}");
     assert_eq!(r["via"], "redis", "{r}");
     assert_eq!(r["sessions"], 40, "{r}");
-    assert_eq!(r["node_sessions"], 40, "the server counts the sessions: {r}");
+    assert_eq!(
+        r["node_sessions"], 40,
+        "the server counts the sessions: {r}"
+    );
     assert_eq!(r["connect_failures"], 0, "{r}");
     assert_eq!(r["received"], 120, "3 broadcasts x 40 sessions: {r}");
-    assert_eq!(r["latency"]["samples"], 120, "each frame carried its ts: {r}");
+    assert_eq!(
+        r["latency"]["samples"], 120,
+        "each frame carried its ts: {r}"
+    );
     assert_eq!(r["server_closed"], 0, "{r}");
 }
 

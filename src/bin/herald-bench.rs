@@ -790,9 +790,12 @@ impl Cluster {
                     .stdout(log.try_clone()?)
                     .stderr(log)
                     .kill_on_drop(true);
-                let child = cmd
-                    .spawn()
-                    .with_context(|| format!("starting {}", c.node_bin.display()))?;
+                let child = cmd.spawn().with_context(|| {
+                    format!(
+                        "starting {} (Node.js 20; install it with `apt-get install -y nodejs npm`)",
+                        c.node_bin.display()
+                    )
+                })?;
                 let pid = child.id().ok_or_else(|| anyhow!("peer exited at once"))?;
                 nodes.push(NodeProc {
                     child,

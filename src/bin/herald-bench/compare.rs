@@ -175,6 +175,9 @@ fn table_rows(
         row("connects/s".into(), &|v| {
             format!("{:.0}", num(v, &["idle", "connect_rate_per_s"]))
         }),
+        row("handshakes per server core-second".into(), &|v| {
+            format!("{:.0}", num(v, &["idle", "handshakes_per_node_core_s"]))
+        }),
         row("idle CPU (% of a core)".into(), &|v| {
             format!("{:.2}", num(v, &["idle", "idle_cpu_pct_of_core"]))
         }),
