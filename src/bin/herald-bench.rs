@@ -10,11 +10,16 @@
 //! JSON, and keep latency histograms. The orchestrator talks to them over
 //! stdin/stdout, one line per command and per answer.
 //!
+//! Every scenario can run against a peer instead of Herald (`--peer uws` or
+//! `--peer socketio`: the servers in benches/peers, started with `node`, on
+//! the same Redis channels), and `compare` runs the scenarios against each
+//! in turn (src/bin/herald-bench/compare.rs).
+//!
 //! Results are printed as a table and as one JSON line. See
 //! docs/BENCHMARKS.md for the method and the figures.
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use herald::auth::{Claims, Signer};
@@ -39,6 +44,41 @@ const HIST_MAX_US: u64 = 600_000_000;
 const READY_WAIT_S: u64 = 120;
 const STOP_GRACE_S: u64 = 60;
 
+#[path = "herald-bench/compare.rs"]
+mod compare;
+
+/// When set, scenario tables go to stderr (`compare` prints its own).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The server under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    /// Herald itself (`--herald`).
+    Herald,
+    /// benches/peers/uws.js: uWebSockets.js (its native binary).
+    Uws,
+    /// benches/peers/socketio.js: Socket.IO with @socket.io/redis-adapter.
+    Socketio,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Herald => "herald",
+            Peer::Uws => "uws",
+            Peer::Socketio => "socketio",
+        }
+    }
+
+    /// The client protocol the workers speak to it.
+    fn proto(self) -> &'static str {
+        match self {
+            Peer::Socketio => "socketio",
+            Peer::Herald | Peer::Uws => "herald",
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "herald-bench",
@@ -59,6 +99,8 @@ enum Cmd {
     Targeted(TargetedArgs),
     /// Sessions connecting and disconnecting while broadcasts are delivered.
     Churn(ChurnArgs),
+    /// Runs idle, fan-out at 1/s, 10/s and 50/s, and targeted against Herald and each peer in turn.
+    Compare(compare::CompareArgs),
     /// Internal: one load worker, driven over stdin/stdout by the orchestrator.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -101,6 +143,27 @@ struct Common {
     /// Where node logs go (default: a fresh directory under /tmp).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// The server under test: Herald, or a peer from --peers-dir (peers
+    /// always run with Redis and are published to through it).
+    #[arg(long, value_enum, default_value_t = Peer::Herald)]
+    peer: Peer,
+    /// Where the peers' files are (after `npm ci` there).
+    #[arg(long, default_value = "benches/peers")]
+    peers_dir: PathBuf,
+    /// The Node.js binary that runs a peer.
+    #[arg(long, default_value = "node")]
+    node_bin: PathBuf,
+    /// Start Redis and publish through it even for one Herald node, as
+    /// `compare` does so that every server gets the same publisher.
+    #[arg(long)]
+    with_redis: bool,
+}
+
+impl Common {
+    /// Whether broadcasts go through `PUBLISH {prefix}:broadcast`.
+    fn via_redis(&self) -> bool {
+        self.nodes > 1 || self.peer != Peer::Herald || self.with_redis
+    }
 }
 
 #[derive(Args)]
@@ -187,6 +250,10 @@ struct WorkerArgs {
     secret: String,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// `herald` (GET /v1/ws?token=…, a hello frame) or `socketio`
+    /// (Engine.IO v4 over the WebSocket transport).
+    #[arg(long, default_value = "herald")]
+    proto: String,
 }
 
 fn main() -> Result<()> {
@@ -196,10 +263,11 @@ fn main() -> Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Worker(a) => rt.block_on(worker::run(a)),
-        Cmd::Idle(a) => rt.block_on(scenarios::idle(a)),
-        Cmd::Fanout(a) => rt.block_on(scenarios::fanout(a)),
-        Cmd::Targeted(a) => rt.block_on(scenarios::targeted(a)),
-        Cmd::Churn(a) => rt.block_on(scenarios::churn(a)),
+        Cmd::Idle(a) => rt.block_on(scenarios::idle(a)).map(drop),
+        Cmd::Fanout(a) => rt.block_on(scenarios::fanout(a)).map(drop),
+        Cmd::Targeted(a) => rt.block_on(scenarios::targeted(a)).map(drop),
+        Cmd::Churn(a) => rt.block_on(scenarios::churn(a)).map(drop),
+        Cmd::Compare(a) => rt.block_on(compare::run(a)),
     }
 }
 
@@ -271,6 +339,7 @@ mod worker {
         slots: Mutex<Vec<Option<oneshot::Sender<()>>>>,
         first: usize,
         stable: usize,
+        socketio: bool,
     }
 
     pub async fn run(a: WorkerArgs) -> Result<()> {
@@ -295,6 +364,11 @@ mod worker {
             slots: Mutex::new((0..a.count).map(|_| None).collect()),
             first: a.first,
             stable: a.stable,
+            socketio: match a.proto.as_str() {
+                "herald" => false,
+                "socketio" => true,
+                other => bail!("--proto {other:?}: expected herald or socketio"),
+            },
         });
         let mut next = 0usize;
         let mut stdin = BufReader::new(tokio::io::stdin()).lines();
@@ -410,13 +484,29 @@ mod worker {
         socket.bind(SocketAddr::new(source_ip(g, shared.nodes.len()).into(), 0))?;
         let stream = socket.connect(node).await?;
         stream.set_nodelay(true)?;
-        let url = format!("ws://{node}/v1/ws?token={token}");
+        let url = if shared.socketio {
+            format!("ws://{node}/socket.io/?EIO=4&transport=websocket&token={token}")
+        } else {
+            format!("ws://{node}/v1/ws?token={token}")
+        };
         let (mut ws, _) =
             tokio_tungstenite::client_async_with_config(url, stream, Some(shared.ws_config))
                 .await?;
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.contains("\"hello\"") => Ok(ws),
-            other => bail!("expected hello, got {other:?}"),
+        if shared.socketio {
+            // Engine.IO v4: the open packet `0{…}`; then Socket.IO's CONNECT
+            // to the main namespace (`40`), answered by `40{"sid":…}`.
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.starts_with("0{") => {}
+                other => bail!("expected an Engine.IO open packet, got {other:?}"),
+            }
+            ws.send(Message::Text("40".into())).await?;
+        }
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"hello\"") => return Ok(ws),
+                Some(Ok(Message::Text(t))) if shared.socketio && t.starts_with("40") => {}
+                other => bail!("expected hello, got {other:?}"),
+            }
         }
     }
 
@@ -450,6 +540,10 @@ mod worker {
                     break;
                 }
                 msg = ws.next() => match msg {
+                    // Engine.IO's heartbeat: the server pings (`2`), the client pongs (`3`).
+                    Some(Ok(Message::Text(t))) if shared.socketio && t.as_str() == "2" => {
+                        let _ = ws.send(Message::Text("3".into())).await;
+                    }
                     Some(Ok(Message::Text(t))) => on_text(&shared, &t, stable),
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => {
@@ -595,6 +689,7 @@ impl Drop for OwnRedis {
 }
 
 struct Cluster {
+    peer: Peer,
     nodes: Vec<NodeProc>,
     redis_url: Option<String>,
     _own_redis: Option<OwnRedis>,
@@ -606,14 +701,28 @@ struct Cluster {
 
 impl Cluster {
     async fn start(c: &Common, need_redis: bool) -> Result<Self> {
-        let herald = std::fs::canonicalize(&c.herald)
-            .with_context(|| format!("herald binary {}", c.herald.display()))?;
+        let program = match c.peer {
+            Peer::Herald => std::fs::canonicalize(&c.herald)
+                .with_context(|| format!("herald binary {}", c.herald.display()))?,
+            peer => {
+                let dir = &c.peers_dir;
+                if !dir.join("node_modules").is_dir() {
+                    bail!(
+                        "{}/node_modules is missing: run `npm ci` in {} first",
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+                std::fs::canonicalize(dir.join(format!("{}.js", peer.name())))
+                    .with_context(|| format!("peer file in {}", dir.display()))?
+            }
+        };
         let log_dir = match &c.log_dir {
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!("herald-bench-{}", std::process::id())),
         };
         std::fs::create_dir_all(&log_dir)?;
-        let need_redis = need_redis || c.nodes > 1;
+        let need_redis = need_redis || c.via_redis();
         let (redis_url, own) = match (&c.redis, need_redis) {
             (Some(url), _) => (Some(url.clone()), None),
             (None, false) => (None, None),
@@ -664,9 +773,40 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 0..c.nodes.max(1) {
             let public: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
             let log = std::fs::File::create(log_dir.join(format!("node{i}.log")))?;
-            let mut cmd = Command::new(&herald);
+            if c.peer != Peer::Herald {
+                // The peer serves /readyz and /v1/stats on its public port.
+                let url = redis_url
+                    .clone()
+                    .ok_or_else(|| anyhow!("a peer needs Redis"))?;
+                let mut cmd = Command::new(&c.node_bin);
+                cmd.arg(&program)
+                    .env("PEER_PORT", public.port().to_string())
+                    .env("PEER_REDIS_URL", url)
+                    .env("PEER_PREFIX", &prefix)
+                    .env("PEER_SECRET", &c.secret)
+                    .env("NODE_ENV", "production")
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .kill_on_drop(true);
+                let child = cmd.spawn().with_context(|| {
+                    format!(
+                        "starting {} (Node.js 20; install it with `apt-get install -y nodejs npm`)",
+                        c.node_bin.display()
+                    )
+                })?;
+                let pid = child.id().ok_or_else(|| anyhow!("peer exited at once"))?;
+                nodes.push(NodeProc {
+                    child,
+                    pid,
+                    public,
+                    admin: public,
+                });
+                continue;
+            }
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let mut cmd = Command::new(&program);
             cmd.arg("serve")
                 .env("HERALD_AUTH__HS256_SECRET", &c.secret)
                 .env("HERALD_LISTEN", public.to_string())
@@ -702,6 +842,7 @@ impl Cluster {
             });
         }
         let cluster = Self {
+            peer: c.peer,
             nodes,
             redis_url,
             _own_redis: own,
@@ -751,6 +892,8 @@ impl Cluster {
     /// Publishes a broadcast carrying `ts`: through the admin API of node 0,
     /// or with `PUBLISH {prefix}:broadcast` when going through Redis.
     async fn broadcast(&mut self, via_redis: bool, pad: &str) -> Result<()> {
+        // A peer has no publish API: it only listens to Redis.
+        let via_redis = via_redis || self.peer != Peer::Herald;
         let ts = unix_us();
         let body = if pad.is_empty() {
             "Benchmark broadcast".to_owned()
@@ -885,6 +1028,7 @@ impl Workers {
                 .args(["--stable", &stable.to_string()])
                 .args(["--secret", &c.secret])
                 .args(["--concurrency", &c.concurrency.to_string()])
+                .args(["--proto", c.peer.proto()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -1054,6 +1198,15 @@ impl CpuMeter {
         }
     }
 
+    /// CPU seconds used by each process since start.
+    fn seconds(&self) -> Vec<f64> {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .map(|(p, s)| (cpu_ticks(*p).unwrap_or(*s).saturating_sub(*s)) as f64 / self.ticks)
+            .collect()
+    }
+
     /// Cores used by each process since start.
     fn cores(&self) -> Vec<f64> {
         let secs = self.at.elapsed().as_secs_f64().max(1e-6);
@@ -1082,14 +1235,19 @@ fn quantiles(h: &Histogram<u64>) -> Value {
 }
 
 /// Prints a result as a two-column table and as one JSON line.
-fn print_result(name: &str, rows: &[(&str, String)], json_line: Value) {
-    println!();
-    println!("== herald-bench {name} ==");
+/// Under `compare` (QUIET) it goes to stderr, as progress.
+fn print_result(name: &str, rows: &[(&str, String)], json_line: &Value) {
+    let mut out = format!("\n== herald-bench {name} ==\n");
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("  {k:<width$}  {v}");
+        out.push_str(&format!("  {k:<width$}  {v}\n"));
     }
-    println!("{json_line}");
+    out.push_str(&format!("{json_line}\n"));
+    if QUIET.load(Ordering::Relaxed) {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
 }
 
 fn fmt_latency(v: &Value) -> String {
@@ -1124,7 +1282,7 @@ mod scenarios {
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
 
-    pub async fn idle(a: IdleArgs) -> Result<()> {
+    pub async fn idle(a: IdleArgs) -> Result<Value> {
         let c = &a.common;
         if c.nodes != 1 {
             bail!("idle measures one node: run it with --nodes 1");
@@ -1177,6 +1335,7 @@ mod scenarios {
         let workers_pct: f64 = cores[1..].iter().sum::<f64>() * 100.0;
         let result = json!({
             "scenario": "idle",
+            "peer": c.peer.name(),
             "nodes": 1,
             "sessions": opened,
             "node_sessions": server_sessions,
@@ -1241,17 +1400,17 @@ mod scenarios {
                 ("open after window", format!("{still_open}")),
                 ("node logs", log_dir_note(&cluster)),
             ],
-            result,
+            &result,
         );
         workers.quit().await;
         cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
-        Ok(())
+        Ok(result)
     }
 
-    pub async fn fanout(a: FanoutArgs) -> Result<()> {
+    pub async fn fanout(a: FanoutArgs) -> Result<Value> {
         let c = &a.common;
         let m = machine();
-        let via_redis = a.via_redis || c.nodes > 1;
+        let via_redis = a.via_redis || c.via_redis();
         let mut cluster = Cluster::start(c, via_redis).await?;
         let mut workers = Workers::start(c, &cluster.addresses(), 1.0).await?;
         let (ok, fail, wall) = workers.connect(c.sessions).await?;
@@ -1309,6 +1468,7 @@ mod scenarios {
             .wait_received(expected, Duration::from_secs(5))
             .await?;
         let cores = meter.cores();
+        let node_cpu_s: f64 = meter.seconds()[..cluster.nodes.len()].iter().sum();
         let rep = workers.report().await?;
         cluster.check_alive()?;
         let hist = rep.hist.clone().unwrap_or_else(new_hist);
@@ -1330,6 +1490,7 @@ mod scenarios {
             .collect();
         let result = json!({
             "scenario": if a.throughput { "fanout-throughput" } else { "fanout" },
+            "peer": c.peer.name(),
             "nodes": n_nodes,
             "via": if via_redis { "redis" } else { "http" },
             "sessions": ok,
@@ -1346,6 +1507,7 @@ mod scenarios {
             "deliveries_per_s": deliveries_per_s,
             "first_to_last_s": span_s,
             "node_cpu_cores": node_cores,
+            "node_cpu_s": node_cpu_s,
             "worker_cpu_cores": worker_cores,
             "node_rss_kib_before": rss_before,
             "node_rss_kib_after": rss_after,
@@ -1398,14 +1560,14 @@ mod scenarios {
                 "fanout"
             },
             &rows,
-            result,
+            &result,
         );
         workers.quit().await;
         cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
-        Ok(())
+        Ok(result)
     }
 
-    pub async fn targeted(a: TargetedArgs) -> Result<()> {
+    pub async fn targeted(a: TargetedArgs) -> Result<Value> {
         let c = &a.common;
         let m = machine();
         let mut cluster = Cluster::start(c, true).await?;
@@ -1465,6 +1627,7 @@ mod scenarios {
         let publish_s = started.elapsed().as_secs_f64();
         let got = workers.wait_received(sent, Duration::from_secs(5)).await?;
         let cores = meter.cores();
+        let node_cpu_s: f64 = meter.seconds()[..cluster.nodes.len()].iter().sum();
         let rep = workers.report().await?;
         cluster.check_alive()?;
         let hist = rep.hist.clone().unwrap_or_else(new_hist);
@@ -1476,6 +1639,7 @@ mod scenarios {
         let achieved = sent as f64 / publish_s;
         let result = json!({
             "scenario": "targeted",
+            "peer": c.peer.name(),
             "nodes": n_nodes,
             "sessions": ok,
             "node_sessions": server_sessions,
@@ -1490,6 +1654,7 @@ mod scenarios {
             "server_closed": rep.server_closed,
             "latency": lat,
             "node_cpu_cores": node_cores,
+            "node_cpu_s": node_cpu_s,
             "worker_cpu_cores": worker_cores,
             "machine": m,
             "loadavg_after": loadavg(),
@@ -1522,17 +1687,17 @@ mod scenarios {
                 ),
                 ("node logs", log_dir_note(&cluster)),
             ],
-            result,
+            &result,
         );
         workers.quit().await;
         cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
-        Ok(())
+        Ok(result)
     }
 
-    pub async fn churn(a: ChurnArgs) -> Result<()> {
+    pub async fn churn(a: ChurnArgs) -> Result<Value> {
         let c = &a.common;
         let m = machine();
-        let via_redis = c.nodes > 1 || c.redis.is_some();
+        let via_redis = c.via_redis() || c.redis.is_some();
         let mut cluster = Cluster::start(c, via_redis).await?;
         let stable_fraction = (1.0 - a.churn_fraction).clamp(0.0, 1.0);
         let mut workers = Workers::start(c, &cluster.addresses(), stable_fraction).await?;
@@ -1577,6 +1742,7 @@ mod scenarios {
         // Let reconnections still in flight finish and the last broadcast land.
         settle(3).await;
         let cores = meter.cores();
+        let node_cpu_s: f64 = meter.seconds()[..cluster.nodes.len()].iter().sum();
         let rep = workers.report().await?;
         cluster.check_alive()?;
         let server_sessions = cluster.sessions_reported().await?;
@@ -1598,6 +1764,7 @@ mod scenarios {
             .collect();
         let result = json!({
             "scenario": "churn",
+            "peer": c.peer.name(),
             "nodes": n_nodes,
             "sessions": ok,
             "stable_sessions": stable,
@@ -1618,6 +1785,7 @@ mod scenarios {
             "delivery_ratio_stable": ratio,
             "latency": lat,
             "node_cpu_cores": node_cores,
+            "node_cpu_s": node_cpu_s,
             "worker_cpu_cores": worker_cores,
             "node_rss_kib_before": rss_before,
             "node_rss_kib_after": rss_after,
@@ -1661,11 +1829,11 @@ mod scenarios {
                 ),
                 ("node logs", log_dir_note(&cluster)),
             ],
-            result,
+            &result,
         );
         workers.quit().await;
         cluster.stop(Duration::from_secs(STOP_GRACE_S)).await;
-        Ok(())
+        Ok(result)
     }
 }
 
