@@ -156,25 +156,40 @@ pub fn increments(r: &Record) -> Vec<(Scope, String, i64)> {
     out
 }
 
-/// The users one record adds to distinct counts.
-pub fn distinct(r: &Record) -> Vec<(Scope, Who, Vec<Arc<str>>)> {
+/// The users of one record, borrowed from it: a broadcast's recipients
+/// (thousands) are not copied once per scope.
+#[derive(Clone, Copy)]
+pub struct Users<'a> {
+    many: &'a [Arc<str>],
+    one: Option<&'a str>,
+}
+
+impl<'a> Users<'a> {
+    pub fn names(self) -> impl Iterator<Item = &'a str> {
+        self.many.iter().map(|u| &**u).chain(self.one)
+    }
+
+    pub fn arcs(self) -> impl Iterator<Item = Arc<str>> + 'a {
+        self.many.iter().cloned().chain(self.one.map(Arc::from))
+    }
+}
+
+/// The users one record adds to distinct counts, per scope.
+pub fn distinct(r: &Record) -> Vec<(Scope, Who, Users<'_>)> {
     let who = match r.kind() {
         "delivered" => Who::Delivered,
         "displayed" => Who::Displayed,
         "clicked" => Who::Clicked,
         _ => return Vec::new(),
     };
-    let mut users: Vec<Arc<str>> = r.users.clone();
-    if let Some(u) = r.get("user") {
-        users.push(Arc::from(u));
-    }
-    if users.is_empty() {
+    let users = Users {
+        many: &r.users,
+        one: r.get("user"),
+    };
+    if users.many.is_empty() && users.one.is_none() {
         return Vec::new();
     }
-    scopes(r)
-        .into_iter()
-        .map(|s| (s, who, users.clone()))
-        .collect()
+    scopes(r).into_iter().map(|s| (s, who, users)).collect()
 }
 
 /// Embedded counts, for at most `max_scopes` messages and campaigns (the
@@ -209,7 +224,11 @@ impl MemoryStats {
             *m.entry(scope).0.entry(field).or_default() += by;
         }
         for (scope, who, list) in users {
-            m.entry(scope).1.entry(who.name()).or_default().extend(list);
+            m.entry(scope)
+                .1
+                .entry(who.name())
+                .or_default()
+                .extend(list.arcs());
         }
         while m.order.len() > self.max_scopes {
             if let Some(old) = m.order.pop_front() {

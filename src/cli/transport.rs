@@ -50,10 +50,7 @@ impl Transport {
     ) -> anyhow::Result<(Option<String>, Option<Reach>)> {
         // An explicit --api wins over a Redis URL that came from the environment.
         if let (Some(url), None) = (&self.redis, &self.api) {
-            let config = crate::config::Config::load(
-                self.config.as_deref(),
-                &crate::config::Overrides::default(),
-            )?;
+            let config = self.node_config()?;
             // The nodes would refuse an app link outside their list.
             if let Command::Publish(p) = cmd {
                 p.envelope.check_links(&config.link_schemes())?;
@@ -102,11 +99,7 @@ impl Transport {
             .with_context(|| format!("publishing through {}", redact(url)))?;
             return Ok((None, reach));
         }
-        let base = self
-            .api
-            .as_deref()
-            .unwrap_or(DEFAULT_API)
-            .trim_end_matches('/');
+        let base = self.api_base();
         let client = reqwest::Client::new();
         let req = match cmd {
             Command::Retract { id, .. } => {
@@ -117,23 +110,7 @@ impl Transport {
                 .header("content-type", "application/json")
                 .body(envelope_json.to_owned()),
         };
-        let req = match &self.api_key {
-            Some(key) => req.bearer_auth(key),
-            None => req,
-        };
-        let res = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the admin API at {base}"))?;
-        let status = res.status();
-        let body: serde_json::Value = res.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let reason = body
-                .get("error")
-                .and_then(|e| e.as_str())
-                .unwrap_or("no reason given");
-            bail!("{base} answered {status}: {reason}");
-        }
+        let body = self.call(req).await?;
         let id = body.get("id").and_then(|v| v.as_str()).map(String::from);
         let list = |k: &str| -> Vec<String> {
             body.get(k)
@@ -157,10 +134,7 @@ impl Transport {
     /// Scheduled messages still waiting, soonest first (at most `limit`).
     pub async fn scheduled(&self, limit: usize) -> anyhow::Result<Vec<serde_json::Value>> {
         if let (Some(url), None) = (&self.redis, &self.api) {
-            let config = crate::config::Config::load(
-                self.config.as_deref(),
-                &crate::config::Overrides::default(),
-            )?;
+            let config = self.node_config()?;
             let list = crate::bus::scheduled_direct(
                 url,
                 self.redis_cluster,
@@ -175,12 +149,37 @@ impl Transport {
                 _ => Vec::new(),
             });
         }
-        let base = self
-            .api
+        let base = self.api_base();
+        let req = reqwest::Client::new().get(format!("{base}/v1/messages/scheduled?limit={limit}"));
+        let mut body = self.call(req).await?;
+        match body.get_mut("messages").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(list)) => Ok(list),
+            _ => bail!("{base} answered without a list of messages"),
+        }
+    }
+}
+
+impl Transport {
+    /// The nodes' own configuration (`--config`, `HERALD_*`): what the CLI
+    /// must do as they do when it goes to Redis directly.
+    fn node_config(&self) -> anyhow::Result<crate::config::Config> {
+        Ok(crate::config::Config::load(
+            self.config.as_deref(),
+            &crate::config::Overrides::default(),
+        )?)
+    }
+
+    fn api_base(&self) -> &str {
+        self.api
             .as_deref()
             .unwrap_or(DEFAULT_API)
-            .trim_end_matches('/');
-        let req = reqwest::Client::new().get(format!("{base}/v1/messages/scheduled?limit={limit}"));
+            .trim_end_matches('/')
+    }
+
+    /// One admin API request, with the key: its JSON answer, or the
+    /// node's reason as the error.
+    async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+        let base = self.api_base();
         let req = match &self.api_key {
             Some(key) => req.bearer_auth(key),
             None => req,
@@ -190,7 +189,7 @@ impl Transport {
             .await
             .with_context(|| format!("cannot reach the admin API at {base}"))?;
         let status = res.status();
-        let mut body: serde_json::Value = res.json().await.unwrap_or_default();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
         if !status.is_success() {
             let reason = body
                 .get("error")
@@ -198,10 +197,7 @@ impl Transport {
                 .unwrap_or("no reason given");
             bail!("{base} answered {status}: {reason}");
         }
-        match body.get_mut("messages").map(serde_json::Value::take) {
-            Some(serde_json::Value::Array(list)) => Ok(list),
-            _ => bail!("{base} answered without a list of messages"),
-        }
+        Ok(body)
     }
 }
 

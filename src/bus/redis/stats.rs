@@ -103,7 +103,7 @@ impl RedisBus {
     /// pipeline (`None`: nothing to count).
     pub(super) fn tally(&self, batch: &[crate::events::Record]) -> Option<redis::Pipeline> {
         let mut sums: BTreeMap<(String, String), i64> = BTreeMap::new();
-        let mut users: BTreeMap<(&'static str, String), Vec<Arc<str>>> = BTreeMap::new();
+        let mut users: BTreeMap<(&'static str, String), Vec<&str>> = BTreeMap::new();
         let mut traces: BTreeMap<Arc<str>, Vec<String>> = BTreeMap::new();
         for r in batch {
             for (scope, field, by) in stats::increments(r) {
@@ -113,7 +113,7 @@ impl RedisBus {
                 users
                     .entry((who.name(), scope.key()))
                     .or_default()
-                    .extend(list);
+                    .extend(list.names());
             }
             for (user, entry) in crate::trace::entries(r) {
                 traces.entry(user).or_default().push(entry.to_string());
@@ -134,10 +134,7 @@ impl RedisBus {
         }
         for ((who, scope), list) in users {
             let key = self.keys.distinct(who, &scope);
-            pipe.cmd("PFADD")
-                .arg(&key)
-                .arg(list.iter().map(|u| &**u).collect::<Vec<&str>>())
-                .ignore();
+            pipe.cmd("PFADD").arg(&key).arg(list).ignore();
             touched.push(key);
         }
         for key in touched {
