@@ -19,6 +19,26 @@ async fn publish_json(file: &std::path::Path, redis: &Redis) -> Output {
     .await
 }
 
+/// Each case written to `dir` and refused by `herald validate`, naming its
+/// field (`<what> <field>:`).
+fn validate_refuses<const N: usize>(
+    dir: &std::path::Path,
+    cases: [(&str, serde_json::Value, &str); N],
+    what: &str,
+) {
+    for (name, body, field) in cases {
+        let file = dir.join(name);
+        std::fs::write(&file, body.to_string()).expect("write");
+        let o = herald_cli(&["validate", file.to_str().expect("path")]);
+        assert!(!o.status.success(), "{name} accepted");
+        assert!(
+            stdout(&o).contains(&format!("{what} {field}:")),
+            "{name}: {}",
+            stdout(&o)
+        );
+    }
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
@@ -341,17 +361,7 @@ fn validate_refuses_what_only_herald_sets() {
         ),
         ("op.json", json!({"op": "campaign", "id": "c"}), "op"),
     ];
-    for (name, body, field) in cases {
-        let file = dir.join(name);
-        std::fs::write(&file, body.to_string()).expect("write");
-        let o = herald_cli(&["validate", file.to_str().expect("path")]);
-        assert!(!o.status.success(), "{name} accepted");
-        assert!(
-            stdout(&o).contains(&format!("envelope {field}:")),
-            "{name}: {}",
-            stdout(&o)
-        );
-    }
+    validate_refuses(&dir, cases, "envelope");
     // Without it, the same envelope is fine: positive control.
     let file = dir.join("ok.json");
     std::fs::write(
@@ -503,17 +513,7 @@ fn validate_checks_campaign_windows_quiet_hours_and_experiments() {
             "ends_at",
         ),
     ];
-    for (name, body, field) in cases {
-        let file = dir.join(name);
-        std::fs::write(&file, body.to_string()).expect("write");
-        let o = herald_cli(&["validate", file.to_str().expect("path")]);
-        assert!(!o.status.success(), "{name} accepted");
-        assert!(
-            stdout(&o).contains(&format!("campaign {field}:")),
-            "{name}: {}",
-            stdout(&o)
-        );
-    }
+    validate_refuses(&dir, cases, "campaign");
     // The same campaign with valid values: positive control.
     let mut ok = with("quiet_hours", json!({"from": "22:00", "to": "08:00"}));
     ok["goal"] = json!({"event": "purchase", "within_s": 3600});
