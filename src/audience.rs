@@ -142,6 +142,12 @@ impl Audience {
         self.users.is_none() && self.segments.is_none() && self.filter.is_none()
     }
 
+    /// Whether matching evaluates a `where` expression (whose cost, unlike
+    /// the other conditions', grows with the expression).
+    pub fn evaluates(&self) -> bool {
+        self.filter.is_some()
+    }
+
     /// Does this session belong to the audience? Cheap checks first.
     pub fn matches(&self, id: &Identity) -> bool {
         if let Some(set) = &self.user_set

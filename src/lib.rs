@@ -247,6 +247,9 @@ pub async fn run_with_clock(
         None => None,
     };
 
+    // Broadcasts whose `where` costs are evaluated in slices by one task.
+    let slices_task = tokio::spawn(dispatcher.clone().run_slices(stopped()));
+
     let registry = Arc::new(campaigns::Registry::default());
     let mut bus_task = None;
     let mut beat_task = None;
@@ -434,6 +437,7 @@ pub async fn run_with_clock(
     if let Some(task) = bus_task {
         let _ = task.await;
     }
+    let _ = slices_task.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -61,6 +61,9 @@ pub struct Metrics {
     pub bus_up: Gauge,
     pub bus_reconnects: Counter,
     pub bus_probe_failures: Counter,
+    /// Broadcasts (and their retractions) whose audience is being
+    /// evaluated in slices, or waiting for it.
+    pub audience_pending: Gauge,
     /// The Redis server in use (one server, or the master Sentinel names):
     /// 1 for it, 0 for earlier ones. None on a Redis Cluster.
     pub redis_master: Family<RedisMaster, Gauge>,
@@ -93,6 +96,7 @@ impl Default for Metrics {
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
             bus_probe_failures: Counter::default(),
+            audience_pending: Gauge::default(),
             redis_master: Family::default(),
             redis_readonly: Counter::default(),
             latency: FrameLatency::default(),
@@ -178,6 +182,11 @@ impl Default for Metrics {
             "bus_probe_failures",
             "Pub/sub probes that did not come back in time (redis.probe_timeout): the subscription was replaced",
             m.bus_probe_failures.clone(),
+        );
+        registry.register(
+            "audience_pending",
+            "Broadcasts whose `where` audience is being evaluated in slices over the node's sessions, or waiting for it (per-user messages go out meanwhile)",
+            m.audience_pending.clone(),
         );
         registry.register(
             "publish_to_socket_seconds",

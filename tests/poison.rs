@@ -307,3 +307,102 @@ async fn tokens_and_events_over_their_size_bounds_are_refused_with_the_reason() 
     assert_eq!(c.recv().await, json!({"t": "pong"}));
     h.stop().await;
 }
+
+/// The costliest `where` the cost bound accepts (a comprehension over the
+/// longest written-out list it lets through), true for every session.
+fn costliest_accepted_where() -> String {
+    let shape = |n: usize| {
+        let l: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        format!("![{}].exists(x, x == size(user) + 100000)", l.join(","))
+    };
+    let accepted = |n: usize| {
+        herald::expr::Filter::compile("to.where", &shape(n), &["user", "segments", "attrs"]).is_ok()
+    };
+    let (mut lo, mut hi) = (1usize, 4096usize);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if accepted(mid) {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
+    }
+    shape(lo)
+}
+
+/// A crowd connected first, then `ada`: the costly broadcast reaches her
+/// last, as sessions are evaluated in the order they connected.
+async fn crowd_then_ada(h: &Herald, crowd: usize) -> (Vec<Client>, Client) {
+    let mut clients = Vec::with_capacity(crowd);
+    for i in 0..crowd {
+        clients.push(h.connect(&format!("crowd-{i}")).await);
+    }
+    (clients, h.connect("ada").await)
+}
+
+/// What 16.4 asks beside the cost bound: a broadcast whose audience costs
+/// all the bound allows is evaluated in slices, so a per-user message
+/// published after it reaches its user first, without a resume position
+/// (the client must not resume past the broadcast it has not had yet);
+/// a broadcast published after it still comes after it, and everyone gets
+/// both.
+async fn a_costly_audience_lets_per_user_messages_through(h: &Herald) {
+    let (mut crowd, mut ada) = crowd_then_ada(h, 300).await;
+    let costly = json!({"id": "costly", "to": {"where": costliest_accepted_where()},
+                        "kind": "banner", "title": "costly"});
+    assert_eq!(h.post("/v1/messages", &costly.to_string()).await.0, 202);
+    let direct =
+        json!({"id": "direct", "to": {"users": ["ada"]}, "kind": "toast", "title": "direct"});
+    assert_eq!(h.post("/v1/messages", &direct.to_string()).await.0, 202);
+    let after = json!({"id": "after", "to": "all", "kind": "toast", "title": "after"});
+    assert_eq!(h.post("/v1/messages", &after.to_string()).await.0, 202);
+
+    let first = ada.recv().await;
+    assert_eq!(
+        first["id"], "direct",
+        "the per-user message overtakes: {first}"
+    );
+    assert!(
+        first.get("pos").is_none(),
+        "sent without a position: {first}"
+    );
+    let second = ada.recv().await;
+    assert_eq!(second["id"], "costly", "{second}");
+    assert!(
+        second["pos"].is_string(),
+        "the broadcast keeps its position: {second}"
+    );
+    assert_eq!(ada.recv().await["id"], "after");
+    for c in &mut crowd {
+        assert_eq!(c.recv_title().await, "costly");
+        assert_eq!(c.recv_title().await, "after");
+    }
+    // Once nothing is pending, a per-user message has its position again.
+    assert_eq!(
+        h.post(
+            "/v1/messages",
+            &direct.to_string().replace("direct", "again")
+        )
+        .await
+        .0,
+        202
+    );
+    let again = ada.recv().await;
+    assert_eq!(again["id"], "again");
+    assert!(again["pos"].is_string(), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_audience_lets_per_user_messages_through_embedded() {
+    let h = Herald::start(config()).await;
+    a_costly_audience_lets_per_user_messages_through(&h).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_audience_lets_per_user_messages_through_redis() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    a_costly_audience_lets_per_user_messages_through(&h).await;
+    h.stop().await;
+}

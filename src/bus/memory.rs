@@ -69,6 +69,8 @@ impl Store for MemoryBus {
                 .map(|users| Reach::split(users, |_, u| self.hub.user_sessions(u) > 0)),
             _ => None,
         };
+        // Broadcasts being evaluated in slices hold up intake when full.
+        self.dispatcher.room().await;
         // Recorded in the history first, so it goes out with its position.
         let positioned = match (cmd, &self.history) {
             (Command::Publish(p), Some(h)) => h.append(p).map(Command::Publish),

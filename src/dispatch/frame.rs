@@ -77,6 +77,19 @@ pub fn msg_frame(
     identity: Option<&Identity>,
     reason: Reason,
 ) -> String {
+    msg_frame_at(e, locale, identity, reason, true)
+}
+
+/// [`msg_frame`], without the resume position unless `with_pos`: a
+/// message that overtakes one not yet delivered must not move the
+/// client's position past it.
+pub fn msg_frame_at(
+    e: &Envelope,
+    locale: Option<&str>,
+    identity: Option<&Identity>,
+    reason: Reason,
+    with_pos: bool,
+) -> String {
     let rendered = (e.locales.is_some() || identity.is_some()).then(|| e.content(locale, identity));
     let (title, body, actions) = match &rendered {
         Some((title, body, actions)) => (title.as_deref(), body.as_deref(), &actions[..]),
@@ -102,7 +115,7 @@ pub fn msg_frame(
         dismissible: (!e.dismissible()).then_some(false),
         campaign: e.campaign.as_deref(),
         variant: e.variant.as_deref(),
-        pos: e.pos.as_deref(),
+        pos: e.pos.as_deref().filter(|_| with_pos),
         reason: reason.as_str(),
     };
     serde_json::to_string(&frame).unwrap_or_default()

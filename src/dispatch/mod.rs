@@ -35,12 +35,16 @@ pub enum Route<'a> {
 }
 
 mod active;
+mod fanout;
 mod frame;
 mod recent;
+mod slices;
 
 use active::ActiveSet;
+use fanout::{Frames, Reached};
 pub use frame::{Reason, msg_frame};
 use recent::Recent;
+use slices::{Job, Slices};
 
 /// Users publishes parsed lately, kept to recognise the copies that arrive
 /// on this node's other user channels.
@@ -73,6 +77,7 @@ pub struct Dispatcher {
     recent: Mutex<Recent>,
     active: Mutex<ActiveSet>,
     parsed: Mutex<VecDeque<Arc<Parsed>>>,
+    slices: Slices,
 }
 
 /// What a received envelope turned out to be, for the bus to act on.
@@ -107,6 +112,84 @@ impl Dispatcher {
             }),
             active: Mutex::new(ActiveSet::default()),
             parsed: Mutex::new(VecDeque::new()),
+            slices: Slices::default(),
+        }
+    }
+
+    /// Evaluates queued broadcasts in slices until `stop`, then finishes
+    /// what is still queued (see `slices.rs`). Without this task running,
+    /// every audience is evaluated where the message is received.
+    pub async fn run_slices(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        self.slices.set_running(true);
+        tokio::pin!(stop);
+        loop {
+            while let Some(job) = self.slices.pop() {
+                self.run_job(job, true).await;
+                self.slices.done();
+                self.metrics
+                    .audience_pending
+                    .set(self.slices.pending() as i64);
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = self.slices.work() => {}
+            }
+        }
+        self.slices.set_running(false);
+        while let Some(job) = self.slices.pop() {
+            self.run_job(job, false).await;
+            self.slices.done();
+        }
+        self.metrics.audience_pending.set(0);
+    }
+
+    /// Waits while the queue of broadcasts being evaluated in slices is
+    /// full: the bus calls it before handing over the next message.
+    pub async fn room(&self) {
+        self.slices.room().await
+    }
+
+    fn queue(&self, job: Job) {
+        self.slices.push(job);
+        self.metrics
+            .audience_pending
+            .set(self.slices.pending() as i64);
+    }
+
+    /// Delivers one queued job over a snapshot of the sessions, a slice at
+    /// a time, yielding between slices when `yielding`.
+    async fn run_job(&self, job: Job, yielding: bool) {
+        let sessions = self.hub.snapshot();
+        let mut delivered = 0;
+        match job {
+            Job::Publish { p, born } => {
+                // First in line: what it reaches may keep its position.
+                let mut frames = Frames::new(&p, born, None, true);
+                let mut reached = Reached::new(self, &p);
+                for slice in sessions.chunks(slices::SLICE) {
+                    delivered += self.hub.deliver_to(
+                        slice,
+                        &p.audience,
+                        |s| frames.for_session(s),
+                        |s| reached.add(self, &p, s),
+                    );
+                    if yielding {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                reached.finish(self, &p, delivered);
+                tracing::debug!(msg_id = p.id(), delivered, "message delivered in slices");
+            }
+            Job::Retract { known, frame } => {
+                let audience = known.as_ref().map_or(&self.everyone, |p| &p.audience);
+                for slice in sessions.chunks(slices::SLICE) {
+                    self.hub
+                        .deliver_to(slice, audience, |_| frame.clone(), |_| {});
+                    if yielding {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
         }
     }
 
@@ -283,6 +366,13 @@ impl Dispatcher {
             (Route::Broadcast, Some(users)) => Target::Users(users),
             (Route::Broadcast, None) => Target::Everyone,
         };
+        if matches!(target, Target::Everyone)
+            && self.slices.running()
+            && (p.audience.evaluates() || self.slices.busy())
+        {
+            self.queue(Job::Publish { p: p.clone(), born });
+            return 0;
+        }
         let n = self.deliver(p, target, born, frame);
         tracing::debug!(msg_id = p.id(), delivered = n, "message delivered");
         n
@@ -298,53 +388,17 @@ impl Dispatcher {
         born: Instant,
         frame: Option<&std::sync::OnceLock<Outgoing>>,
     ) -> usize {
-        let seq = crate::history::seq_of(p);
-        let encode = |locale: Option<&str>, id: Option<&Identity>| {
-            Outgoing::text(&msg_frame(&p.envelope, locale, id, Reason::Push), born, seq)
-        };
-        // Serialized once per node: a users publish received again on
-        // another user's channel reuses the frame.
-        let shared = (!p.varies()).then(|| match frame {
-            Some(f) => f.get_or_init(|| encode(None, None)).clone(),
-            None => encode(None, None),
-        });
-        let mut per_locale: HashMap<Option<Box<str>>, Outgoing> = HashMap::new();
-        // Named users: one record per session reached. Broadcast audiences:
-        // one record per node with the count, so a fan-out to thousands does
-        // not turn into thousands of stream entries.
-        let per_session = self.events.record_deliveries && p.audience.users().is_some();
-        // Broadcast audiences: the recipients, for the distinct-user count
-        // (counted once per node and message, never a write per recipient).
-        let mut reached: Vec<Arc<str>> = Vec::new();
+        // Overtaking a broadcast still being evaluated: no position.
+        let with_pos = !self.slices.busy();
+        let mut frames = Frames::new(p, born, frame.filter(|_| with_pos), with_pos);
+        let mut reached = Reached::new(self, p);
         let delivered = self.hub.deliver(
             target,
             &p.audience,
-            |s| match &shared {
-                Some(frame) => frame.clone(),
-                None if p.personalized => {
-                    let id = s.identity();
-                    encode(id.locale.as_deref(), Some(&id))
-                }
-                None => {
-                    let locale = s.identity().locale.clone();
-                    per_locale
-                        .entry(locale)
-                        .or_insert_with_key(|l| encode(l.as_deref(), None))
-                        .clone()
-                }
-            },
-            |s| {
-                if per_session {
-                    self.record_delivery(p, s);
-                } else if self.events.record_deliveries {
-                    reached.push(s.user.clone());
-                }
-            },
+            |s| frames.for_session(s),
+            |s| reached.add(self, p, s),
         );
-        if self.events.record_deliveries && !per_session && delivered > 0 {
-            self.events
-                .emit(Record::delivered(p, Delivered::Count(delivered, reached)));
-        }
+        reached.finish(self, p, delivered);
         delivered
     }
 
@@ -369,6 +423,18 @@ impl Dispatcher {
             .remove(id)
             .or_else(|| self.lock_recent().messages.get(id).cloned());
         let retract = Outgoing::text(&ServerFrame::Retract { id }.to_json(), born, seq);
+        // A broadcast's retraction goes behind the broadcasts being
+        // evaluated (it may be one of them), and is itself evaluated in
+        // slices when its audience costs. Named users' messages never queue.
+        let named = known.as_ref().is_some_and(|p| p.audience.users().is_some());
+        let costs = known.as_ref().is_some_and(|p| p.audience.evaluates());
+        if self.slices.running() && !named && (self.slices.busy() || costs) {
+            self.queue(Job::Retract {
+                known,
+                frame: retract,
+            });
+            return 0;
+        }
         let frame = |_: &crate::hub::Session| retract.clone();
         match &known {
             Some(p) => {

@@ -301,18 +301,8 @@ impl Hub {
     ) -> usize {
         let mut delivered = 0;
         let mut visit = |s: &Session| {
-            if audience.matches(&s.identity()) {
-                match s.outbox.push(frame(s), self.limits.queue) {
-                    Pushed::Queued => {
-                        delivered += 1;
-                        on_delivered(s);
-                    }
-                    Pushed::Overflow => {
-                        self.metrics.drop_reason("slow_consumer");
-                        tracing::warn!(user = %s.user, sid = s.sid, "slow consumer: closing with 4008");
-                    }
-                    Pushed::Closed => {}
-                }
+            if self.offer(s, audience, &mut frame, &mut on_delivered) {
+                delivered += 1;
             }
         };
         match target {
@@ -330,6 +320,56 @@ impl Hub {
         }
         self.metrics.deliveries.inc_by(delivered as u64);
         delivered
+    }
+
+    /// Every session on this node, in the order they connected: what a
+    /// delivery in slices walks without holding a map guard.
+    pub fn snapshot(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<Arc<Session>> = self.sessions.iter().map(|e| e.value().clone()).collect();
+        all.sort_unstable_by_key(|s| s.sid);
+        all
+    }
+
+    /// [`Hub::deliver`] for sessions of a [`Hub::snapshot`] (one slice of
+    /// it); a session that left since gets nothing.
+    pub fn deliver_to(
+        &self,
+        sessions: &[Arc<Session>],
+        audience: &Audience,
+        mut frame: impl FnMut(&Session) -> Outgoing,
+        mut on_delivered: impl FnMut(&Session),
+    ) -> usize {
+        let delivered = sessions
+            .iter()
+            .filter(|s| self.offer(s, audience, &mut frame, &mut on_delivered))
+            .count();
+        self.metrics.deliveries.inc_by(delivered as u64);
+        delivered
+    }
+
+    /// Pushes the frame to `s` if the audience matches it; true when queued.
+    fn offer(
+        &self,
+        s: &Session,
+        audience: &Audience,
+        frame: &mut impl FnMut(&Session) -> Outgoing,
+        on_delivered: &mut impl FnMut(&Session),
+    ) -> bool {
+        if !audience.matches(&s.identity()) {
+            return false;
+        }
+        match s.outbox.push(frame(s), self.limits.queue) {
+            Pushed::Queued => {
+                on_delivered(s);
+                true
+            }
+            Pushed::Overflow => {
+                self.metrics.drop_reason("slow_consumer");
+                tracing::warn!(user = %s.user, sid = s.sid, "slow consumer: closing with 4008");
+                false
+            }
+            Pushed::Closed => false,
+        }
     }
 
     /// Sessions the audience matches on this node, and their distinct

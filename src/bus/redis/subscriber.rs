@@ -178,13 +178,18 @@ impl RedisBus {
                             let more = Box::pin(gather(stream, &mut batch)).await;
                             in_history_order(&mut batch);
                             for m in &batch {
+                                self.dispatcher.room().await;
                                 self.receive(m.get_channel_name(), m.get_payload_bytes());
                             }
                             if let Some(other) = more {
                                 self.on_unsubscribed(sink, other?)?;
                             }
                         }
-                        Incoming::Message(msg) => self.receive(msg.get_channel_name(), msg.get_payload_bytes()),
+                        Incoming::Message(msg) => {
+                            // Broadcasts being evaluated in slices hold up intake when full.
+                            self.dispatcher.room().await;
+                            self.receive(msg.get_channel_name(), msg.get_payload_bytes())
+                        }
                         // Not ours (the user is still held here): the slot
                         // moved, so start over and subscribe where it is now.
                         // Ours may be read after the user came back and was
@@ -322,6 +327,7 @@ impl RedisBus {
             );
         }
         for (_, channel, payload) in &entries {
+            self.dispatcher.room().await;
             self.receive(channel, payload.as_bytes());
         }
         Ok(())
