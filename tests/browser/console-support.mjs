@@ -96,6 +96,14 @@ export async function axeCheck(page, what) {
   return result.violations;
 }
 
+/**
+ * Waits until the keyboard focus is on the view's heading (`#page-title`
+ * reading `title`), where the console puts it after a view change or a save.
+ */
+export async function focusOnHeading(page, title) {
+  await page.waitForFunction((t) => document.activeElement?.id === 'page-title' && document.activeElement.textContent === t, title);
+}
+
 /** Presses Tab (at most `max` times) until the focused element matches `selector`; fails otherwise. */
 export async function tabTo(page, selector, max = 80) {
   for (let i = 0; i < max; i++) {
