@@ -52,6 +52,9 @@ pub struct Record {
     /// `delivered` count's recipients, an expired message's named users),
     /// for distinct-user counts and the trace; never written to a stream.
     pub users: Vec<Arc<str>>,
+    /// More recipients than [`crate::sketch::SKETCH_FROM`] on a Redis node:
+    /// hashed into a sketch as they were reached instead of named.
+    pub sketch: Option<Box<crate::sketch::Sketch>>,
     /// Counted and traced, not written to a stream (campaign decisions).
     pub only_counted: bool,
 }
@@ -62,6 +65,7 @@ impl Record {
             stream,
             fields: vec![("type", kind.to_owned())],
             users: Vec::new(),
+            sketch: None,
             only_counted: false,
         }
     }
@@ -231,6 +235,9 @@ pub struct Events {
     node: String,
     /// Whether each delivery is recorded (one entry per session reached).
     pub record_deliveries: bool,
+    /// Redis mode: a broadcast's many recipients are counted by a sketch
+    /// (embedded counts them exactly, by name).
+    pub sketches: bool,
     queue: Mutex<VecDeque<Record>>,
     capacity: usize,
     pub notify: Notify,
@@ -256,6 +263,7 @@ impl Events {
         Self {
             node,
             record_deliveries,
+            sketches: !embedded,
             queue: Mutex::new(VecDeque::new()),
             capacity,
             notify: Notify::new(),

@@ -45,6 +45,7 @@ pub mod render;
 pub mod schedule;
 pub mod schema;
 pub mod session;
+pub mod sketch;
 pub mod stats;
 pub mod tasks;
 pub mod trace;

@@ -162,6 +162,8 @@ pub fn increments(r: &Record) -> Vec<(Scope, String, i64)> {
 pub struct Users<'a> {
     many: &'a [Arc<str>],
     one: Option<&'a str>,
+    /// Users reached that are only in a sketch (Redis mode).
+    pub sketch: Option<&'a crate::sketch::Sketch>,
 }
 
 impl<'a> Users<'a> {
@@ -185,8 +187,9 @@ pub fn distinct(r: &Record) -> Vec<(Scope, Who, Users<'_>)> {
     let users = Users {
         many: &r.users,
         one: r.get("user"),
+        sketch: r.sketch.as_deref(),
     };
-    if users.many.is_empty() && users.one.is_none() {
+    if users.many.is_empty() && users.one.is_none() && users.sketch.is_none() {
         return Vec::new();
     }
     scopes(r).into_iter().map(|s| (s, who, users)).collect()

@@ -576,3 +576,52 @@ async fn the_examples_run_as_documented() {
     assert_eq!(la.recv_title().await, "Your week in review");
     h.stop().await;
 }
+
+/// A broadcast to more users than `SKETCH_FROM` (1,024): in Redis mode the
+/// node counts its distinct recipients with a sketch it builds during the
+/// fan-out; embedded counts them by name. 1,100 users, 100 of them with a
+/// second session: 1,200 deliveries, 1,100 distinct users (exactly when
+/// embedded, within HyperLogLog's error through Redis).
+async fn a_broadcast_to_thousands_counts_its_distinct_users(h: &Herald, exact: bool) {
+    let mut clients = Vec::new();
+    for i in 0..1100 {
+        clients.push(h.connect(&format!("wide-{i}")).await);
+    }
+    for i in 0..100 {
+        clients.push(h.connect(&format!("wide-{i}")).await);
+    }
+    let id = "wide-banner";
+    h.publish(json!({"id": id, "to": "all", "kind": "banner", "title": "to all"}))
+        .await;
+    for c in &mut clients {
+        assert_eq!(c.recv_title().await, "to all");
+    }
+    let path = format!("/v1/messages/{id}/stats");
+    eventually("the deliveries are counted", || async {
+        h.get_json(&path).await["delivered"] == 1200
+    })
+    .await;
+    let users = h.get_json(&path).await["users"]["delivered"]
+        .as_u64()
+        .expect("distinct users");
+    if exact {
+        assert_eq!(users, 1100);
+    } else {
+        assert!((1078..=1122).contains(&users), "1,100 within 2 %: {users}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_to_thousands_counts_its_distinct_users_embedded() {
+    let h = Herald::start(config()).await;
+    a_broadcast_to_thousands_counts_its_distinct_users(&h, true).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_to_thousands_counts_its_distinct_users_through_a_sketch() {
+    let redis = Redis::start();
+    let h = Herald::start(redis_config(&redis)).await;
+    a_broadcast_to_thousands_counts_its_distinct_users(&h, false).await;
+    h.stop().await;
+}

@@ -7,6 +7,7 @@ use crate::auth::Identity;
 use crate::envelope::Publish;
 use crate::events::{Delivered, Record};
 use crate::hub::outbox::Outgoing;
+use crate::sketch::{SKETCH_FROM, Sketch};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +80,12 @@ impl<'a> Frames<'a> {
 pub(super) struct Reached {
     per_session: bool,
     users: Vec<Arc<str>>,
+    /// Past [`SKETCH_FROM`] recipients on a Redis node: their ids hashed
+    /// here as they are reached (a read of each id, where collecting them
+    /// cost an atomic increment on each user's `Arc` and its decrement on
+    /// the stream writer's thread).
+    sketch: Option<Box<Sketch>>,
+    sketches: bool,
 }
 
 impl Reached {
@@ -86,23 +93,37 @@ impl Reached {
         Self {
             per_session: d.events.record_deliveries && p.audience.users().is_some(),
             users: Vec::new(),
+            sketch: None,
+            sketches: d.events.sketches,
         }
     }
 
     pub(super) fn add(&mut self, d: &Dispatcher, p: &Publish, s: &crate::hub::Session) {
         if self.per_session {
-            d.record_delivery(p, s);
-        } else if d.events.record_deliveries {
-            self.users.push(s.user.clone());
+            return d.record_delivery(p, s);
+        }
+        if !d.events.record_deliveries {
+            return;
+        }
+        match &mut self.sketch {
+            Some(sketch) => sketch.add(s.user.as_bytes()),
+            None => {
+                self.users.push(s.user.clone());
+                if self.sketches && self.users.len() >= SKETCH_FROM {
+                    let mut sketch = Box::<Sketch>::default();
+                    self.users.iter().for_each(|u| sketch.add(u.as_bytes()));
+                    self.users = Vec::new();
+                    self.sketch = Some(sketch);
+                }
+            }
         }
     }
 
     pub(super) fn finish(self, d: &Dispatcher, p: &Publish, delivered: usize) {
         if d.events.record_deliveries && !self.per_session && delivered > 0 {
-            d.events.emit(Record::delivered(
-                p,
-                Delivered::Count(delivered, self.users),
-            ));
+            let mut r = Record::delivered(p, Delivered::Count(delivered, self.users));
+            r.sketch = self.sketch;
+            d.events.emit(r);
         }
     }
 }

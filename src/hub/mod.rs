@@ -355,7 +355,8 @@ impl Hub {
         frame: &mut impl FnMut(&Session) -> Outgoing,
         on_delivered: &mut impl FnMut(&Session),
     ) -> bool {
-        if !audience.matches(&s.identity()) {
+        // "all" needs no identity (nor its lock).
+        if !audience.is_all() && !audience.matches(&s.identity()) {
             return false;
         }
         match s.outbox.push(frame(s), self.limits.queue) {
