@@ -1,5 +1,5 @@
 //! `herald-bench` against each server it compares (issue 12): Herald, and the
-//! uWebSockets.js and Socket.IO peers in benches/peers. A small fan-out per
+//! uWebSockets.js and Socket.IO peers in benches/peers, and herald-floor. A small fan-out per
 //! server, through real processes, a real Redis and real sockets: every
 //! session opens (the Socket.IO one over Engine.IO v4 framing) and every
 //! broadcast published on Herald's Redis channel reaches every session.
@@ -73,4 +73,10 @@ fn uws_peer() {
 #[test]
 fn socketio_peer() {
     check("socketio");
+}
+
+/// herald-floor, the machine's floor (src/bin/herald-floor.rs).
+#[test]
+fn floor_peer() {
+    check("floor");
 }

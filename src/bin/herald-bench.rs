@@ -59,6 +59,9 @@ enum Peer {
     Uws,
     /// benches/peers/socketio.js: Socket.IO with @socket.io/redis-adapter.
     Socketio,
+    /// herald-floor (src/bin/herald-floor.rs): the smallest server doing
+    /// the bench's work, one thread on epoll: the machine's floor.
+    Floor,
 }
 
 impl Peer {
@@ -67,6 +70,7 @@ impl Peer {
             Peer::Herald => "herald",
             Peer::Uws => "uws",
             Peer::Socketio => "socketio",
+            Peer::Floor => "floor",
         }
     }
 
@@ -74,7 +78,7 @@ impl Peer {
     fn proto(self) -> &'static str {
         match self {
             Peer::Socketio => "socketio",
-            Peer::Herald | Peer::Uws => "herald",
+            Peer::Herald | Peer::Uws | Peer::Floor => "herald",
         }
     }
 }
@@ -650,6 +654,16 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(utime + stime)
 }
 
+/// The kernel's slab memory (`Slab:` of /proc/meminfo), in KiB: sockets,
+/// their buffers' bookkeeping, epoll items, dentries of every process.
+fn slab_kib() -> Result<u64> {
+    std::fs::read_to_string("/proc/meminfo")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Slab:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no Slab in /proc/meminfo"))
+}
+
 /// VmRSS of a process, in KiB.
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -704,6 +718,16 @@ impl Cluster {
         let program = match c.peer {
             Peer::Herald => std::fs::canonicalize(&c.herald)
                 .with_context(|| format!("herald binary {}", c.herald.display()))?,
+            // Built next to herald-bench.
+            Peer::Floor => {
+                let exe = std::env::current_exe()?.with_file_name("herald-floor");
+                std::fs::canonicalize(&exe).with_context(|| {
+                    format!(
+                        "{} is missing: cargo build --release --bin herald-floor",
+                        exe.display()
+                    )
+                })?
+            }
             peer => {
                 let dir = &c.peers_dir;
                 if !dir.join("node_modules").is_dir() {
@@ -779,9 +803,14 @@ impl Cluster {
                 let url = redis_url
                     .clone()
                     .ok_or_else(|| anyhow!("a peer needs Redis"))?;
-                let mut cmd = Command::new(&c.node_bin);
-                cmd.arg(&program)
-                    .env("PEER_PORT", public.port().to_string())
+                let mut cmd = if c.peer == Peer::Floor {
+                    Command::new(&program)
+                } else {
+                    let mut cmd = Command::new(&c.node_bin);
+                    cmd.arg(&program);
+                    cmd
+                };
+                cmd.env("PEER_PORT", public.port().to_string())
                     .env("PEER_REDIS_URL", url)
                     .env("PEER_PREFIX", &prefix)
                     .env("PEER_SECRET", &c.secret)
@@ -1297,6 +1326,7 @@ mod scenarios {
         let (ok1, fail1, _) = workers.connect(base).await?;
         settle(3).await;
         let rss_base = rss_kib(node)?;
+        let slab_base = slab_kib()?;
         let rest = c.sessions - base;
         let mut pids = vec![node];
         pids.extend(workers.pids());
@@ -1312,10 +1342,19 @@ mod scenarios {
         let rate = ok2 as f64 / wall.as_secs_f64();
         settle(3).await;
         let rss_full = rss_kib(node)?;
+        let slab_full = slab_kib()?;
         let opened = ok1 + ok2;
         let server_sessions = cluster.sessions_reported().await?;
         let slope = if ok2 > 0 {
             (rss_full.saturating_sub(rss_base) as f64 * 1024.0) / ok2 as f64
+        } else {
+            f64::NAN
+        };
+        // The kernel's share, both ends of each loopback connection (the
+        // server's socket and the worker's): the same for every server
+        // unless one sets its socket buffers or epoll differently.
+        let slab_slope = if ok2 > 0 {
+            (slab_full as f64 - slab_base as f64) * 1024.0 / ok2 as f64
         } else {
             f64::NAN
         };
@@ -1345,6 +1384,7 @@ mod scenarios {
             "rss_full_kib": rss_full,
             "rss_after_window_kib": rss_after,
             "rss_per_session_bytes": slope,
+            "kernel_slab_per_session_bytes": slab_slope,
             "connect_rate_per_s": rate,
             "connect_phase_sessions": ok2,
             "connect_phase_s": wall.as_secs_f64(),
@@ -1378,6 +1418,10 @@ mod scenarios {
                 (
                     "RSS per session (slope)",
                     format!("{:.0} B ({:.2} KiB)", slope, slope / 1024.0),
+                ),
+                (
+                    "kernel slab per session (both ends)",
+                    format!("{:.0} B ({:.2} KiB)", slab_slope, slab_slope / 1024.0),
                 ),
                 (
                     "connect rate",

@@ -9,7 +9,7 @@ pub struct CompareArgs {
     #[command(flatten)]
     common: Common,
     /// The servers, in the order they run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Peer::Herald, Peer::Uws, Peer::Socketio])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Peer::Herald, Peer::Uws, Peer::Socketio, Peer::Floor])]
     peers: Vec<Peer>,
     /// Short windows and few messages: a smoke run, not a measurement.
     #[arg(long)]
@@ -172,6 +172,12 @@ fn table_rows(
                 num(v, &["idle", "rss_per_session_bytes"]) / 1024.0
             )
         }),
+        row("kernel slab per session (both ends)".into(), &|v| {
+            format!(
+                "{:.2} KiB",
+                num(v, &["idle", "kernel_slab_per_session_bytes"]) / 1024.0
+            )
+        }),
         row("connects/s".into(), &|v| {
             format!("{:.0}", num(v, &["idle", "connect_rate_per_s"]))
         }),
@@ -202,6 +208,15 @@ fn table_rows(
         rows.push(row(
             format!("  server CPU ({messages} at {per_s}/s)"),
             &|v| format!("{:.2} s", num(v, &[k, "node_cpu_s"])),
+        ));
+        rows.push(row(
+            format!("  server CPU per delivery ({messages} at {per_s}/s)"),
+            &|v| {
+                format!(
+                    "{:.2} µs",
+                    num(v, &[k, "node_cpu_s"]) * 1e6 / num(v, &[k, "received"])
+                )
+            },
         ));
     }
     rows.push(row(
