@@ -292,8 +292,12 @@ async fn issuer_errors_garbage_and_downtime_keep_the_last_good_keys() {
 
 #[tokio::test]
 async fn an_issuer_down_at_start_is_retried() {
-    // Bind a port, then free it: nothing answers there yet.
-    let port = free_port();
+    // A port held (bound, not listening) so no other test takes it:
+    // connecting is refused there until the issuer listens on it.
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let port = held.local_addr().expect("addr").port();
     let mut cfg = config();
     cfg.auth.hs256_secret = None;
     cfg.auth.jwks_url = Some(format!("http://127.0.0.1:{port}/.well-known/jwks.json"));
@@ -308,9 +312,7 @@ async fn an_issuer_down_at_start_is_retried() {
             >= 1.0
     );
     // The issuer comes up on that port.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("the freed port");
+    let listener = held.listen(64).expect("listening on the held port");
     let keys = json!({ "keys": [rsa_as("rsa-1")] });
     let app = axum::Router::new().route(
         "/.well-known/jwks.json",
