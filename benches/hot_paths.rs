@@ -204,20 +204,7 @@ fn bench_cel_cost_bound(c: &mut Criterion) {
     // Each shape at the largest size the bound accepts (found by search,
     // so the bench follows the cost model).
     let largest = |shape: &dyn Fn(usize) -> String| {
-        let accepted = |n: usize| {
-            herald::expr::Filter::compile("to.where", &shape(n), &["user", "segments", "attrs"])
-                .is_ok()
-        };
-        let (mut lo, mut hi) = (1usize, 4096usize);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if accepted(mid) {
-                lo = mid
-            } else {
-                hi = mid - 1
-            }
-        }
-        shape(lo)
+        herald::expr::largest_accepted(&["user", "segments", "attrs"], shape)
     };
     let cases = [
         (

@@ -119,6 +119,24 @@ impl Drop for RegexScope {
     }
 }
 
+/// The largest `n` up to 4096 for which `shape(n)` compiles over
+/// `variables`, and that expression: how benches and tests find the
+/// costliest expression of a shape the cost bound accepts (so they follow
+/// the cost model instead of hard-coding its limits).
+pub fn largest_accepted(variables: &[&str], shape: impl Fn(usize) -> String) -> String {
+    let accepted = |n: usize| Filter::compile("to.where", &shape(n), variables).is_ok();
+    let (mut lo, mut hi) = (1usize, 4096usize);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if accepted(mid) {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
+    }
+    shape(lo)
+}
+
 impl Filter {
     /// Compiles a CEL expression over the given variables, within the
     /// bounds above; anything else it names, and anything over a bound, is

@@ -315,19 +315,7 @@ fn costliest_accepted_where() -> String {
         let l: Vec<String> = (0..n).map(|i| i.to_string()).collect();
         format!("![{}].exists(x, x == size(user) + 100000)", l.join(","))
     };
-    let accepted = |n: usize| {
-        herald::expr::Filter::compile("to.where", &shape(n), &["user", "segments", "attrs"]).is_ok()
-    };
-    let (mut lo, mut hi) = (1usize, 4096usize);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if accepted(mid) {
-            lo = mid
-        } else {
-            hi = mid - 1
-        }
-    }
-    shape(lo)
+    herald::expr::largest_accepted(&["user", "segments", "attrs"], shape)
 }
 
 /// A crowd connected first, then `ada`: the costly broadcast reaches her

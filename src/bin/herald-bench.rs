@@ -1345,19 +1345,19 @@ mod scenarios {
         let slab_full = slab_kib()?;
         let opened = ok1 + ok2;
         let server_sessions = cluster.sessions_reported().await?;
-        let slope = if ok2 > 0 {
-            (rss_full.saturating_sub(rss_base) as f64 * 1024.0) / ok2 as f64
-        } else {
-            f64::NAN
+        // Bytes per session opened between two readings in KiB.
+        let per_session = |before: u64, after: u64| {
+            if ok2 > 0 {
+                (after as f64 - before as f64) * 1024.0 / ok2 as f64
+            } else {
+                f64::NAN
+            }
         };
+        let slope = per_session(rss_base, rss_full);
         // The kernel's share, both ends of each loopback connection (the
         // server's socket and the worker's): the same for every server
         // unless one sets its socket buffers or epoll differently.
-        let slab_slope = if ok2 > 0 {
-            (slab_full as f64 - slab_base as f64) * 1024.0 / ok2 as f64
-        } else {
-            f64::NAN
-        };
+        let slab_slope = per_session(slab_base, slab_full);
         eprintln!(
             "idle: {opened} sessions open; measuring idle CPU for {} s",
             a.window_s

@@ -19,6 +19,7 @@
 //! sets `PEER_PORT`, `PEER_REDIS_URL`, `PEER_PREFIX` and `PEER_SECRET`.
 
 use anyhow::{Context, Result, anyhow};
+use herald::hub::outbox::encode_text_frame;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -161,26 +162,6 @@ fn subscribe(
     std::process::exit(1);
 }
 
-/// A server-to-client text frame (unmasked).
-fn text_frame(payload: &[u8]) -> Vec<u8> {
-    let n = payload.len();
-    let mut f = Vec::with_capacity(n + 10);
-    f.push(0x81);
-    match n {
-        0..=125 => f.push(n as u8),
-        126..=65535 => {
-            f.push(126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            f.push(127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(payload);
-    f
-}
-
 impl Server {
     fn accept(&mut self, listener: &TcpListener) {
         loop {
@@ -282,7 +263,7 @@ impl Server {
                         .into_bytes();
                         let hello =
                             serde_json::json!({"t": "hello", "user": claims.sub, "peer": "floor"});
-                        r.extend(text_frame(hello.to_string().as_bytes()));
+                        r.extend_from_slice(&encode_text_frame(hello.to_string().as_bytes()));
                         (r, Some(claims.sub))
                     }
                     _ => (
@@ -377,7 +358,7 @@ impl Server {
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => std::process::exit(1),
             };
-            let frame = text_frame(&payload);
+            let frame = encode_text_frame(&payload);
             match &user {
                 Some(u) => {
                     for i in self.users.get(u.as_str()).cloned().unwrap_or_default() {

@@ -85,7 +85,6 @@ pub(super) struct Reached {
     /// cost an atomic increment on each user's `Arc` and its decrement on
     /// the stream writer's thread).
     sketch: Option<Box<Sketch>>,
-    sketches: bool,
 }
 
 impl Reached {
@@ -94,7 +93,6 @@ impl Reached {
             per_session: d.events.record_deliveries && p.audience.users().is_some(),
             users: Vec::new(),
             sketch: None,
-            sketches: d.events.sketches,
         }
     }
 
@@ -109,7 +107,7 @@ impl Reached {
             Some(sketch) => sketch.add(s.user.as_bytes()),
             None => {
                 self.users.push(s.user.clone());
-                if self.sketches && self.users.len() >= SKETCH_FROM {
+                if d.events.sketches && self.users.len() >= SKETCH_FROM {
                     let mut sketch = Box::<Sketch>::default();
                     self.users.iter().for_each(|u| sketch.add(u.as_bytes()));
                     self.users = Vec::new();

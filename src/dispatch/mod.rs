@@ -96,6 +96,7 @@ impl Dispatcher {
     ) -> Self {
         let everyone = Audience::compile(&serde_json::Value::String("all".into()))
             .unwrap_or_else(|_| unreachable!("\"all\" always compiles"));
+        let slices = Slices::new(metrics.audience_pending.clone());
         Self {
             hub,
             metrics,
@@ -112,7 +113,7 @@ impl Dispatcher {
             }),
             active: Mutex::new(ActiveSet::default()),
             parsed: Mutex::new(VecDeque::new()),
-            slices: Slices::default(),
+            slices,
         }
     }
 
@@ -126,9 +127,6 @@ impl Dispatcher {
             while let Some(job) = self.slices.pop() {
                 self.run_job(job, true).await;
                 self.slices.done();
-                self.metrics
-                    .audience_pending
-                    .set(self.slices.pending() as i64);
             }
             tokio::select! {
                 () = &mut stop => break,
@@ -140,20 +138,12 @@ impl Dispatcher {
             self.run_job(job, false).await;
             self.slices.done();
         }
-        self.metrics.audience_pending.set(0);
     }
 
     /// Waits while the queue of broadcasts being evaluated in slices is
     /// full: the bus calls it before handing over the next message.
     pub async fn room(&self) {
         self.slices.room().await
-    }
-
-    fn queue(&self, job: Job) {
-        self.slices.push(job);
-        self.metrics
-            .audience_pending
-            .set(self.slices.pending() as i64);
     }
 
     /// Delivers one queued job over a snapshot of the sessions, a slice at
@@ -370,7 +360,7 @@ impl Dispatcher {
             && self.slices.running()
             && (p.audience.evaluates() || self.slices.busy())
         {
-            self.queue(Job::Publish { p: p.clone(), born });
+            self.slices.push(Job::Publish { p: p.clone(), born });
             return 0;
         }
         let n = self.deliver(p, target, born, frame);
@@ -429,7 +419,7 @@ impl Dispatcher {
         let named = known.as_ref().is_some_and(|p| p.audience.users().is_some());
         let costs = known.as_ref().is_some_and(|p| p.audience.evaluates());
         if self.slices.running() && !named && (self.slices.busy() || costs) {
-            self.queue(Job::Retract {
+            self.slices.push(Job::Retract {
                 known,
                 frame: retract,
             });

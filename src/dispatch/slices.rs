@@ -21,6 +21,7 @@
 
 use crate::envelope::Publish;
 use crate::hub::outbox::Outgoing;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,7 +48,6 @@ pub(super) enum Job {
     },
 }
 
-#[derive(Default)]
 pub(super) struct Slices {
     /// Whether the task runs; without it (unit tests, benches) every
     /// delivery is evaluated where it is received.
@@ -59,9 +59,22 @@ pub(super) struct Slices {
     work: Notify,
     /// Wakes intake waiting for room.
     room: Notify,
+    /// `herald_audience_pending`: [`Slices::pending`] as a metric.
+    gauge: Gauge,
 }
 
 impl Slices {
+    pub fn new(gauge: Gauge) -> Self {
+        Self {
+            running: AtomicBool::new(false),
+            queue: Mutex::new(VecDeque::new()),
+            pending: AtomicUsize::new(0),
+            work: Notify::new(),
+            room: Notify::new(),
+            gauge,
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }
@@ -81,7 +94,8 @@ impl Slices {
     }
 
     pub fn push(&self, job: Job) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
+        let n = self.pending.fetch_add(1, Ordering::AcqRel) + 1;
+        self.gauge.set(n as i64);
         self.lock().push_back(job);
         self.work.notify_one();
     }
@@ -92,7 +106,8 @@ impl Slices {
 
     /// The job taken by [`Slices::pop`] is done.
     pub fn done(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
+        let n = self.pending.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.gauge.set(n as i64);
         self.room.notify_waiters();
     }
 
@@ -100,8 +115,13 @@ impl Slices {
         self.work.notified().await
     }
 
-    /// Returns once fewer than [`MAX_PENDING`] jobs are pending.
+    /// Returns once fewer than [`MAX_PENDING`] jobs are pending: at once,
+    /// without registering a waiter, in the usual case (it runs for every
+    /// message the bus receives).
     pub async fn room(&self) {
+        if self.pending() < MAX_PENDING {
+            return;
+        }
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);

@@ -118,8 +118,10 @@ impl RedisBus {
             }
             for (scope, who, list) in stats::distinct(r) {
                 let (names, sketch) = users.entry((who.name(), scope.key())).or_default();
-                if let Some(more) = list.sketch {
-                    sketch.get_or_insert_with(Sketch::default).merge(more);
+                match (sketch.as_mut(), list.sketch) {
+                    (Some(sum), Some(more)) => sum.merge(more),
+                    (None, Some(more)) => *sketch = Some(more.clone()),
+                    (_, None) => {}
                 }
                 names.extend(list.names());
             }
