@@ -47,6 +47,25 @@ fn murmur64a(key: &[u8], seed: u64) -> u64 {
     h
 }
 
+/// Where an element lands in a sketch: the register and the value it
+/// offers it. Fixed for an element, so a session computes its user's once
+/// and each broadcast that counts it touches one register and no string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    index: u16,
+    value: u8,
+}
+
+impl Place {
+    pub fn of(element: &[u8]) -> Self {
+        let (index, value) = place(element);
+        Self {
+            index: index as u16,
+            value,
+        }
+    }
+}
+
 /// The register an element falls in and the value it offers it.
 fn place(element: &[u8]) -> (usize, u8) {
     let hash = murmur64a(element, 0xadc8_3b19);
@@ -91,9 +110,14 @@ impl Sketch {
     }
 
     pub fn add(&mut self, element: &[u8]) {
-        let (i, v) = place(element);
-        if self.registers[i] < v {
-            self.registers[i] = v;
+        self.add_place(Place::of(element));
+    }
+
+    /// [`Sketch::add`] for an element whose place is already known.
+    pub fn add_place(&mut self, place: Place) {
+        let r = &mut self.registers[usize::from(place.index)];
+        if *r < place.value {
+            *r = place.value;
         }
     }
 

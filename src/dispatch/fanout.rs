@@ -80,10 +80,9 @@ impl<'a> Frames<'a> {
 pub(super) struct Reached {
     per_session: bool,
     users: Vec<Arc<str>>,
-    /// Past [`SKETCH_FROM`] recipients on a Redis node: their ids hashed
-    /// here as they are reached (a read of each id, where collecting them
-    /// cost an atomic increment on each user's `Arc` and its decrement on
-    /// the stream writer's thread).
+    /// Past [`SKETCH_FROM`] recipients on a Redis node: each one's
+    /// precomputed [`crate::sketch::Place`] set here as they are reached
+    /// (one register per recipient: no string is read, no `Arc` counted).
     sketch: Option<Box<Sketch>>,
 }
 
@@ -104,7 +103,7 @@ impl Reached {
             return;
         }
         match &mut self.sketch {
-            Some(sketch) => sketch.add(s.user.as_bytes()),
+            Some(sketch) => sketch.add_place(s.user_place),
             None => {
                 self.users.push(s.user.clone());
                 if d.events.sketches && self.users.len() >= SKETCH_FROM {

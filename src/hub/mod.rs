@@ -36,6 +36,9 @@ pub struct Session {
     pub sid: u64,
     /// The token's `sub`: fixed for the session's life.
     pub user: Arc<str>,
+    /// Where `user` lands in a distinct-users sketch (computed once: a
+    /// broadcast counting its recipients reads this, not the string).
+    pub user_place: crate::sketch::Place,
     /// Segments, attributes, expiry and locale: replaced when the client
     /// refreshes its token (SPEC §10.2), read by every delivery.
     identity: std::sync::RwLock<Identity>,
@@ -210,6 +213,7 @@ impl Hub {
         let session = Arc::new(Session {
             sid,
             user: user.clone(),
+            user_place: crate::sketch::Place::of(user.as_bytes()),
             identity: std::sync::RwLock::new(identity),
             ip,
             outbox: Outbox::default(),
