@@ -280,16 +280,33 @@ const LATENCY_BUCKETS: usize = 16;
 /// once per written batch. prometheus-client's `Histogram` takes a write
 /// lock per observation, which every session writing on every core contends
 /// for during a broadcast; here a batch adds its counts with one atomic add
-/// per bucket it touched, reading the clock once.
+/// per bucket it touched, reading the clock once, into its thread's shard:
+/// a broadcast's writes on two cores do not pass one cache line back and
+/// forth. A scrape sums the shards.
 #[derive(Clone, Debug, Default)]
-pub struct FrameLatency(Arc<LatencyCounts>);
+pub struct FrameLatency(Arc<[LatencyCounts; LATENCY_SHARDS]>);
 
+/// Shards of [`FrameLatency`]: threads take them in turn (more threads than
+/// shards share, which is still correct).
+const LATENCY_SHARDS: usize = 8;
+
+/// One shard, alone on its cache lines.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct LatencyCounts {
     /// Non-cumulative, per upper bound; the last slot is above every bound.
     buckets: [AtomicU64; LATENCY_BUCKETS + 1],
     count: AtomicU64,
     sum_ns: AtomicU64,
+}
+
+/// This thread's shard of every [`FrameLatency`].
+fn latency_shard() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) as usize % LATENCY_SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 /// Upper bounds: 0.25 ms doubling to ~8.2 s.
@@ -312,7 +329,7 @@ impl FrameLatency {
         if n == 0 {
             return;
         }
-        let c = &self.0;
+        let c = &self.0[latency_shard()];
         for (slot, k) in c.buckets.iter().zip(counts) {
             if k > 0 {
                 slot.fetch_add(k, Ordering::Relaxed);
@@ -339,15 +356,28 @@ impl TypedMetric for FrameLatency {
 
 impl EncodeMetric for FrameLatency {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let c = &self.0;
+        let total = |field: fn(&LatencyCounts) -> &AtomicU64| -> u64 {
+            self.0
+                .iter()
+                .map(|c| field(c).load(Ordering::Relaxed))
+                .sum()
+        };
         // f64::MAX is how prometheus-client spells the +Inf bucket.
         let buckets: Vec<(f64, u64)> = latency_bounds()
             .chain(std::iter::once(f64::MAX))
-            .zip(&c.buckets)
-            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, bound)| {
+                (
+                    bound,
+                    self.0
+                        .iter()
+                        .map(|c| c.buckets[i].load(Ordering::Relaxed))
+                        .sum(),
+                )
+            })
             .collect();
-        let sum = c.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, c.count.load(Ordering::Relaxed), &buckets, None)
+        let sum = total(|c| &c.sum_ns) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, total(|c| &c.count), &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -373,6 +403,29 @@ mod tests {
                 .unwrap_or(LATENCY_BUCKETS);
             assert_eq!(bucket_of(d), expected, "{micros} µs");
         }
+    }
+
+    #[test]
+    fn a_scrape_sums_what_every_thread_recorded() {
+        let m = Metrics::default();
+        // More threads than shards: some share one.
+        std::thread::scope(|scope| {
+            for _ in 0..(LATENCY_SHARDS + 3) {
+                scope.spawn(|| m.latency.observe_written(std::iter::once(Instant::now())));
+            }
+        });
+        let text = m.render();
+        let n = LATENCY_SHARDS + 3;
+        assert!(
+            text.contains(&format!("herald_publish_to_socket_seconds_count {n}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "herald_publish_to_socket_seconds_bucket{{le=\"+Inf\"}} {n}"
+            )),
+            "{text}"
+        );
     }
 
     #[test]
