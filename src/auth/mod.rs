@@ -95,7 +95,26 @@ pub struct Verifier {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
+    /// The checks for each algorithm a key may have, built once (a
+    /// `Validation` is several allocations: claim, audience and issuer sets).
+    validations: Vec<Validation>,
 }
+
+/// Every algorithm a configured or fetched key can have.
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 impl Verifier {
     /// Builds a verifier from config. With no key configured, `dev_secret`
@@ -158,13 +177,32 @@ impl Verifier {
         if keys.is_empty() && remote.is_none() {
             return Err(KeyError("no JWT key configured".into()));
         }
-        Ok(Self {
+        let mut verifier = Self {
             keys,
             remote,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway.as_secs(),
-        })
+            validations: Vec::new(),
+        };
+        verifier.validations = ALGORITHMS.map(|alg| verifier.validation(alg)).to_vec();
+        Ok(verifier)
+    }
+
+    /// What a token signed with `alg` must satisfy besides its signature.
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        validation
     }
 
     /// Counts JWKS fetches in these metrics.
@@ -215,19 +253,16 @@ impl Verifier {
     }
 
     fn decode(&self, token: &str, key: &Key) -> Result<Identity, AuthError> {
-        let mut validation = Validation::new(key.alg);
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-        }
+        let built;
+        let validation = match self.validations.iter().find(|v| v.algorithms == [key.alg]) {
+            Some(v) => v,
+            None => {
+                built = self.validation(key.alg);
+                &built
+            }
+        };
         let data =
-            jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+            jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(|e| {
                 match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                     _ => AuthError::Invalid(e.to_string()),
