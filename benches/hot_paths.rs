@@ -371,7 +371,7 @@ fn bench_deliver(c: &mut Criterion) {
 }
 
 /// The return type's size of a 6-argument function, without calling it: how
-/// `async fn`s are measured here (their futures are opaque types).
+/// functions returning futures are measured here (opaque types).
 fn returned_size<A, B, C, D, E, F, R>(_: fn(A, B, C, D, E, F) -> R) -> usize {
     std::mem::size_of::<R>()
 }

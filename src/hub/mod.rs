@@ -44,6 +44,11 @@ pub struct Session {
     identity: std::sync::RwLock<Identity>,
     pub ip: IpAddr,
     pub outbox: Outbox,
+    /// When the session next has something to do on its own (a ping, its
+    /// token's expiry, an idle campaign), in ms of [`Hub::ticks`];
+    /// `u64::MAX`: nothing. The hub's one ticker wakes it then, instead of a
+    /// timer in every session.
+    wake_at: AtomicU64,
 }
 
 impl Session {
@@ -140,6 +145,8 @@ pub struct Hub {
     /// so nothing accumulates there.
     changes: Option<Arc<UserChanges>>,
     metrics: Arc<Metrics>,
+    /// Where the sessions' wake-up times count from.
+    epoch: tokio::time::Instant,
 }
 
 /// A registered session. Dropping it unregisters the session, keyed on its
@@ -174,6 +181,51 @@ impl Hub {
             empty: Notify::new(),
             changes,
             metrics,
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Asks the ticker to wake `session` at `at` (replacing any earlier
+    /// request): see [`Hub::run_ticker`].
+    pub fn wake_at(&self, session: &Session, at: tokio::time::Instant) {
+        let ms = at.saturating_duration_since(self.epoch).as_millis();
+        session
+            .wake_at
+            .store(u64::try_from(ms).unwrap_or(u64::MAX - 1), Ordering::Release);
+    }
+
+    /// Every `every`, wakes the sessions whose wake-up time has come (with
+    /// [`Outbox::tick`]), until `shutdown`. One walk over the sessions per
+    /// tick replaces a timer per session: 112 bytes of every idle session's
+    /// state, and its registration in the runtime's timer wheel. A session
+    /// is woken at most `every` late.
+    pub async fn run_ticker(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticks.tick() => {}
+            }
+            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            for entry in self.sessions.iter() {
+                let s = entry.value();
+                let at = s.wake_at.load(Ordering::Acquire);
+                // Only if unchanged: a session that just asked for a later
+                // time keeps it.
+                if at <= now
+                    && s.wake_at
+                        .compare_exchange(at, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    s.outbox.tick();
+                }
+            }
         }
     }
 
@@ -217,6 +269,7 @@ impl Hub {
             identity: std::sync::RwLock::new(identity),
             ip,
             outbox: Outbox::default(),
+            wake_at: AtomicU64::new(u64::MAX),
         });
         self.sessions.insert(sid, session.clone());
         {

@@ -1,14 +1,16 @@
 //! One session's bounded outbound queue.
 //!
-//! A mutex-guarded `VecDeque` plus a `Notify`, rather than an mpsc channel:
+//! A mutex-guarded [`Batch`] plus a waker, rather than an mpsc channel:
 //! an idle outbox allocates nothing, and the session drains everything
 //! pending at once so that several frames share one socket write.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::task::AtomicWaker;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::sync::Notify;
 
 use crate::protocol::Close;
 
@@ -81,9 +83,59 @@ pub enum Pushed {
     Closed,
 }
 
+/// Frames in order: the first inline, the rest in a queue allocated only
+/// when a second frame waits. Most deliveries find the outbox empty and
+/// are written alone, so most allocate nothing here.
+#[derive(Debug, Default)]
+pub struct Batch {
+    first: Option<Outgoing>,
+    rest: VecDeque<Outgoing>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Outgoing> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    pub fn pop_front(&mut self) -> Option<Outgoing> {
+        let first = self.first.take();
+        self.first = self.rest.pop_front();
+        first
+    }
+
+    fn push_back(&mut self, frame: Outgoing) {
+        match self.first {
+            None => self.first = Some(frame),
+            Some(_) => self.rest.push_back(frame),
+        }
+    }
+
+    fn push_front(&mut self, frame: Outgoing) {
+        if let Some(first) = self.first.replace(frame) {
+            self.rest.push_front(first);
+        }
+    }
+
+    /// Keeps the frames for which `keep` is true, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Outgoing) -> bool) {
+        self.rest.retain(&mut keep);
+        if self.first.as_ref().is_some_and(|f| !keep(f)) {
+            self.first = self.rest.pop_front();
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Outgoing>,
+    queue: Batch,
     /// Bytes of the frames in `queue`.
     bytes: usize,
     close: Option<Close>,
@@ -101,7 +153,14 @@ pub struct Capacity {
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
-    wake: Notify,
+    /// The session's task, woken when `woken` is set. One waiter (the
+    /// session), so a waker slot and a flag instead of a `Notify`: the
+    /// wait is a `poll_fn` of one reference, small in every idle session's
+    /// state.
+    waker: AtomicWaker,
+    woken: AtomicBool,
+    /// The hub's ticker says the session's wake-up time has come.
+    ticked: AtomicBool,
 }
 
 impl Outbox {
@@ -113,10 +172,10 @@ impl Outbox {
         let len = frame.bytes().len();
         if st.queue.len() >= capacity.frames || st.bytes + len > capacity.bytes {
             st.close = Some(Close::SlowConsumer);
-            st.queue = VecDeque::new();
+            st.queue = Batch::default();
             st.bytes = 0;
             drop(st);
-            self.wake.notify_one();
+            self.wake();
             return Pushed::Overflow;
         }
         st.bytes += len;
@@ -124,7 +183,7 @@ impl Outbox {
         let first = st.queue.len() == 1;
         drop(st);
         if first {
-            self.wake.notify_one();
+            self.wake();
         }
         Pushed::Queued
     }
@@ -136,11 +195,11 @@ impl Outbox {
             st.close = Some(reason);
         }
         drop(st);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Takes every pending frame, and the close reason if one is set.
-    pub fn drain(&self) -> (VecDeque<Outgoing>, Option<Close>) {
+    pub fn drain(&self) -> (Batch, Option<Close>) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.bytes = 0;
         (std::mem::take(&mut st.queue), st.close)
@@ -159,7 +218,7 @@ impl Outbox {
             st.queue.push_front(f);
         }
         drop(st);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Refuses every frame from now on and drops what is queued: the
@@ -167,7 +226,7 @@ impl Outbox {
     pub fn seal(&self) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.sealed = true;
-        st.queue = VecDeque::new();
+        st.queue = Batch::default();
         st.bytes = 0;
     }
 
@@ -176,15 +235,41 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).close
     }
 
+    /// Wakes the session for its own timers (see `Hub::run_ticker`).
+    pub fn tick(&self) {
+        self.ticked.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Whether a tick came since the last call.
+    pub fn take_tick(&self) -> bool {
+        self.ticked.swap(false, Ordering::AcqRel)
+    }
+
     /// Restores a wake consumed while the session was busy writing.
     pub fn rewake(&self) {
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Resolves once something was pushed or a close was asked since the
     /// last wake. Cancel-safe: a wake that arrives meanwhile is kept.
-    pub async fn wait(&self) {
-        self.wake.notified().await;
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_wait(cx))
+    }
+
+    fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Register first, then look: a wake between the two is not lost.
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
     }
 }
 
@@ -243,6 +328,27 @@ mod tests {
         assert_eq!(ob.push(big(), cap), Pushed::Queued);
         assert_eq!(ob.push(big(), cap), Pushed::Overflow);
         assert_eq!(ob.drain().1, Some(Close::SlowConsumer));
+    }
+
+    #[test]
+    fn a_batch_keeps_its_order_through_prepend_and_retain() {
+        let seq = |n| Outgoing::text("{}", Instant::now(), n);
+        let seqs = |b: &Batch| b.iter().map(Outgoing::seq).collect::<Vec<_>>();
+        let ob = Outbox::default();
+        assert_eq!(ob.push(seq(3), TWO), Pushed::Queued);
+        assert_eq!(ob.push(seq(4), TWO), Pushed::Queued);
+        ob.prepend(vec![seq(1), seq(2)]);
+        let (mut batch, _) = ob.drain();
+        assert_eq!(seqs(&batch), [1, 2, 3, 4]);
+        assert_eq!(batch.len(), 4);
+        batch.retain(|f| f.seq() % 2 == 0);
+        assert_eq!(seqs(&batch), [2, 4]);
+        assert_eq!(batch.pop_front().map(|f| f.seq()), Some(2));
+        assert_eq!(batch.pop_front().map(|f| f.seq()), Some(4));
+        assert!(batch.pop_front().is_none() && batch.is_empty());
+        // Drained, the outbox starts over with one frame inline.
+        assert_eq!(ob.push(seq(5), TWO), Pushed::Queued);
+        assert_eq!(seqs(&ob.drain().0), [5]);
     }
 
     #[tokio::test]

@@ -9,13 +9,12 @@ pub use setup::start;
 use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
 use crate::hub::Registration;
-use crate::hub::outbox::Outgoing;
+use crate::hub::outbox::{Batch, Outgoing};
 use crate::logs::Repeated;
 use crate::metrics::{FrameType, Metrics, Reason};
 use crate::protocol::{ClientFrame, Close};
 use futures::{SinkExt, StreamExt};
 use state::SessionState;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -80,180 +79,306 @@ pub struct SessionCtx {
 /// - the outbox: frames to write (drained in batches, one flush each) and
 ///   close requests from the hub (slow consumer, operator, drain);
 /// - the socket: client frames, pings and pongs, close, errors;
-/// - one timer: the next keepalive ping, the token's expiry, or the next
-///   idle threshold of a campaign, whichever comes first. A peer silent for
-///   two heartbeats is dropped.
-pub async fn run<S>(
+/// - the hub's ticker, through the outbox: the next keepalive ping, the
+///   token's expiry, or the next idle threshold of a campaign, whichever
+///   comes first ([`crate::hub::Hub::run_ticker`]: one walk over the
+///   sessions per tick instead of a timer in each). A peer silent for two
+///   heartbeats is dropped.
+///
+/// Every idle session holds this future, so its size is memory per
+/// session: it is a function returning an `async move` block rather than
+/// an `async fn` (which keeps its arguments twice, as captured and as moved
+/// into the body: 400 bytes here, the `WebSocketStream` alone is 328), the
+/// branches of `select!` only decide a [`Step`] and every await happens
+/// outside it in a boxed future (so that a parsed client frame is not kept
+/// in every idle session's state), and settings are read from `ctx`
+/// rather than copied into locals.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice in every idle session"
+)]
+pub fn run<S>(
     mut ws: WebSocketStream<S>,
     reg: Registration,
     ctx: Arc<SessionCtx>,
     hello: String,
     replayed_upto: u64,
     query_locale: Option<Box<str>>,
-) where
+) -> impl std::future::Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let session = reg.session.clone();
-    let user = session.user.clone();
-    let sid = session.sid;
-    let metrics = &ctx.metrics;
-    let heartbeat = ctx.cfg.heartbeat;
-    let started = Instant::now();
-    let deadline_of = |exp: u64| {
-        Instant::now()
-            + Duration::from_secs(exp.saturating_sub(crate::auth::unix_now())).min(MAX_SESSION)
-    };
-    let mut expires = deadline_of(session.identity().exp);
-    let mut state = SessionState::new(&ctx.cfg, started.into_std());
-    let mut last_seen = started;
-    let mut next_ping = started + heartbeat;
-    // Idle campaigns: time since the last client event or ack, and the
-    // largest idle threshold already fired in this quiet stretch.
-    let mut idle_since = started;
-    let mut idle_done_s = 0;
-    let next_idle = |since: Instant, done: u64| {
+    async move {
+        let session = reg.session.clone();
+        let started = Instant::now();
+        let mut clocks = Clocks {
+            expires: deadline_of(session.identity().exp),
+            last_seen: started,
+            next_ping: started + ctx.cfg.heartbeat,
+            idle_since: started,
+            idle_done_s: 0,
+        };
+        let mut state = SessionState::new(&ctx.cfg, started.into_std());
+
+        // Sent from this task, not the setup's: the socket and tungstenite
+        // keep the waker of the last task that wrote, and a setup task's
+        // waker kept its whole (finished) task allocated (1.3 KB a session).
+        let hello = Message::Text(hello.into());
+        if Box::pin(send(&mut ws, hello, ctx.cfg.write_timeout))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tracing::debug!(user = %session.user, sid = session.sid, "session open");
+
+        ctx.hub.wake_at(&session, clocks.deadline(&ctx));
+
+        let end: End = loop {
+            let step = tokio::select! {
+                () = session.outbox.wait() => Step::Drain,
+                incoming = ws.next() => on_incoming(&ctx, &session, &mut state, &mut clocks, incoming),
+            };
+            match step {
+                Step::Nothing => {}
+                Step::End(end) => break end,
+                Step::Drain => {
+                    let (mut frames, close) = session.outbox.drain();
+                    if replayed_upto > 0 {
+                        // Live copies of what the client had or the resume replayed.
+                        frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
+                    }
+                    if !frames.is_empty() {
+                        let write = write_watching(
+                            &mut ws,
+                            frames,
+                            &session.outbox,
+                            &ctx.cfg,
+                            &ctx.metrics,
+                        );
+                        match Box::pin(write).await {
+                            Written::Done => {}
+                            Written::SocketGone => break End::Gone,
+                            Written::Closing(reason) => break End::Close(reason),
+                        }
+                    }
+                    if let Some(reason) = close {
+                        break End::Close(reason);
+                    }
+                    if !session.outbox.take_tick() {
+                        continue;
+                    }
+                    // The ticker: something of the session's own is due.
+                    let now = Instant::now();
+                    if now >= clocks.expires {
+                        break End::Close(Close::TokenExpired);
+                    }
+                    if now.duration_since(clocks.last_seen) >= ctx.cfg.heartbeat * 2 {
+                        ctx.metrics
+                            .closes
+                            .get_or_create(&Reason { reason: "timeout" })
+                            .inc();
+                        tracing::debug!(user = %session.user, sid = session.sid, "peer silent for two heartbeats");
+                        break End::Gone;
+                    }
+                    if now >= clocks.next_ping {
+                        let ping = Message::Ping(Default::default());
+                        if let Err(end) = Box::pin(send(&mut ws, ping, ctx.cfg.write_timeout)).await
+                        {
+                            break end;
+                        }
+                        clocks.next_ping = now + ctx.cfg.heartbeat;
+                    }
+                    if let Some((at, seconds)) = clocks.next_idle(&ctx)
+                        && now >= at
+                    {
+                        clocks.idle_done_s = seconds;
+                        ctx.campaigns
+                            .fire(session.clone(), Occurrence::Idle { seconds });
+                    }
+                    ctx.hub.wake_at(&session, clocks.deadline(&ctx));
+                }
+                Step::Respond(respond) => {
+                    let locale = query_locale.as_deref();
+                    match Box::pin(answer(&mut ws, &ctx, &session, *respond, locale)).await {
+                        Ok(Some(exp)) => {
+                            clocks.expires = deadline_of(exp);
+                            ctx.hub.wake_at(&session, clocks.deadline(&ctx));
+                        }
+                        Ok(None) => {}
+                        Err(end) => break end,
+                    }
+                }
+            }
+        };
+
+        if let End::Close(close) = end {
+            ctx.metrics
+                .closes
+                .get_or_create(&Reason {
+                    reason: close.label(),
+                })
+                .inc();
+            tracing::debug!(user = %session.user, sid = session.sid, code = close.code().code(), reason = close.reason(), "closing session");
+        }
+        // Nothing more is written but the close; the session stays registered
+        // (and a drain waits for it) until its close frame is out.
+        session.outbox.seal();
+        Box::pin(finish(&mut ws, end)).await;
+        drop(reg);
+        tracing::debug!(user = %session.user, sid = session.sid, "session closed");
+    }
+}
+
+/// When a session next has something to do on its own, and why.
+struct Clocks {
+    /// The token's expiry.
+    expires: Instant,
+    /// The last frame from the peer (two heartbeats without one: gone).
+    last_seen: Instant,
+    next_ping: Instant,
+    /// Idle campaigns: the start of this quiet stretch (no client event or
+    /// ack since), and the largest idle threshold already fired in it.
+    idle_since: Instant,
+    idle_done_s: u64,
+}
+
+impl Clocks {
+    fn next_idle(&self, ctx: &SessionCtx) -> Option<(Instant, u64)> {
         ctx.campaigns
             .registry
-            .next_idle_after(done)
-            .map(|s| (since + Duration::from_secs(s), s))
-    };
-    let deadline = |next_ping: Instant, expires: Instant, idle: Option<(Instant, u64)>| {
-        let d = next_ping.min(expires);
-        idle.map_or(d, |(at, _)| d.min(at))
-    };
-
-    let write_timeout = ctx.cfg.write_timeout;
-    if Box::pin(send(&mut ws, Message::Text(hello.into()), write_timeout))
-        .await
-        .is_err()
-    {
-        return;
+            .next_idle_after(self.idle_done_s)
+            .map(|s| (self.idle_since + Duration::from_secs(s), s))
     }
-    tracing::debug!(%user, sid, "session open");
 
-    let timer = tokio::time::sleep_until(deadline(
-        next_ping,
-        expires,
-        next_idle(idle_since, idle_done_s),
-    ));
-    tokio::pin!(timer);
+    /// When the session next needs the ticker: ping, expiry or idle threshold.
+    fn deadline(&self, ctx: &SessionCtx) -> Instant {
+        let d = self.next_ping.min(self.expires);
+        self.next_idle(ctx).map_or(d, |(at, _)| d.min(at))
+    }
+}
 
-    let end: End = loop {
-        tokio::select! {
-            () = session.outbox.wait() => {
-                let (mut frames, close) = session.outbox.drain();
-                if replayed_upto > 0 {
-                    // Live copies of what the client had or the resume replayed.
-                    frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
-                }
-                if !frames.is_empty() {
-                    // Boxed: its state exists only while writing, not in every idle session.
-                    match Box::pin(write_watching(&mut ws, frames, &session.outbox, &ctx.cfg, metrics)).await {
-                        Written::Done => {}
-                        Written::SocketGone => break End::Gone,
-                        Written::Closing(reason) => break End::Close(reason),
-                    }
-                }
-                if let Some(reason) = close {
-                    break End::Close(reason);
-                }
-            }
-            incoming = ws.next() => {
-                let msg = match incoming {
-                    None => break End::Gone,
-                    Some(Ok(msg)) => msg,
-                    Some(Err(WsError::Capacity(_))) => break End::Close(Close::TooBig),
-                    Some(Err(WsError::Utf8(_))) => break End::Close(Close::InvalidUtf8),
-                    Some(Err(WsError::Protocol(_))) => break End::Close(Close::Protocol),
-                    Some(Err(_)) => break End::Gone,
-                };
-                last_seen = Instant::now();
-                let outcome = match msg {
-                    Message::Text(text) => state.on_text(&text, last_seen.into_std()),
-                    Message::Binary(_) => state.on_binary(last_seen.into_std()),
-                    Message::Close(_) => break End::PeerClosed,
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                };
-                let mut outcome = outcome;
-                if let Some(ClientFrame::Auth { token }) = &outcome.frame {
-                    // A fresh token: verified as at the handshake, for the
-                    // same user; the session then ends at its expiry.
-                    let (reply, refreshed) = Box::pin(refresh(&ctx.verifier, &session, token, query_locale.as_deref())).await;
-                    outcome.reply = Some(reply);
-                    if let Some(exp) = refreshed {
-                        expires = deadline_of(exp);
-                        timer.as_mut().reset(deadline(next_ping, expires, next_idle(idle_since, idle_done_s)));
-                    }
-                }
-                if let Some(frame) = outcome.frame {
-                    metrics.client_frames.get_or_create(&FrameType { r#type: frame.kind() }).inc();
-                    if !matches!(frame, ClientFrame::Ping | ClientFrame::Auth { .. }) {
-                        idle_since = last_seen;
-                        idle_done_s = 0;
-                    }
-                    let feeds_campaigns = matches!(frame, ClientFrame::Event(_))
-                        && state.campaign_event_allowed(last_seen.into_std());
-                    if matches!(frame, ClientFrame::Event(_)) && !feeds_campaigns {
-                        metrics.drop_reason("campaign_events_rate");
-                    }
-                    on_client_frame(&ctx, &session, frame, feeds_campaigns);
-                }
-                if let Some(code) = outcome.error {
-                    metrics.client_errors.get_or_create(&Reason { reason: code }).inc();
-                }
-                // A peer that sends but never reads cannot hold the loop
-                // on a reply: the write is bounded like every other.
-                if let Some(reply) = outcome.reply
-                    && let Err(end) = Box::pin(send(&mut ws, Message::Text(reply.into()), write_timeout)).await
-                {
-                    break end;
-                }
-                if let Some(close) = outcome.close {
-                    break End::Close(close);
-                }
-            }
-            () = &mut timer => {
-                let now = Instant::now();
-                if now >= expires {
-                    break End::Close(Close::TokenExpired);
-                }
-                if now.duration_since(last_seen) >= heartbeat * 2 {
-                    metrics.closes.get_or_create(&Reason { reason: "timeout" }).inc();
-                    tracing::debug!(%user, sid, "peer silent for two heartbeats");
-                    break End::Gone;
-                }
-                if now >= next_ping {
-                    if let Err(end) = Box::pin(send(&mut ws, Message::Ping(Default::default()), write_timeout)).await {
-                        break end;
-                    }
-                    next_ping = now + heartbeat;
-                }
-                if let Some((at, seconds)) = next_idle(idle_since, idle_done_s)
-                    && now >= at
-                {
-                    idle_done_s = seconds;
-                    ctx.campaigns.fire(session.clone(), Occurrence::Idle { seconds });
-                }
-                timer.as_mut().reset(deadline(next_ping, expires, next_idle(idle_since, idle_done_s)));
-            }
-        }
+/// A token's `exp` as a deadline (at most [`MAX_SESSION`] away).
+fn deadline_of(exp: u64) -> Instant {
+    Instant::now()
+        + Duration::from_secs(exp.saturating_sub(crate::auth::unix_now())).min(MAX_SESSION)
+}
+
+/// What the loop does after one of its inputs woke it.
+enum Step {
+    /// The outbox has frames, a close request or a tick.
+    Drain,
+    /// A client frame was handled; its reply, refresh or close remains.
+    Respond(Box<Respond>),
+    End(End),
+    Nothing,
+}
+
+/// What a client frame leaves to do with the socket or the verifier.
+struct Respond {
+    /// An `auth` frame's token, verified before the reply.
+    token: Option<String>,
+    reply: Option<String>,
+    close: Option<Close>,
+}
+
+/// Handles what the socket gave, without waiting for anything.
+fn on_incoming(
+    ctx: &SessionCtx,
+    session: &Arc<crate::hub::Session>,
+    state: &mut SessionState,
+    clocks: &mut Clocks,
+    incoming: Option<Result<Message, WsError>>,
+) -> Step {
+    let msg = match incoming {
+        None => return Step::End(End::Gone),
+        Some(Ok(msg)) => msg,
+        Some(Err(WsError::Capacity(_))) => return Step::End(End::Close(Close::TooBig)),
+        Some(Err(WsError::Utf8(_))) => return Step::End(End::Close(Close::InvalidUtf8)),
+        Some(Err(WsError::Protocol(_))) => return Step::End(End::Close(Close::Protocol)),
+        Some(Err(_)) => return Step::End(End::Gone),
     };
-
-    if let End::Close(close) = end {
+    clocks.last_seen = Instant::now();
+    let now = clocks.last_seen.into_std();
+    let outcome = match msg {
+        Message::Text(text) => state.on_text(&text, now),
+        Message::Binary(_) => state.on_binary(now),
+        Message::Close(_) => return Step::End(End::PeerClosed),
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Step::Nothing,
+    };
+    let metrics = &ctx.metrics;
+    let mut token = None;
+    if let Some(frame) = outcome.frame {
         metrics
-            .closes
-            .get_or_create(&Reason {
-                reason: close.label(),
+            .client_frames
+            .get_or_create(&FrameType {
+                r#type: frame.kind(),
             })
             .inc();
-        tracing::debug!(%user, sid, code = close.code().code(), reason = close.reason(), "closing session");
+        if !matches!(frame, ClientFrame::Ping | ClientFrame::Auth { .. }) {
+            clocks.idle_since = clocks.last_seen;
+            clocks.idle_done_s = 0;
+        }
+        let feeds_campaigns =
+            matches!(frame, ClientFrame::Event(_)) && state.campaign_event_allowed(now);
+        if matches!(frame, ClientFrame::Event(_)) && !feeds_campaigns {
+            metrics.drop_reason("campaign_events_rate");
+        }
+        match frame {
+            // A fresh token: verified as at the handshake, for the same
+            // user; the session then ends at its expiry.
+            ClientFrame::Auth { token: fresh } => token = Some(fresh),
+            frame => on_client_frame(ctx, session, frame, feeds_campaigns),
+        }
     }
-    // Nothing more is written but the close; the session stays registered
-    // (and a drain waits for it) until its close frame is out.
-    session.outbox.seal();
-    Box::pin(finish(&mut ws, end)).await;
-    drop(reg);
-    tracing::debug!(%user, sid, "session closed");
+    if let Some(code) = outcome.error {
+        metrics
+            .client_errors
+            .get_or_create(&Reason { reason: code })
+            .inc();
+    }
+    if token.is_none() && outcome.reply.is_none() && outcome.close.is_none() {
+        return Step::Nothing;
+    }
+    Step::Respond(Box::new(Respond {
+        token,
+        reply: outcome.reply,
+        close: outcome.close,
+    }))
+}
+
+/// Refreshes the identity if a token came, then sends the reply (bounded
+/// like every write: a peer that sends but never reads cannot hold the
+/// loop on it) and ends the session if the frame asked to. Returns the new
+/// expiry after a refresh.
+async fn answer<S>(
+    ws: &mut WebSocketStream<S>,
+    ctx: &SessionCtx,
+    session: &crate::hub::Session,
+    respond: Respond,
+    query_locale: Option<&str>,
+) -> Result<Option<u64>, End>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Respond {
+        token,
+        mut reply,
+        close,
+    } = respond;
+    let mut refreshed = None;
+    if let Some(token) = token {
+        let (answer, exp) = refresh(&ctx.verifier, session, &token, query_locale).await;
+        reply = Some(answer);
+        refreshed = exp;
+    }
+    if let Some(reply) = reply {
+        send(ws, Message::Text(reply.into()), ctx.cfg.write_timeout).await?;
+    }
+    match close {
+        Some(close) => Err(End::Close(close)),
+        None => Ok(refreshed),
+    }
 }
 
 /// An `auth` frame's token checked and, when it is good and for the same
@@ -342,7 +467,7 @@ enum Written {
 /// a socket that does not drain. Wakes for new frames are kept for later.
 async fn write_watching<S>(
     ws: &mut WebSocketStream<S>,
-    frames: VecDeque<Outgoing>,
+    frames: Batch,
     outbox: &crate::hub::outbox::Outbox,
     cfg: &SessionConfig,
     metrics: &Metrics,
@@ -381,7 +506,7 @@ where
 /// pongs, errors) and these never interleave.
 async fn write_batch<S>(
     ws: &mut WebSocketStream<S>,
-    frames: VecDeque<Outgoing>,
+    frames: Batch,
     metrics: &Metrics,
 ) -> Result<(), WsError>
 where
@@ -390,11 +515,22 @@ where
     use tokio::io::AsyncWriteExt;
     ws.flush().await?;
     let io = ws.get_mut();
-    let mut slices: Vec<std::io::IoSlice<'_>> = frames
-        .iter()
-        .map(|f| std::io::IoSlice::new(f.bytes()))
-        .collect();
-    let mut rest = &mut slices[..];
+    // One frame (most writes) needs no vector of slices.
+    let mut one: [std::io::IoSlice<'_>; 1];
+    let mut many: Vec<std::io::IoSlice<'_>>;
+    let mut rest: &mut [std::io::IoSlice<'_>] = match frames.iter().next() {
+        Some(f) if frames.len() == 1 => {
+            one = [std::io::IoSlice::new(f.bytes())];
+            &mut one
+        }
+        _ => {
+            many = frames
+                .iter()
+                .map(|f| std::io::IoSlice::new(f.bytes()))
+                .collect();
+            &mut many
+        }
+    };
     while !rest.is_empty() {
         let n = io.write_vectored(rest).await?;
         if n == 0 {

@@ -18,26 +18,27 @@ pub struct Outcome {
     pub error: Option<&'static str>,
 }
 
-/// A token bucket.
+/// A token bucket. `f32`: whole tokens up to 2^24 are exact, and every
+/// session holds two of these.
 struct Bucket {
-    tokens: f64,
+    tokens: f32,
+    rate: f32,
+    burst: f32,
     last: Instant,
-    rate: f64,
-    burst: f64,
 }
 
 impl Bucket {
     fn new(rate: u32, burst: u32, now: Instant) -> Self {
         Self {
-            tokens: f64::from(burst),
+            tokens: burst as f32,
             last: now,
-            rate: f64::from(rate),
-            burst: f64::from(burst),
+            rate: rate as f32,
+            burst: burst as f32,
         }
     }
 
     fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f32();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
