@@ -453,7 +453,7 @@ impl Default for SessionConfig {
             outbound_queue_bytes: 1024 * 1024,
             max_frame_bytes: 16 * 1024,
             write_timeout: Duration::from_secs(10),
-            read_buffer_bytes: 256,
+            read_buffer_bytes: 128,
             write_buffer_bytes: 0,
             client_frames_per_s: 20,
             client_frames_burst: 40,
