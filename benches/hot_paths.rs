@@ -383,9 +383,8 @@ fn report_sizes(_: &mut Criterion) {
     type Ws = tokio_tungstenite::WebSocketStream<Io>;
     let run = returned_size(herald::session::run::<Io>);
     eprintln!(
-        "sizes (bytes): session::run future {run}, WebSocketStream {}, tokio Sleep {}, hub Session {}, Identity {}, Outgoing {}",
+        "sizes (bytes): session::run future {run}, WebSocketStream {}, hub Session {}, Identity {}, Outgoing {}",
         std::mem::size_of::<Ws>(),
-        std::mem::size_of::<tokio::time::Sleep>(),
         std::mem::size_of::<herald::hub::Session>(),
         std::mem::size_of::<Identity>(),
         std::mem::size_of::<Outgoing>(),

@@ -8,7 +8,7 @@
 pub mod jwks;
 
 use crate::config::AuthConfig;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -100,20 +100,13 @@ pub struct Verifier {
     validations: Vec<Validation>,
 }
 
-/// Every algorithm a configured or fetched key can have.
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
+/// Every algorithm a configured or fetched key can have, by family (the
+/// library's own lists).
+const FAMILIES: [AlgorithmFamily; 4] = [
+    AlgorithmFamily::Hmac,
+    AlgorithmFamily::Rsa,
+    AlgorithmFamily::Ec,
+    AlgorithmFamily::Ed,
 ];
 
 impl Verifier {
@@ -185,7 +178,11 @@ impl Verifier {
             leeway: cfg.leeway.as_secs(),
             validations: Vec::new(),
         };
-        verifier.validations = ALGORITHMS.map(|alg| verifier.validation(alg)).to_vec();
+        verifier.validations = FAMILIES
+            .iter()
+            .flat_map(AlgorithmFamily::algorithms)
+            .map(|&alg| verifier.validation(alg))
+            .collect();
         Ok(verifier)
     }
 

@@ -45,8 +45,8 @@ pub struct Session {
     pub ip: IpAddr,
     pub outbox: Outbox,
     /// When the session next has something to do on its own (a ping, its
-    /// token's expiry, an idle campaign), in ms of [`Hub::ticks`];
-    /// `u64::MAX`: nothing. The hub's one ticker wakes it then, instead of a
+    /// token's expiry, an idle campaign), in ms since the hub's epoch
+    /// ([`Hub::wake_at`]); `u64::MAX`: nothing. The hub's one ticker wakes it then, instead of a
     /// timer in every session.
     wake_at: AtomicU64,
 }
@@ -188,10 +188,14 @@ impl Hub {
     /// Asks the ticker to wake `session` at `at` (replacing any earlier
     /// request): see [`Hub::run_ticker`].
     pub fn wake_at(&self, session: &Session, at: tokio::time::Instant) {
+        session.wake_at.store(self.ms(at), Ordering::Release);
+    }
+
+    /// `at` in ms since the hub's epoch; never `u64::MAX` (which means
+    /// "nothing to wake for").
+    fn ms(&self, at: tokio::time::Instant) -> u64 {
         let ms = at.saturating_duration_since(self.epoch).as_millis();
-        session
-            .wake_at
-            .store(u64::try_from(ms).unwrap_or(u64::MAX - 1), Ordering::Release);
+        u64::try_from(ms).unwrap_or(u64::MAX).min(u64::MAX - 1)
     }
 
     /// Every `every`, wakes the sessions whose wake-up time has come (with
@@ -212,7 +216,7 @@ impl Hub {
                 () = &mut shutdown => return,
                 _ = ticks.tick() => {}
             }
-            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            let now = self.ms(tokio::time::Instant::now());
             for entry in self.sessions.iter() {
                 let s = entry.value();
                 let at = s.wake_at.load(Ordering::Acquire);
