@@ -49,14 +49,35 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        Self::start_free(|_| Vec::new()).0
     }
 
     pub fn start_on(port: u16) -> Self {
         Self::start_with(port, &[])
     }
 
+    /// On a free port, with `extra(port)` arguments: picked again when
+    /// redis-server exits at once (another test bound the port between its
+    /// pick and the server's bind). Returns the arguments that worked.
+    fn start_free(extra: impl Fn(u16) -> Vec<String>) -> (Self, Vec<String>) {
+        for _ in 0..5 {
+            let port = free_port();
+            let args = extra(port);
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            if let Some(redis) = Self::try_start_with(port, &argv) {
+                return (redis, args);
+            }
+        }
+        panic!("redis-server exited at start on five free ports in a row");
+    }
+
     fn start_with(port: u16, extra: &[&str]) -> Self {
+        Self::try_start_with(port, extra)
+            .unwrap_or_else(|| panic!("redis-server exited at start on port {port} (port in use?)"))
+    }
+
+    /// `None` when redis-server exits before it answers.
+    fn try_start_with(port: u16, extra: &[&str]) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(extra)
@@ -68,7 +89,7 @@ impl Redis {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}). These tests need Redis 7: install it with `apt-get install -y redis-server`")
             });
-        let redis = Self {
+        let mut redis = Self {
             port,
             child: Some(child),
         };
@@ -80,13 +101,18 @@ impl Redis {
             {
                 break;
             }
+            let exited = redis.child.as_mut().map(|c| c.try_wait());
+            if matches!(exited, Some(Ok(Some(_)))) {
+                redis.child = None;
+                return None;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "redis-server did not answer on port {port}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        redis
+        Some(redis)
     }
 
     pub fn url(&self) -> String {
@@ -189,31 +215,24 @@ impl RedisCluster {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("herald-cluster-{}", free_port()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let args: Vec<Vec<String>> = ports
-            .iter()
-            .map(|port| {
-                vec![
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-port".into(),
-                    free_port().to_string(),
-                    "--cluster-config-file".into(),
-                    dir.join(format!("nodes-{port}.conf"))
-                        .to_string_lossy()
-                        .into_owned(),
-                    "--cluster-node-timeout".into(),
-                    "2000".into(),
-                ]
+        let (masters, args): (Vec<Redis>, Vec<Vec<String>>) = (0..3)
+            .map(|_| {
+                Redis::start_free(|port| {
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-port".into(),
+                        free_port().to_string(),
+                        "--cluster-config-file".into(),
+                        dir.join(format!("nodes-{port}.conf"))
+                            .to_string_lossy()
+                            .into_owned(),
+                        "--cluster-node-timeout".into(),
+                        "2000".into(),
+                    ]
+                })
             })
-            .collect();
-        let masters: Vec<Redis> = ports
-            .iter()
-            .zip(&args)
-            .map(|(port, a)| {
-                Redis::start_with(*port, &a.iter().map(String::as_str).collect::<Vec<_>>())
-            })
-            .collect();
+            .unzip();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(masters.iter().map(|m| format!("127.0.0.1:{}", m.port)))
