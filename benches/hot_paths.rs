@@ -370,21 +370,19 @@ fn bench_deliver(c: &mut Criterion) {
     g.finish();
 }
 
-/// The return type's size of a 6-argument function, without calling it: how
+/// The return type's size of a 5-argument function, without calling it: how
 /// functions returning futures are measured here (opaque types).
-fn returned_size<A, B, C, D, E, F, R>(_: fn(A, B, C, D, E, F) -> R) -> usize {
+fn returned_size<A, B, C, D, E, R>(_: fn(A, B, C, D, E) -> R) -> usize {
     std::mem::size_of::<R>()
 }
 
 /// Prints the sizes of the per-session structures (memory per connection:
 /// see docs/BENCHMARKS.md). Not timed; runs with every `cargo bench`.
 fn report_sizes(_: &mut Criterion) {
-    type Io = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
-    type Ws = tokio_tungstenite::WebSocketStream<Io>;
-    let run = returned_size(herald::session::run::<Io>);
+    let run = returned_size(herald::session::run);
     eprintln!(
-        "sizes (bytes): session::run future {run}, WebSocketStream {}, hub Session {}, Identity {}, Outgoing {}",
-        std::mem::size_of::<Ws>(),
+        "sizes (bytes): session::run future {run}, Socket {}, hub Session {}, Identity {}, Outgoing {}",
+        std::mem::size_of::<herald::session::Socket>(),
         std::mem::size_of::<herald::hub::Session>(),
         std::mem::size_of::<Identity>(),
         std::mem::size_of::<Outgoing>(),

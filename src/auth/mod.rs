@@ -330,13 +330,24 @@ fn identity_from_claims(c: Claims) -> Result<Identity, AuthError> {
         Some(cel::Value::String(s)) => Some(Box::from(s.as_str())),
         _ => None,
     };
+    // Most tokens carry no attributes: their sessions share one empty map
+    // instead of allocating one each.
+    static NO_ATTRS: std::sync::LazyLock<cel::objects::Map> =
+        std::sync::LazyLock::new(|| cel::objects::Map {
+            map: Arc::new(std::collections::HashMap::new()),
+        });
+    let attrs = if attrs.is_empty() {
+        NO_ATTRS.clone()
+    } else {
+        cel::objects::Map {
+            map: Arc::new(attrs),
+        }
+    };
     Ok(Identity {
         locale,
         user: Arc::from(c.sub),
         segments: segments.into_iter().map(String::into_boxed_str).collect(),
-        attrs: cel::Value::Map(cel::objects::Map {
-            map: Arc::new(attrs),
-        }),
+        attrs: cel::Value::Map(attrs),
         exp: c.exp,
     })
 }

@@ -6,7 +6,9 @@
 //! kernel's loopback or NIC path and two wake-ups of the client per
 //! handshake. This wrapper around the accepted socket holds the `101` back
 //! (reporting it written) and puts it in front of the next write, which is
-//! the session's `hello`. Everything else passes straight through.
+//! the session's `hello`. Everything else passes straight through. A
+//! session takes the socket back out with what is held
+//! ([`CoalesceUpgrade::into_parts`]) and sends both itself.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -30,6 +32,12 @@ impl<S> CoalesceUpgrade<S> {
             held: Vec::new(),
             upgraded: false,
         }
+    }
+
+    /// The socket and what is still held, for a session that writes the
+    /// held response itself (in front of its `hello`).
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.inner, self.held)
     }
 }
 

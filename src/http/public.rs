@@ -145,7 +145,6 @@ async fn upgrade(
         }
         identity.locale = Some(locale.as_str().into());
     }
-    let query_locale: Option<Box<str>> = query.locale.as_deref().map(Into::into);
     let since = query.since.clone().filter(|s| !s.is_empty());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
@@ -160,6 +159,9 @@ async fn upgrade(
             return refuse(status, refusal);
         }
     };
+    if query.locale.is_some() {
+        reg.session.pin_locale();
+    }
 
     let ctx = node.session_ctx.clone();
     tokio::spawn(async move {
@@ -167,7 +169,24 @@ async fn upgrade(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        crate::session::start(TokioIo::new(upgraded), reg, ctx, since, query_locale).await;
+        // The accepted socket itself, not hyper's boxed wrapper around it
+        // (and its read buffer): less memory in every session, and no
+        // dynamic call on each read and write.
+        type Accepted = TokioIo<super::coalesce::CoalesceUpgrade<tokio::net::TcpStream>>;
+        let parts = match upgraded.downcast::<Accepted>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!("upgraded connection of an unexpected type; dropped");
+                return;
+            }
+        };
+        let (tcp, response) = parts.io.into_inner().into_parts();
+        let upgraded = crate::session::Upgraded {
+            tcp,
+            response,
+            read: parts.read_buf,
+        };
+        crate::session::start(upgraded, reg, ctx, since).await;
     });
 
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();

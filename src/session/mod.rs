@@ -2,9 +2,11 @@
 //! [`state::SessionState`], deliveries from the session's [`Outbox`].
 
 mod setup;
+mod socket;
 pub mod state;
 
-pub use setup::start;
+pub use setup::{Upgraded, start};
+pub use socket::Socket;
 
 use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
@@ -13,13 +15,10 @@ use crate::hub::outbox::{Batch, Outgoing};
 use crate::logs::Repeated;
 use crate::metrics::{FrameType, Metrics, Reason};
 use crate::protocol::{ClientFrame, Close};
-use futures::{SinkExt, StreamExt};
 use state::SessionState;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -31,6 +30,8 @@ const LINGER: Duration = Duration::from_secs(3);
 const LINGER_BYTES: usize = 1024 * 1024;
 /// How long a close frame may take to write.
 const CLOSE_WRITE: Duration = Duration::from_secs(1);
+/// A ping with no payload, as every session sends it.
+const PING: &[u8] = &[0x89, 0x00];
 /// Sessions end at their token's `exp`, or after ten years at the latest
 /// (an `exp` near `u64::MAX` is not a time a clock can hold).
 const MAX_SESSION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -97,83 +98,62 @@ pub struct SessionCtx {
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice in every idle session"
 )]
-pub fn run<S>(
-    mut ws: WebSocketStream<S>,
+pub fn run(
+    mut ws: Socket,
     reg: Registration,
     ctx: Arc<SessionCtx>,
-    hello: String,
+    first: Vec<u8>,
     replayed_upto: u64,
-    query_locale: Option<Box<str>>,
-) -> impl std::future::Future<Output = ()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> impl std::future::Future<Output = ()> {
     async move {
-        let session = reg.session.clone();
-        let started = Instant::now();
+        let session = &reg.session;
+        let started = ctx.hub.now_ms();
         let mut clocks = Clocks {
-            expires: deadline_of(session.identity().exp),
+            expires: deadline_of(started, session.identity().exp),
             last_seen: started,
-            next_ping: started + ctx.cfg.heartbeat,
+            next_ping: started + ms(ctx.cfg.heartbeat),
             idle_since: started,
             idle_done_s: 0,
         };
-        let mut state = SessionState::new(&ctx.cfg, started.into_std());
+        let mut state = SessionState::new(&ctx.cfg, started);
 
-        // Sent from this task, not the setup's: the socket and tungstenite
-        // keep the waker of the last task that wrote, and a setup task's
-        // waker kept its whole (finished) task allocated (1.3 KB a session).
-        let hello = Message::Text(hello.into());
-        if Box::pin(send(&mut ws, hello, ctx.cfg.write_timeout))
+        // `first` (the upgrade response and `hello`) is sent from this task,
+        // not the setup's: the socket keeps the waker of the last task that
+        // waited on it, and a setup task's waker kept its whole (finished)
+        // task allocated (1.3 KB a session).
+        if Box::pin(send(&mut ws, &first, ctx.cfg.write_timeout))
             .await
             .is_err()
         {
             return;
         }
+        drop(first);
         tracing::debug!(user = %session.user, sid = session.sid, "session open");
 
-        ctx.hub.wake_at(&session, clocks.deadline(&ctx));
+        ctx.hub.wake_at(session, clocks.deadline(&ctx));
 
         let end: End = loop {
             let step = tokio::select! {
                 () = session.outbox.wait() => Step::Drain,
-                incoming = ws.next() => on_incoming(&ctx, &session, &mut state, &mut clocks, incoming),
+                incoming = std::future::poll_fn(|cx| ws.poll_next(cx)) => on_incoming(&ctx, session, &mut state, &mut clocks, incoming),
             };
             match step {
                 Step::Nothing => {}
                 Step::End(end) => break end,
                 Step::Drain => {
-                    let (mut frames, close) = session.outbox.drain();
-                    if replayed_upto > 0 {
-                        // Live copies of what the client had or the resume replayed.
-                        frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
-                    }
-                    if !frames.is_empty() {
-                        let write = write_watching(
-                            &mut ws,
-                            frames,
-                            &session.outbox,
-                            &ctx.cfg,
-                            &ctx.metrics,
-                        );
-                        match Box::pin(write).await {
-                            Written::Done => {}
-                            Written::SocketGone => break End::Gone,
-                            Written::Closing(reason) => break End::Close(reason),
-                        }
-                    }
-                    if let Some(reason) = close {
-                        break End::Close(reason);
+                    let drain = drain(&mut ws, &session.outbox, &ctx, replayed_upto);
+                    if let Err(end) = Box::pin(drain).await {
+                        break end;
                     }
                     if !session.outbox.take_tick() {
                         continue;
                     }
                     // The ticker: something of the session's own is due.
-                    let now = Instant::now();
+                    let now = ctx.hub.now_ms();
                     if now >= clocks.expires {
                         break End::Close(Close::TokenExpired);
                     }
-                    if now.duration_since(clocks.last_seen) >= ctx.cfg.heartbeat * 2 {
+                    if now.saturating_sub(clocks.last_seen) >= 2 * ms(ctx.cfg.heartbeat) {
                         ctx.metrics
                             .closes
                             .get_or_create(&Reason { reason: "timeout" })
@@ -182,12 +162,11 @@ where
                         break End::Gone;
                     }
                     if now >= clocks.next_ping {
-                        let ping = Message::Ping(Default::default());
-                        if let Err(end) = Box::pin(send(&mut ws, ping, ctx.cfg.write_timeout)).await
+                        if let Err(end) = Box::pin(send(&mut ws, PING, ctx.cfg.write_timeout)).await
                         {
                             break end;
                         }
-                        clocks.next_ping = now + ctx.cfg.heartbeat;
+                        clocks.next_ping = now + ms(ctx.cfg.heartbeat);
                     }
                     if let Some((at, seconds)) = clocks.next_idle(&ctx)
                         && now >= at
@@ -196,14 +175,13 @@ where
                         ctx.campaigns
                             .fire(session.clone(), Occurrence::Idle { seconds });
                     }
-                    ctx.hub.wake_at(&session, clocks.deadline(&ctx));
+                    ctx.hub.wake_at(session, clocks.deadline(&ctx));
                 }
                 Step::Respond(respond) => {
-                    let locale = query_locale.as_deref();
-                    match Box::pin(answer(&mut ws, &ctx, &session, *respond, locale)).await {
+                    match Box::pin(answer(&mut ws, &ctx, session, *respond)).await {
                         Ok(Some(exp)) => {
-                            clocks.expires = deadline_of(exp);
-                            ctx.hub.wake_at(&session, clocks.deadline(&ctx));
+                            clocks.expires = deadline_of(ctx.hub.now_ms(), exp);
+                            ctx.hub.wake_at(session, clocks.deadline(&ctx));
                         }
                         Ok(None) => {}
                         Err(end) => break end,
@@ -225,43 +203,51 @@ where
         // (and a drain waits for it) until its close frame is out.
         session.outbox.seal();
         Box::pin(finish(&mut ws, end)).await;
-        drop(reg);
         tracing::debug!(user = %session.user, sid = session.sid, "session closed");
+        drop(reg);
     }
 }
 
-/// When a session next has something to do on its own, and why.
+/// When the session next has something to do on its own, and why: times
+/// in ms since the hub's epoch ([`crate::hub::Hub::now_ms`]), 8 bytes each
+/// in every session where an `Instant` takes 16.
 struct Clocks {
     /// The token's expiry.
-    expires: Instant,
+    expires: u64,
     /// The last frame from the peer (two heartbeats without one: gone).
-    last_seen: Instant,
-    next_ping: Instant,
+    last_seen: u64,
+    next_ping: u64,
     /// Idle campaigns: the start of this quiet stretch (no client event or
     /// ack since), and the largest idle threshold already fired in it.
-    idle_since: Instant,
+    idle_since: u64,
     idle_done_s: u64,
 }
 
 impl Clocks {
-    fn next_idle(&self, ctx: &SessionCtx) -> Option<(Instant, u64)> {
+    fn next_idle(&self, ctx: &SessionCtx) -> Option<(u64, u64)> {
         ctx.campaigns
             .registry
             .next_idle_after(self.idle_done_s)
-            .map(|s| (self.idle_since + Duration::from_secs(s), s))
+            .map(|s| (self.idle_since.saturating_add(s.saturating_mul(1000)), s))
     }
 
     /// When the session next needs the ticker: ping, expiry or idle threshold.
-    fn deadline(&self, ctx: &SessionCtx) -> Instant {
+    fn deadline(&self, ctx: &SessionCtx) -> u64 {
         let d = self.next_ping.min(self.expires);
         self.next_idle(ctx).map_or(d, |(at, _)| d.min(at))
     }
 }
 
-/// A token's `exp` as a deadline (at most [`MAX_SESSION`] away).
-fn deadline_of(exp: u64) -> Instant {
-    Instant::now()
-        + Duration::from_secs(exp.saturating_sub(crate::auth::unix_now())).min(MAX_SESSION)
+/// A duration in whole ms.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A token's `exp` as a deadline on the hub's clock, `now_ms` being now
+/// (at most [`MAX_SESSION`] away).
+fn deadline_of(now_ms: u64, exp: u64) -> u64 {
+    let left = Duration::from_secs(exp.saturating_sub(crate::auth::unix_now())).min(MAX_SESSION);
+    now_ms + ms(left)
 }
 
 /// What the loop does after one of its inputs woke it.
@@ -298,11 +284,11 @@ fn on_incoming(
         Some(Err(WsError::Protocol(_))) => return Step::End(End::Close(Close::Protocol)),
         Some(Err(_)) => return Step::End(End::Gone),
     };
-    clocks.last_seen = Instant::now();
-    let now = clocks.last_seen.into_std();
+    let now = ctx.hub.now_ms();
+    clocks.last_seen = now;
     let outcome = match msg {
-        Message::Text(text) => state.on_text(&text, now),
-        Message::Binary(_) => state.on_binary(now),
+        Message::Text(text) => state.on_text(&ctx.cfg, &text, now),
+        Message::Binary(_) => state.on_binary(&ctx.cfg, now),
         Message::Close(_) => return Step::End(End::PeerClosed),
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Step::Nothing,
     };
@@ -316,11 +302,11 @@ fn on_incoming(
             })
             .inc();
         if !matches!(frame, ClientFrame::Ping | ClientFrame::Auth { .. }) {
-            clocks.idle_since = clocks.last_seen;
+            clocks.idle_since = now;
             clocks.idle_done_s = 0;
         }
         let feeds_campaigns =
-            matches!(frame, ClientFrame::Event(_)) && state.campaign_event_allowed(now);
+            matches!(frame, ClientFrame::Event(_)) && state.campaign_event_allowed(&ctx.cfg, now);
         if matches!(frame, ClientFrame::Event(_)) && !feeds_campaigns {
             metrics.drop_reason("campaign_events_rate");
         }
@@ -351,16 +337,12 @@ fn on_incoming(
 /// like every write: a peer that sends but never reads cannot hold the
 /// loop on it) and ends the session if the frame asked to. Returns the new
 /// expiry after a refresh.
-async fn answer<S>(
-    ws: &mut WebSocketStream<S>,
+async fn answer(
+    ws: &mut Socket,
     ctx: &SessionCtx,
     session: &crate::hub::Session,
     respond: Respond,
-    query_locale: Option<&str>,
-) -> Result<Option<u64>, End>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Result<Option<u64>, End> {
     let Respond {
         token,
         mut reply,
@@ -368,12 +350,13 @@ where
     } = respond;
     let mut refreshed = None;
     if let Some(token) = token {
-        let (answer, exp) = refresh(&ctx.verifier, session, &token, query_locale).await;
+        let (answer, exp) = refresh(&ctx.verifier, session, &token).await;
         reply = Some(answer);
         refreshed = exp;
     }
     if let Some(reply) = reply {
-        send(ws, Message::Text(reply.into()), ctx.cfg.write_timeout).await?;
+        let frame = crate::hub::outbox::encode_text_frame(reply.as_bytes());
+        send(ws, &frame, ctx.cfg.write_timeout).await?;
     }
     match close {
         Some(close) => Err(End::Close(close)),
@@ -388,15 +371,10 @@ async fn refresh(
     verifier: &crate::auth::Verifier,
     session: &crate::hub::Session,
     token: &str,
-    query_locale: Option<&str>,
 ) -> (String, Option<u64>) {
     let refused = |why: &str| (state::error_frame("auth_failed", why), None);
     match verifier.verify_fresh(token).await {
-        Ok(mut identity) if identity.user == session.user => {
-            // A locale chosen on the connection outranks the token's.
-            if let Some(locale) = query_locale {
-                identity.locale = Some(locale.into());
-            }
+        Ok(identity) if identity.user == session.user => {
             let exp = identity.exp;
             session.refresh(identity);
             tracing::debug!(user = %session.user, sid = session.sid, exp, "token refreshed");
@@ -410,13 +388,17 @@ async fn refresh(
     }
 }
 
-/// Sends one frame tungstenite builds (hello, pong, error, ping) within
-/// `within`: a socket that takes nothing for that long is a slow consumer.
-async fn send<S>(ws: &mut WebSocketStream<S>, msg: Message, within: Duration) -> Result<(), End>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match tokio::time::timeout(within, ws.send(msg)).await {
+/// Writes encoded frames of the session's own (hello, a ping, a reply)
+/// within `within`: a socket that takes nothing for that long is a slow
+/// consumer.
+async fn send(ws: &mut Socket, frames: &[u8], within: Duration) -> Result<(), End> {
+    let write = async {
+        use tokio::io::AsyncWriteExt;
+        ws.flush().await?;
+        ws.tcp().write_all(frames).await?;
+        Ok::<_, WsError>(())
+    };
+    match tokio::time::timeout(within, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(End::Gone),
         Err(_) => Err(End::Close(Close::WriteTimeout)),
@@ -426,10 +408,7 @@ where
 /// Ends the connection: echoes the peer's close, or sends Herald's, then
 /// lingers (reads and discards, bounded) so that the close frame reaches a
 /// peer that is still reading instead of being lost to a reset.
-async fn finish<S>(ws: &mut WebSocketStream<S>, end: End)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn finish(ws: &mut Socket, end: End) {
     let sent = match end {
         End::Gone => return,
         End::PeerClosed => tokio::time::timeout(CLOSE_WRITE, ws.flush()).await,
@@ -438,7 +417,7 @@ where
                 code: close.code().code().into(),
                 reason: close.reason().into(),
             };
-            tokio::time::timeout(CLOSE_WRITE, ws.close(Some(frame))).await
+            tokio::time::timeout(CLOSE_WRITE, ws.close(frame)).await
         }
     };
     if !matches!(sent, Ok(Ok(()))) {
@@ -455,6 +434,33 @@ where
     }
 }
 
+/// Writes what the outbox holds and ends the session if it was asked to.
+/// A future of its own, boxed: the drained frames are not kept in every
+/// idle session's state.
+async fn drain(
+    ws: &mut Socket,
+    outbox: &crate::hub::outbox::Outbox,
+    ctx: &SessionCtx,
+    replayed_upto: u64,
+) -> Result<(), End> {
+    let (mut frames, close) = outbox.drain();
+    if replayed_upto > 0 {
+        // Live copies of what the client had or the resume replayed.
+        frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
+    }
+    if !frames.is_empty() {
+        match write_watching(ws, frames, outbox, &ctx.cfg, &ctx.metrics).await {
+            Written::Done => {}
+            Written::SocketGone => return Err(End::Gone),
+            Written::Closing(reason) => return Err(End::Close(reason)),
+        }
+    }
+    match close {
+        Some(reason) => Err(End::Close(reason)),
+        None => Ok(()),
+    }
+}
+
 enum Written {
     Done,
     SocketGone,
@@ -465,16 +471,13 @@ enum Written {
 /// Writes a batch while still watching the outbox, so that a close request
 /// (a slow consumer overflowing, an operator, a drain) is not stuck behind
 /// a socket that does not drain. Wakes for new frames are kept for later.
-async fn write_watching<S>(
-    ws: &mut WebSocketStream<S>,
+async fn write_watching(
+    ws: &mut Socket,
     frames: Batch,
     outbox: &crate::hub::outbox::Outbox,
     cfg: &SessionConfig,
     metrics: &Metrics,
-) -> Written
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Written {
     let write = tokio::time::timeout(cfg.write_timeout, write_batch(ws, frames, metrics));
     tokio::pin!(write);
     let mut woken = false;
@@ -504,17 +507,10 @@ where
 /// in as few vectored writes as the kernel takes: no per-session framing or
 /// copy. tungstenite's own buffer is flushed first, so its frames (hello,
 /// pongs, errors) and these never interleave.
-async fn write_batch<S>(
-    ws: &mut WebSocketStream<S>,
-    frames: Batch,
-    metrics: &Metrics,
-) -> Result<(), WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn write_batch(ws: &mut Socket, frames: Batch, metrics: &Metrics) -> Result<(), WsError> {
     use tokio::io::AsyncWriteExt;
     ws.flush().await?;
-    let io = ws.get_mut();
+    let io = ws.tcp();
     // One frame (most writes) needs no vector of slices.
     let mut one: [std::io::IoSlice<'_>; 1];
     let mut many: Vec<std::io::IoSlice<'_>>;
@@ -538,7 +534,6 @@ where
         }
         std::io::IoSlice::advance_slices(&mut rest, n);
     }
-    io.flush().await?;
     // Each frame is timed at the write that sent it.
     metrics
         .latency

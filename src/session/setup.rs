@@ -4,28 +4,40 @@
 //! and the connect campaigns; then the loop, as a task of its own.
 
 use super::SessionCtx;
+use super::Socket;
 use crate::bus::Store as _;
 use crate::campaigns::Occurrence;
 use crate::hub::Registration;
 use crate::protocol::ServerFrame;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio::net::TcpStream;
+
+/// The upgraded connection, as the HTTP server leaves it.
+pub struct Upgraded {
+    pub tcp: TcpStream,
+    /// The `101 Switching Protocols` response, held back to leave in one
+    /// write with `hello` (see `http::coalesce`); empty if already sent.
+    pub response: Vec<u8>,
+    /// Bytes the HTTP parser read past the request (usually none).
+    pub read: bytes::Bytes,
+}
 
 /// Starts a registered session on an upgraded connection. `since` is the
-/// client's resume position; `query_locale` its `?locale=`, which outranks
-/// the token's on every refresh.
-pub async fn start<S>(
-    io: S,
+/// client's resume position.
+pub async fn start(
+    upgraded: Upgraded,
     reg: Registration,
     ctx: Arc<SessionCtx>,
     since: Option<String>,
-    query_locale: Option<Box<str>>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ctx.ws)).await;
+) {
+    let Upgraded {
+        tcp,
+        response: mut first,
+        read,
+    } = upgraded;
+    let ws = Socket::new(tcp, &read, ctx.ws);
+    // Frees hyper's read buffer, which `read` shares.
+    drop(read);
     let session = &reg.session;
     // Setup futures are boxed so the session task keeps only the loop's state.
     Box::pin(ctx.bus.user_ready(&session.user)).await;
@@ -57,7 +69,9 @@ pub async fn start<S>(
         link_schemes: ctx.dispatcher.link_schemes(),
     }
     .to_json();
+    first.extend_from_slice(&crate::hub::outbox::encode_text_frame(hello.as_bytes()));
+    drop(hello);
     // The session runs as a task of its own: this setup task (its locals,
     // its futures) is freed, and every idle session holds only the loop.
-    tokio::spawn(super::run(ws, reg, ctx, hello, replayed_upto, query_locale));
+    tokio::spawn(super::run(ws, reg, ctx, first, replayed_upto));
 }
