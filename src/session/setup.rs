@@ -48,7 +48,13 @@ pub async fn start(
         Some(since) => Some(Box::pin(ctx.bus.resume(&identity, since)).await),
         None => None,
     };
-    let active = Box::pin(ctx.bus.replay_for(&identity)).await;
+    // The active messages and the history's position, read together: two
+    // independent reads, sent back to back on the shared connection, so
+    // a connect waits for one round trip to Redis instead of two.
+    let (active, head) = futures::join!(
+        Box::pin(ctx.bus.replay_for(&identity)),
+        Box::pin(ctx.bus.head())
+    );
     drop(identity);
     let missed = resumed.as_ref().map_or(&[][..], |r| &r.messages[..]);
     let retracted = resumed.as_ref().map_or(&[][..], |r| &r.retracted[..]);
@@ -57,7 +63,6 @@ pub async fn start(
             .connect_frames(session, missed, retracted, &active),
     );
     let replayed_upto = resumed.as_ref().map_or(0, |r| r.upto());
-    let head = Box::pin(ctx.bus.head()).await;
     ctx.campaigns.fire(session.clone(), Occurrence::Connect);
     let sid = ctx.hub.sid_text(session.sid);
     let hello = ServerFrame::Hello {
