@@ -447,6 +447,53 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_others_keep_receivi
     h.stop().await;
 }
 
+/// A client that reads slowly (a tiny receive buffer, and nothing read
+/// while messages pile up) makes the node's writes stop part-way through a
+/// batch and go on later from there: every frame still arrives whole,
+/// once, in order.
+#[tokio::test]
+async fn a_client_that_reads_late_gets_every_frame_whole_and_in_order() {
+    let mut cfg = config();
+    cfg.session.outbound_queue = 1000;
+    cfg.session.outbound_queue_bytes = 16 * 1024 * 1024;
+    let h = Herald::start(cfg).await;
+    let url = format!("{}?token={}", h.ws_url(), token(&claims("late")));
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket.connect(h.public).await.expect("connect");
+    let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("upgrade");
+    let mut late = Client {
+        ws,
+        hello: serde_json::Value::Null,
+    };
+    assert_eq!(late.recv().await["t"], "hello");
+    // 300 frames of about 8 KB: far more than the socket buffers hold, so
+    // the node's writes block part-way and resume.
+    let body = "x".repeat(8_000);
+    for i in 0..300 {
+        let (s, _) = h
+            .post(
+                "/v1/messages",
+                &json!({"to": {"users": ["late"]}, "kind": "card", "title": format!("m{i}"), "body": body})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    for i in 0..300 {
+        let f = late.recv().await;
+        assert_eq!(f["t"], "msg", "frame {i}: {f}");
+        assert_eq!(f["title"], format!("m{i}"));
+        assert_eq!(f["body"], body);
+    }
+    // Still open: nothing was dropped as a slow consumer.
+    assert_eq!(h.get_json("/v1/stats").await["sessions"], 1);
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn operator_disconnect_closes_every_session_of_the_user_with_1008() {
     let h = Herald::start(config()).await;
