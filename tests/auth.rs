@@ -211,6 +211,39 @@ async fn a_token_issued_in_the_future_is_refused() {
     h.stop().await;
 }
 
+/// A locale chosen on the connection (`?locale=`) outranks the token's,
+/// also after a refresh; without one, the refreshed token's locale holds.
+#[tokio::test]
+async fn a_connections_locale_outranks_a_refreshed_tokens() {
+    let h = Herald::start(config()).await;
+    let now = herald::auth::unix_now();
+    let mut pinned = Client::connect(&format!(
+        "{}?locale=fr&token={}",
+        h.ws_url(),
+        token(&claims_with("ana", &[], json!({"locale": "de"})))
+    ))
+    .await;
+    let mut plain = h
+        .connect_claims(claims_with("bo", &[], json!({"locale": "de"})))
+        .await;
+    for (c, user) in [(&mut pinned, "ana"), (&mut plain, "bo")] {
+        let mut fresh = claims_with(user, &[], json!({"locale": "pt-BR"}));
+        fresh.exp = now + 3600;
+        c.send(&json!({"t": "auth", "token": token(&fresh)}).to_string())
+            .await;
+        assert_eq!(c.recv().await, json!({"t": "auth", "exp": now + 3600}));
+    }
+    h.publish(json!({
+        "to": "all", "kind": "toast", "title": "Hello",
+        "locales": {"fr": {"title": "Bonjour"}, "pt-BR": {"title": "Olá"}, "de": {"title": "Hallo"}}
+    }))
+    .await;
+    assert_eq!(pinned.recv_title().await, "Bonjour");
+    // Positive control: the same refresh without `?locale=` changes it.
+    assert_eq!(plain.recv_title().await, "Olá");
+    h.stop().await;
+}
+
 /// SPEC §10.2: a fresh token over the open socket.
 #[tokio::test]
 async fn a_session_refreshes_its_token_without_reconnecting() {

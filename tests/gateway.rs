@@ -454,26 +454,25 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_others_keep_receivi
 #[tokio::test]
 async fn a_client_that_reads_late_gets_every_frame_whole_and_in_order() {
     let mut cfg = config();
-    cfg.session.outbound_queue = 1000;
-    cfg.session.outbound_queue_bytes = 16 * 1024 * 1024;
+    cfg.session.outbound_queue = 2000;
+    cfg.session.outbound_queue_bytes = 32 * 1024 * 1024;
     let h = Herald::start(cfg).await;
     let url = format!("{}?token={}", h.ws_url(), token(&claims("late")));
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let tcp = socket.connect(h.public).await.expect("connect");
-    let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
-    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
-        .await
-        .expect("upgrade");
-    let mut late = Client {
-        ws,
-        hello: serde_json::Value::Null,
-    };
-    assert_eq!(late.recv().await["t"], "hello");
-    // 300 frames of about 8 KB: far more than the socket buffers hold, so
-    // the node's writes block part-way and resume.
+    let mut late = Client::connect_over(&url, tcp).await;
+    // Twice what the kernel lets a socket's send buffer grow to, in frames
+    // of about 8 KB: the node's writes must block part-way and resume.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .expect("tcp_wmem")
+        .split_whitespace()
+        .nth(2)
+        .and_then(|m| m.parse().ok())
+        .expect("tcp_wmem's maximum");
+    let frames = (2 * wmem_max / 8_000).clamp(300, 2000);
     let body = "x".repeat(8_000);
-    for i in 0..300 {
+    for i in 0..frames {
         let (s, _) = h
             .post(
                 "/v1/messages",
@@ -483,7 +482,7 @@ async fn a_client_that_reads_late_gets_every_frame_whole_and_in_order() {
             .await;
         assert_eq!(s, 202);
     }
-    for i in 0..300 {
+    for i in 0..frames {
         let f = late.recv().await;
         assert_eq!(f["t"], "msg", "frame {i}: {f}");
         assert_eq!(f["title"], format!("m{i}"));

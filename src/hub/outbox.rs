@@ -57,8 +57,18 @@ impl Outgoing {
 
 /// A final, unmasked text frame (RFC 6455 §5.2).
 pub fn encode_text_frame(payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(payload.len() + 10);
+    put_text_frame(&mut buf, payload);
+    buf.freeze()
+}
+
+/// A ping with no payload, as every session sends it (RFC 6455 §5.5.2).
+pub const PING_FRAME: &[u8] = &[0x89, 0x00];
+
+/// Appends a final, unmasked text frame to `buf` (a session's first write
+/// puts `hello` behind the upgrade response this way, with no copy).
+pub fn put_text_frame(buf: &mut impl BufMut, payload: &[u8]) {
     let len = payload.len();
-    let mut buf = BytesMut::with_capacity(len + 10);
     buf.put_u8(0x81);
     if len < 126 {
         buf.put_u8(len as u8);
@@ -70,7 +80,6 @@ pub fn encode_text_frame(payload: &[u8]) -> Bytes {
         buf.put_u64(len as u64);
     }
     buf.put_slice(payload);
-    buf.freeze()
 }
 
 /// Result of [`Outbox::push`].

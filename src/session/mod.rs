@@ -11,7 +11,7 @@ pub use socket::Socket;
 use crate::campaigns::Occurrence;
 use crate::config::SessionConfig;
 use crate::hub::Registration;
-use crate::hub::outbox::{Batch, Outgoing};
+use crate::hub::outbox::{Batch, Outgoing, PING_FRAME};
 use crate::logs::Repeated;
 use crate::metrics::{FrameType, Metrics, Reason};
 use crate::protocol::{ClientFrame, Close};
@@ -30,8 +30,6 @@ const LINGER: Duration = Duration::from_secs(3);
 const LINGER_BYTES: usize = 1024 * 1024;
 /// How long a close frame may take to write.
 const CLOSE_WRITE: Duration = Duration::from_secs(1);
-/// A ping with no payload, as every session sends it.
-const PING: &[u8] = &[0x89, 0x00];
 /// Sessions end at their token's `exp`, or after ten years at the latest
 /// (an `exp` near `u64::MAX` is not a time a clock can hold).
 const MAX_SESSION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -165,7 +163,8 @@ pub fn run(
                         break End::Gone;
                     }
                     if now >= clocks.next_ping {
-                        if let Err(end) = Box::pin(send(&mut ws, PING, ctx.cfg.write_timeout)).await
+                        if let Err(end) =
+                            Box::pin(send(&mut ws, PING_FRAME, ctx.cfg.write_timeout)).await
                         {
                             break end;
                         }
@@ -452,11 +451,7 @@ async fn drain(
         frames.retain(|f| f.seq() == 0 || f.seq() > replayed_upto);
     }
     if !frames.is_empty() {
-        match write_watching(ws, frames, outbox, &ctx.cfg, &ctx.metrics).await {
-            Written::Done => {}
-            Written::SocketGone => return Err(End::Gone),
-            Written::Closing(reason) => return Err(End::Close(reason)),
-        }
+        write_watching(ws, frames, outbox, &ctx.cfg, &ctx.metrics).await?;
     }
     match close {
         Some(reason) => Err(End::Close(reason)),
@@ -464,38 +459,33 @@ async fn drain(
     }
 }
 
-enum Written {
-    Done,
-    SocketGone,
-    /// Abandoned: the hub asked to close, or the peer took too long.
-    Closing(Close),
-}
-
 /// Writes a batch while still watching the outbox, so that a close request
 /// (a slow consumer overflowing, an operator, a drain) is not stuck behind
-/// a socket that does not drain. Wakes for new frames are kept for later.
+/// a socket that does not drain: the write is abandoned with that close
+/// (or, past `session.write_timeout`, with the write-timeout close). Wakes for new frames are kept
+/// for later.
 async fn write_watching(
     ws: &mut Socket,
     frames: Batch,
     outbox: &crate::hub::outbox::Outbox,
     cfg: &SessionConfig,
     metrics: &Metrics,
-) -> Written {
+) -> Result<(), End> {
     let write = tokio::time::timeout(cfg.write_timeout, write_batch(ws, frames, metrics));
     tokio::pin!(write);
     let mut woken = false;
     let result = loop {
         tokio::select! {
             r = &mut write => break match r {
-                Ok(Ok(())) => Written::Done,
-                Ok(Err(_)) => Written::SocketGone,
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::Gone),
                 Err(_) => {
                     metrics.drop_reason("write_timeout");
-                    Written::Closing(Close::WriteTimeout)
+                    Err(End::Close(Close::WriteTimeout))
                 }
             },
             () = outbox.wait() => match outbox.closing() {
-                Some(reason) => break Written::Closing(reason),
+                Some(reason) => break Err(End::Close(reason)),
                 None => woken = true,
             },
         }
@@ -508,8 +498,8 @@ async fn write_watching(
 
 /// Writes a batch of pre-encoded frames straight to the socket, all of them
 /// in as few vectored writes as the kernel takes: no per-session framing or
-/// copy. tungstenite's own buffer is flushed first, so its frames (hello,
-/// pongs, errors) and these never interleave.
+/// copy. tungstenite's own buffer is flushed first, so its frames (pongs,
+/// the close) and these never interleave.
 async fn write_batch(ws: &mut Socket, frames: Batch, metrics: &Metrics) -> Result<(), WsError> {
     use tokio::io::AsyncWriteExt;
     ws.flush().await?;

@@ -74,7 +74,8 @@ pub async fn start(
         link_schemes: ctx.dispatcher.link_schemes(),
     }
     .to_json();
-    first.extend_from_slice(&crate::hub::outbox::encode_text_frame(hello.as_bytes()));
+    first.reserve(hello.len() + 10);
+    crate::hub::outbox::put_text_frame(&mut first, hello.as_bytes());
     drop(hello);
     // The session runs as a task of its own: this setup task (its locals,
     // its futures) is freed, and every idle session holds only the loop.

@@ -812,6 +812,18 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("upgrade accepted");
+        Self::after_upgrade(ws).await
+    }
+
+    /// Connects over a socket the test prepared (its buffer sizes, say).
+    pub async fn connect_over(url: &str, tcp: TcpStream) -> Self {
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("upgrade accepted");
+        Self::after_upgrade(ws).await
+    }
+
+    async fn after_upgrade(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut c = Self {
             ws,
             hello: Value::Null,
